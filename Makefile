@@ -1,0 +1,60 @@
+# pectrack: the two commands are `make demo` and `make test`.
+# Each installs what it needs: a .venv with the project, and (as root) the Debian servers
+# the integration tests start themselves (Dovecot, Prometheus).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck archcheck unit demo venv system-deps clean fuzz bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# Real servers for the integration tests, from Debian's packages (root only; the tests
+# say clearly what is missing when run without them).
+system-deps:
+	@if [ "$$(id -u)" = "0" ]; then \
+	  missing=""; \
+	  command -v dovecot >/dev/null 2>&1 || missing="$$missing dovecot-imapd"; \
+	  command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check pipeline agents tests bench
+	$(BIN)/ruff format --check pipeline agents tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+archcheck: venv
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest -m "not integration" -q
+
+test: venv system-deps lint typecheck archcheck
+	$(BIN)/pytest -q
+
+demo: venv
+	$(BIN)/pectrack demo
+
+fuzz: venv
+	$(BIN)/pytest -q tests/fuzz --hypothesis-profile=fuzz
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
