@@ -156,5 +156,7 @@ class SignatureReport:
 
     @property
     def counts_as_evidence(self) -> bool:
-        """Only a valid and trusted signature makes a receipt legal evidence."""
-        return self.integrity is Integrity.VALID and self.trust is Trust.TRUSTED
+        """Only a valid, trusted signature by the right provider makes a receipt evidence."""
+        return (
+            self.integrity is Integrity.VALID and self.trust is Trust.TRUSTED and not self.defects
+        )

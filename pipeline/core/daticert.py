@@ -1,0 +1,202 @@
+"""daticert.xml: the provider-signed, authoritative certification data of a PEC message.
+
+::
+
+    <postacert tipo="avvenuta-consegna" errore="nessuno">
+      <intestazione>
+        <mittente>sender@pec.example.it</mittente>
+        <destinatari tipo="certificato">to@pec.other.it</destinatari>
+        <oggetto>Invoice 42</oggetto>
+      </intestazione>
+      <dati>
+        <gestore-emittente>ARUBA PEC S.p.A.</gestore-emittente>
+        <data zona="+0100"><giorno>13/11/2018</giorno><ora>16:39:27</ora></data>
+        <identificativo>opec288.20181113163926.12345.67.1.59@pec.aruba.it</identificativo>
+        <msgid>&lt;original-id@client&gt;</msgid>
+        <ricevuta tipo="completa"/>
+        <consegna>to@pec.other.it</consegna>
+      </dati>
+    </postacert>
+
+It comes from outside, so it is read with expat hardened the way defusedxml does it: any
+entity declaration or external reference is refused (no billion laughs, no XXE, no DTD
+fetch), the document is capped in size and depth, and only the fields above are kept.
+A ``<!DOCTYPE postacert SYSTEM "Daticert.dtd">`` line, which older providers emit, is
+allowed: expat never fetches it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from xml.parsers import expat
+
+from pipeline.core.model import Defect
+
+MAX_DEPTH = 16
+MAX_FIELD_CHARS = 4096
+
+_ZONE = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Daticert:
+    """The fields of daticert.xml the tracker uses; absent ones are ``None`` / empty."""
+
+    tipo: str | None
+    errore: str | None
+    mittente: str | None
+    destinatari: tuple[tuple[str, str | None], ...]  # (address, tipo attribute)
+    oggetto: str | None
+    gestore: str | None
+    timestamp: datetime | None
+    identificativo: str | None
+    msgid: str | None
+    ricevuta: str | None
+    consegna: str | None
+    errore_esteso: str | None
+
+
+_TEXT_FIELDS = {
+    ("postacert", "intestazione", "mittente"): "mittente",
+    ("postacert", "intestazione", "oggetto"): "oggetto",
+    ("postacert", "dati", "gestore-emittente"): "gestore",
+    ("postacert", "dati", "identificativo"): "identificativo",
+    ("postacert", "dati", "msgid"): "msgid",
+    ("postacert", "dati", "consegna"): "consegna",
+    ("postacert", "dati", "errore-esteso"): "errore_esteso",
+    ("postacert", "dati", "data", "giorno"): "giorno",
+    ("postacert", "dati", "data", "ora"): "ora",
+}
+_DESTINATARI = ("postacert", "intestazione", "destinatari")
+
+
+class _RefusedError(Exception):
+    """Raised inside expat callbacks to stop parsing; never leaves this module."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(code)
+        self.defect = Defect(code, detail)
+
+
+class _Collector:
+    """Expat callbacks that keep a path stack and collect the wanted fields' text."""
+
+    def __init__(self) -> None:
+        self.path: list[str] = []
+        self.text: list[str] = []
+        self.fields: dict[str, str] = {}
+        self.attrs: dict[str, str] = {}
+        self.destinatari: list[tuple[str, str | None]] = []
+        self.destinatario_tipo: str | None = None
+        self.root: str | None = None
+
+    def start(self, name: str, attributes: dict[str, str]) -> None:
+        self.path.append(name)
+        if self.root is None:
+            self.root = name
+        if len(self.path) > MAX_DEPTH:
+            raise _RefusedError("daticert-too-deep", f"nesting deeper than {MAX_DEPTH}")
+        path = tuple(self.path)
+        if path == ("postacert",):
+            self.attrs["tipo"] = attributes.get("tipo", "")
+            self.attrs["errore"] = attributes.get("errore", "")
+        elif path == ("postacert", "dati", "ricevuta"):
+            self.attrs["ricevuta"] = attributes.get("tipo", "")
+        elif path == ("postacert", "dati", "data"):
+            self.attrs["zona"] = attributes.get("zona", "")
+        elif path == _DESTINATARI:
+            self.destinatario_tipo = attributes.get("tipo")
+        self.text = []
+
+    def end(self, name: str) -> None:
+        path = tuple(self.path)
+        value = "".join(self.text).strip()
+        key = _TEXT_FIELDS.get(path)
+        if key is not None and key not in self.fields:
+            self.fields[key] = value[:MAX_FIELD_CHARS]
+        elif path == _DESTINATARI and value:
+            self.destinatari.append((value[:MAX_FIELD_CHARS], self.destinatario_tipo))
+        self.path.pop()
+        self.text = []
+
+    def data(self, chunk: str) -> None:
+        if len(self.text) < 4096:
+            self.text.append(chunk)
+
+
+def _refuse_entity(*_args: object) -> None:
+    raise _RefusedError("daticert-entity-forbidden", "entity declarations are not allowed")
+
+
+def _refuse_external(*_args: object) -> int:
+    raise _RefusedError("daticert-external-reference", "external references are not allowed")
+
+
+def parse_daticert(data: bytes) -> tuple[Daticert | None, tuple[Defect, ...]]:
+    """Read daticert.xml bytes; malformed or hostile XML yields ``None`` and a defect."""
+    collector = _Collector()
+    parser = expat.ParserCreate()
+    parser.StartElementHandler = collector.start
+    parser.EndElementHandler = collector.end
+    parser.CharacterDataHandler = collector.data
+    parser.EntityDeclHandler = _refuse_entity
+    parser.UnparsedEntityDeclHandler = _refuse_entity
+    parser.ExternalEntityRefHandler = _refuse_external
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    try:
+        parser.Parse(data, True)
+    except _RefusedError as refused:
+        return None, (refused.defect,)
+    except (expat.ExpatError, ValueError, UnicodeError) as exc:
+        return None, (Defect("daticert-malformed", str(exc)[:200]),)
+    if collector.root != "postacert":
+        return None, (Defect("daticert-malformed", f"root element is <{collector.root}>"),)
+    return _build(collector)
+
+
+def _build(collector: _Collector) -> tuple[Daticert, tuple[Defect, ...]]:
+    fields, attrs = collector.fields, collector.attrs
+    defects: list[Defect] = []
+    timestamp = None
+    if "giorno" in fields or "ora" in fields:
+        timestamp = parse_timestamp(
+            fields.get("giorno", ""), fields.get("ora", ""), attrs.get("zona", "")
+        )
+        if timestamp is None:
+            defects.append(
+                Defect(
+                    "daticert-bad-timestamp",
+                    f"{fields.get('giorno')!r} {fields.get('ora')!r} zona={attrs.get('zona')!r}",
+                )
+            )
+    daticert = Daticert(
+        tipo=attrs.get("tipo") or None,
+        errore=attrs.get("errore") or None,
+        mittente=fields.get("mittente") or None,
+        destinatari=tuple(collector.destinatari),
+        oggetto=fields.get("oggetto"),
+        gestore=fields.get("gestore") or None,
+        timestamp=timestamp,
+        identificativo=fields.get("identificativo") or None,
+        msgid=fields.get("msgid") or None,
+        ricevuta=attrs.get("ricevuta") or None,
+        consegna=fields.get("consegna") or None,
+        errore_esteso=fields.get("errore_esteso") or None,
+    )
+    return daticert, tuple(defects)
+
+
+def parse_timestamp(giorno: str, ora: str, zona: str) -> datetime | None:
+    """``13/11/2018`` ``16:39:27`` ``+0100`` -> an aware datetime; ``None`` if malformed."""
+    zone = _ZONE.match(zona.strip()) if zona else None
+    try:
+        if zone is None:
+            return None
+        sign = -1 if zone.group(1) == "-" else 1
+        offset = timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3)))
+        naive = datetime.strptime(f"{giorno.strip()} {ora.strip()}", "%d/%m/%Y %H:%M:%S")
+        return naive.replace(tzinfo=timezone(sign * offset))
+    except ValueError:
+        return None

@@ -1,0 +1,318 @@
+"""Parse any message a PEC mailbox can hold into a :class:`PecMessage`. Never raises.
+
+Classification follows the headers (``X-Trasporto: posta-certificata``,
+``X-Ricevuta: avvenuta-consegna``; names case-insensitive) AND daticert.xml, which is
+signed and therefore the authority: when they disagree, daticert wins and the message
+carries a ``header-daticert-mismatch`` defect. The Subject is never used to classify:
+"AVVISO DI NON ACCETTAZIONE:" contains "ACCETTAZIONE:".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import getaddresses, parseaddr
+
+from pipeline.core.correlate import normalise_address, normalise_identificativo, normalise_msgid
+from pipeline.core.daticert import Daticert, parse_daticert
+from pipeline.core.mime import (
+    Headers,
+    Part,
+    decode_words,
+    parse_content_type,
+    split_entity,
+    split_multipart,
+)
+from pipeline.core.model import (
+    Defect,
+    ErrorCode,
+    Kind,
+    PecMessage,
+    ReceiptVariant,
+    Recipient,
+    RecipientType,
+)
+
+SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
+_KINDS = {kind.value: kind for kind in Kind if kind is not Kind.NOT_PEC}
+_TRANSPORT = {"posta-certificata": Kind.POSTA_CERTIFICATA, "errore": Kind.ERRORE}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size caps for hostile input; a message over a cap is reported, not processed."""
+
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_header_bytes: int = 256 * 1024
+    max_daticert_bytes: int = 256 * 1024
+    max_signature_bytes: int = 1024 * 1024
+    max_parts: int = 64
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where things are in a message: found once, shared by :func:`parse` and verification.
+
+    ``signed_content`` is the first part of ``multipart/signed`` exactly as stored (not yet
+    CRLF-canonicalised); ``signature`` the decoded DER of ``smime.p7s``; ``children`` the
+    parts of the signed (or unsigned) ``multipart/mixed``.
+    """
+
+    headers: Headers
+    signed: bool
+    signed_content: bytes | None
+    signature: bytes | None
+    children: tuple[Part, ...]
+    defects: tuple[Defect, ...]
+
+
+def read_layout(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Layout:
+    """Find the headers, the signed part, the signature and the parts of a message."""
+    defects: list[Defect] = []
+    if len(raw) > limits.max_message_bytes:
+        top = split_entity(raw[: limits.max_header_bytes], max_header_bytes=limits.max_header_bytes)
+        defects.append(Defect("message-too-large", f"{len(raw)} bytes"))
+        return Layout(top.headers, False, None, None, (), tuple(defects))
+    top = split_entity(raw, max_header_bytes=limits.max_header_bytes)
+    if top.header_overflow:
+        defects.append(Defect("headers-too-large", f"over {limits.max_header_bytes} bytes"))
+    ctype, params = top.content_type
+    if ctype == "multipart/signed":
+        return _read_signed(top, params.get("boundary", ""), limits, defects)
+    children: tuple[Part, ...] = ()
+    if ctype.startswith("multipart/"):
+        children = _children(top, params.get("boundary", ""), limits, defects)
+    return Layout(top.headers, False, None, None, children, tuple(defects))
+
+
+def _read_signed(top: Part, boundary: str, limits: Limits, defects: list[Defect]) -> Layout:
+    raw_parts = split_multipart(top.body, boundary, limits.max_parts)
+    if not raw_parts:
+        defects.append(Defect("mime-malformed", "multipart/signed without its boundary"))
+        return Layout(top.headers, True, None, None, (), tuple(defects))
+    content_raw = raw_parts[0]
+    signature = None
+    for raw_part in raw_parts[1:]:
+        part = split_entity(raw_part, max_header_bytes=limits.max_header_bytes)
+        if part.content_type[0] in SIGNATURE_TYPES:
+            signature = part.decoded(limits.max_signature_bytes)
+            if signature is None:
+                defects.append(Defect("signature-undecodable", "smime.p7s is not valid base64"))
+            break
+    else:
+        defects.append(Defect("signature-part-missing", "multipart/signed without smime.p7s"))
+    content = split_entity(content_raw, max_header_bytes=limits.max_header_bytes)
+    ctype, params = content.content_type
+    if ctype.startswith("multipart/"):
+        children = _children(content, params.get("boundary", ""), limits, defects)
+    else:
+        children = (content,)
+    return Layout(top.headers, True, content_raw, signature, children, tuple(defects))
+
+
+def _children(
+    entity: Part, boundary: str, limits: Limits, defects: list[Defect]
+) -> tuple[Part, ...]:
+    raw_parts = split_multipart(entity.body, boundary, limits.max_parts)
+    if raw_parts is None:
+        defects.append(Defect("mime-malformed", "multipart body without its boundary"))
+        return ()
+    return tuple(split_entity(p, max_header_bytes=limits.max_header_bytes) for p in raw_parts)
+
+
+def part_filename(part: Part) -> str:
+    """The part's file name from Content-Disposition or Content-Type, lower-cased."""
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        value = part.headers.get(header)
+        if value and param in value.lower():
+            name = parse_content_type(value)[1].get(param)
+            if name:
+                return decode_words(name).strip().lower()
+    return ""
+
+
+def find_daticert(children: tuple[Part, ...]) -> Part | None:
+    """``daticert.xml`` by name; else the only ``application/xml`` part."""
+    xml_parts = []
+    for part in children:
+        if part_filename(part) == "daticert.xml":
+            return part
+        if part.content_type[0] in ("application/xml", "text/xml"):
+            xml_parts.append(part)
+    return xml_parts[0] if len(xml_parts) == 1 else None
+
+
+def parse(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> PecMessage:
+    """Parse one message (bytes as stored in the mailbox). Bad input yields defects."""
+    return parse_layout(read_layout(raw, limits), limits)
+
+
+def parse_layout(layout: Layout, limits: Limits = DEFAULT_LIMITS) -> PecMessage:
+    headers = layout.headers
+    defects = list(layout.defects)
+    header_kind = _header_kind(headers, defects)
+    daticert = None
+    part = find_daticert(layout.children)
+    if part is not None:
+        data = part.decoded(limits.max_daticert_bytes)
+        if data is None:
+            defects.append(Defect("daticert-too-large-or-undecodable"))
+        else:
+            daticert, xml_defects = parse_daticert(data)
+            defects.extend(xml_defects)
+    kind = _kind(header_kind, daticert, defects)
+    if kind is Kind.NOT_PEC:
+        return _ordinary(headers, tuple(defects))
+    if daticert is None and part is None:
+        defects.append(Defect("daticert-missing", "a PEC message without daticert.xml"))
+    if not layout.signed:
+        defects.append(Defect("signature-missing", "a PEC message that is not multipart/signed"))
+    return _pec(kind, headers, daticert or _EMPTY, defects)
+
+
+_EMPTY = Daticert(None, None, None, (), None, None, None, None, None, None, None, None)
+
+
+def _header_kind(headers: Headers, defects: list[Defect]) -> Kind | None:
+    transport = (headers.get("x-trasporto") or "").strip().lower()
+    ricevuta = (headers.get("x-ricevuta") or "").strip().lower()
+    if transport and ricevuta:
+        defects.append(Defect("header-conflict", "both X-Trasporto and X-Ricevuta"))
+    if transport:
+        if transport in _TRANSPORT:
+            return _TRANSPORT[transport]
+        defects.append(Defect("header-unknown-kind", f"X-Trasporto: {transport[:60]}"))
+    if ricevuta:
+        kind = _KINDS.get(ricevuta)
+        if kind is not None and kind.is_receipt:
+            return kind
+        defects.append(Defect("header-unknown-kind", f"X-Ricevuta: {ricevuta[:60]}"))
+    return None
+
+
+def _kind(header_kind: Kind | None, daticert: Daticert | None, defects: list[Defect]) -> Kind:
+    tipo = (daticert.tipo or "").strip().lower() if daticert else ""
+    daticert_kind = _KINDS.get(tipo)
+    if tipo and daticert_kind is None:
+        defects.append(Defect("daticert-unknown-kind", f"tipo={tipo[:60]!r}"))
+    if daticert_kind is not None:
+        if header_kind is not None and header_kind is not daticert_kind:
+            defects.append(
+                Defect(
+                    "header-daticert-mismatch",
+                    f"headers say {header_kind.value}, daticert says {daticert_kind.value}",
+                )
+            )
+        return daticert_kind
+    return header_kind or Kind.NOT_PEC
+
+
+def _ordinary(headers: Headers, defects: tuple[Defect, ...]) -> PecMessage:
+    """Ordinary mail, e.g. the user's own message in the Sent folder."""
+    recipients = tuple(
+        Recipient(address, RecipientType.CERTIFICATO)
+        for _, addr in getaddresses(list(headers.get_all("to") + headers.get_all("cc")))
+        if (address := normalise_address(addr))
+    )
+    return PecMessage(
+        kind=Kind.NOT_PEC,
+        msgid=normalise_msgid(headers.get("message-id")),
+        identificativo=None,
+        provider=None,
+        sender=normalise_address(parseaddr(headers.get("from") or "")[1]),
+        recipients=recipients,
+        delivery_recipient=None,
+        timestamp=None,
+        variant=None,
+        error=None,
+        error_detail=None,
+        subject=decode_words(headers.get("subject") or "") or None,
+        message_id=normalise_msgid(headers.get("message-id")),
+        virus=False,
+        defects=defects,
+    )
+
+
+def _pec(kind: Kind, headers: Headers, dc: Daticert, defects: list[Defect]) -> PecMessage:
+    msgid = _msgid(kind, headers, dc, defects)
+    error = _error(dc, defects)
+    virus = error is ErrorCode.VIRUS or (
+        (headers.get("x-verificasicurezza") or "").strip().lower() == "errore"
+    )
+    variant = _variant(dc.ricevuta or headers.get("x-tiporicevuta"), defects)
+    recipients = tuple(
+        Recipient(address, _recipient_type(tipo, defects))
+        for raw_address, tipo in dc.destinatari
+        if (address := normalise_address(raw_address))
+    )
+    sender = normalise_address(dc.mittente) or normalise_address(
+        parseaddr(headers.get("x-mittente") or headers.get("reply-to") or "")[1]
+    )
+    if dc.timestamp is None and dc.tipo is not None:
+        defects.append(Defect("daticert-no-timestamp"))
+    return PecMessage(
+        kind=kind,
+        msgid=msgid,
+        identificativo=normalise_identificativo(dc.identificativo),
+        provider=dc.gestore,
+        sender=sender,
+        recipients=recipients,
+        delivery_recipient=normalise_address(dc.consegna),
+        timestamp=dc.timestamp,
+        variant=variant,
+        error=error,
+        error_detail=dc.errore_esteso,
+        subject=dc.oggetto
+        if dc.oggetto is not None
+        else decode_words(headers.get("subject") or "") or None,
+        message_id=normalise_msgid(headers.get("message-id")),
+        virus=virus,
+        defects=tuple(defects),
+    )
+
+
+def _msgid(kind: Kind, headers: Headers, dc: Daticert, defects: list[Defect]) -> str | None:
+    from_daticert = normalise_msgid(dc.msgid)
+    from_header = normalise_msgid(headers.get("x-riferimento-message-id"))
+    if from_daticert and from_header and from_daticert != from_header:
+        defects.append(
+            Defect(
+                "msgid-mismatch",
+                f"X-Riferimento-Message-ID {from_header} but daticert msgid {from_daticert}",
+            )
+        )
+    if from_daticert is None and kind.is_receipt and dc.tipo is not None:
+        defects.append(Defect("daticert-no-msgid"))
+    return from_daticert or from_header
+
+
+def _error(dc: Daticert, defects: list[Defect]) -> ErrorCode | None:
+    if dc.errore is None:
+        return None
+    try:
+        return ErrorCode(dc.errore.strip().lower())
+    except ValueError:
+        defects.append(Defect("daticert-unknown-error", f"errore={dc.errore[:60]!r}"))
+        return ErrorCode.ALTRO
+
+
+def _variant(value: str | None, defects: list[Defect]) -> ReceiptVariant | None:
+    if not value:
+        return None
+    try:
+        return ReceiptVariant(value.strip().lower())
+    except ValueError:
+        defects.append(Defect("unknown-receipt-variant", value[:60]))
+        return None
+
+
+def _recipient_type(tipo: str | None, defects: list[Defect]) -> RecipientType:
+    try:
+        return RecipientType((tipo or "").strip().lower())
+    except ValueError:
+        # A recipient of unknown type is assumed certified: waiting for a receipt that
+        # never comes is visible (overdue); ignoring one that does come is not.
+        defects.append(Defect("daticert-unknown-recipient-type", f"tipo={tipo!r}"))
+        return RecipientType.CERTIFICATO

@@ -1,0 +1,250 @@
+"""S/MIME verification of a PEC message: integrity, trust and signer, reported apart.
+
+A PEC message is ``multipart/signed`` with a detached CMS SignedData (``smime.p7s``) over
+the CRLF-canonicalised bytes of its first part. Checked in order:
+
+1. integrity: the signed attributes' messageDigest equals the digest of the signed part
+   (SHA-1 accepted: providers used it as late as 2024) and the signer's key verifies the
+   signature (RSA PKCS#1 v1.5 / PSS, ECDSA);
+2. trust: the signer certificate chains to an anchor key AT the CMS signingTime
+   (:mod:`pipeline.core.trust`);
+3. signer: its ``posta-certificata@<domain>`` address belongs to the provider whose
+   address the message comes from (``From: posta-certificata@pec.aruba.it``).
+
+The signing time and the trust store are arguments: nothing here reads a clock.
+asn1crypto stays lazy: only the fields below are decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from email.utils import parseaddr
+from functools import lru_cache
+
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+
+from pipeline.core.mime import canonical_crlf
+from pipeline.core.model import Defect, Integrity, SignatureReport, Trust
+from pipeline.core.parse import DEFAULT_LIMITS, Layout, Limits, read_layout
+from pipeline.core.trust import TrustStore
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+# asn1crypto raises these, lazily, on malformed DER anywhere in the structure.
+_ASN1_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+
+
+def verify(
+    raw: bytes,
+    trust: TrustStore,
+    *,
+    fallback_time: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> SignatureReport:
+    """Verify a whole message as stored in the mailbox."""
+    return verify_layout(read_layout(raw, limits), trust, fallback_time=fallback_time)
+
+
+def verify_layout(
+    layout: Layout, trust: TrustStore, *, fallback_time: datetime | None = None
+) -> SignatureReport:
+    """Verify the signature found by :func:`read_layout`.
+
+    ``fallback_time`` is used for the trust check when the CMS has no signingTime
+    (e.g. the daticert timestamp).
+    """
+    if layout.signed_content is None or layout.signature is None:
+        return _report(Integrity.MISSING, Trust.UNKNOWN, reason="no-signature")
+    try:
+        return _verify_cms(layout, trust, fallback_time)
+    except _ASN1_ERRORS as exc:
+        return _report(Integrity.INVALID, Trust.UNKNOWN, reason="cms-malformed", detail=str(exc))
+
+
+def _verify_cms(
+    layout: Layout, trust: TrustStore, fallback_time: datetime | None
+) -> SignatureReport:
+    assert layout.signed_content is not None
+    assert layout.signature is not None
+    info = cms.ContentInfo.load(layout.signature)
+    if info["content_type"].native != "signed_data":
+        return _report(Integrity.INVALID, Trust.UNKNOWN, reason="not-signed-data")
+    signed_data = info["content"]
+    signer_infos = signed_data["signer_infos"]
+    if len(signer_infos) == 0:
+        return _report(Integrity.INVALID, Trust.UNKNOWN, reason="no-signer-info")
+    signer_info = signer_infos[0]
+    certificates = tuple(
+        _load_certificate(choice.chosen.dump())
+        for choice in signed_data["certificates"] or ()
+        if choice.name == "certificate"
+    )
+    signer = _find_signer(signer_info["sid"], certificates)
+    digest_name = signer_info["digest_algorithm"]["algorithm"].native
+    hash_type = _HASHES.get(digest_name)
+    if signer is None or hash_type is None:
+        problem = "no-signer-certificate" if signer is None else f"unsupported-digest-{digest_name}"
+        return _report(Integrity.INVALID, Trust.UNKNOWN, reason=problem, digest=digest_name)
+
+    signed_attrs = signer_info["signed_attrs"]
+    signing_time = None
+    candidates = _content_candidates(layout.signed_content)
+    if signed_attrs.native is not None and len(signed_attrs) > 0:
+        attrs = {attr["type"].native: attr["values"][0] for attr in signed_attrs}
+        expected = attrs["message_digest"].native if "message_digest" in attrs else None
+        if "signing_time" in attrs:
+            signing_time = attrs["signing_time"].native
+        digest_ok = any(hashlib.new(digest_name, data).digest() == expected for data in candidates)
+        to_verify = [b"\x31" + signed_attrs.dump()[1:]]  # signed as a SET, stored as [0]
+    else:
+        digest_ok = True
+        to_verify = list(candidates)
+    signature = signer_info["signature"].native
+    algorithm = signer_info["signature_algorithm"]
+    signature_ok = any(
+        _signature_ok(signer, signature, data, hash_type(), algorithm) for data in to_verify
+    )
+    integrity = Integrity.VALID if digest_ok and signature_ok else Integrity.INVALID
+
+    at = signing_time or fallback_time
+    defects = _signer_defects(signer, layout)
+    reason: str | None = "no-signing-time"
+    if at is None:
+        trust_outcome = Trust.UNKNOWN
+    else:
+        decision = trust.evaluate(signer, tuple(c for c in certificates if c != signer), at)
+        trust_outcome = Trust.TRUSTED if decision.trusted else Trust.UNTRUSTED
+        reason = decision.reason
+    return SignatureReport(
+        integrity=integrity,
+        trust=trust_outcome,
+        signer=_common_name(signer),
+        signer_email=signer_email(signer),
+        signing_time=signing_time,
+        digest=digest_name,
+        trust_reason=reason,
+        defects=defects,
+    )
+
+
+def _content_candidates(content: bytes) -> tuple[bytes, ...]:
+    """The canonical CRLF form first; the stored bytes as a fallback for odd signers."""
+    canonical = canonical_crlf(content)
+    return (canonical,) if canonical == content else (canonical, content)
+
+
+def _signature_ok(
+    signer: x509.Certificate,
+    signature: bytes,
+    data: bytes,
+    hash_algorithm: hashes.HashAlgorithm,
+    algorithm: cms.SignedDigestAlgorithm,
+) -> bool:
+    key = signer.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            if algorithm.signature_algo == "rsassa_pss":
+                pss = padding.PSS(padding.MGF1(hash_algorithm), padding.PSS.AUTO)
+                key.verify(signature, data, pss, hash_algorithm)
+            else:
+                key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(hash_algorithm))
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _load_certificate(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
+
+
+def _find_signer(
+    sid: cms.SignerIdentifier, certificates: tuple[x509.Certificate, ...]
+) -> x509.Certificate | None:
+    if sid.name == "issuer_and_serial_number":
+        serial = sid.chosen["serial_number"].native
+        issuer_der = sid.chosen["issuer"].dump()
+        return next(
+            (
+                cert
+                for cert in certificates
+                if cert.serial_number == serial and cert.issuer.public_bytes() == issuer_der
+            ),
+            None,
+        )
+    key_id = sid.chosen.native
+    for cert in certificates:
+        try:
+            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            continue
+        if ski.digest == key_id:
+            return cert
+    return None
+
+
+def signer_email(cert: x509.Certificate) -> str | None:
+    """``posta-certificata@pec.aruba.it`` from the SAN, else from the subject."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        emails = san.get_values_for_type(x509.RFC822Name)
+        if emails:
+            return emails[0].lower()
+    except x509.ExtensionNotFound:
+        pass
+    attrs = cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
+    return str(attrs[0].value).lower() if attrs else None
+
+
+def _common_name(cert: x509.Certificate) -> str | None:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()
+
+
+def _signer_defects(signer: x509.Certificate, layout: Layout) -> tuple[Defect, ...]:
+    """The signer must be the provider the message comes from (its From domain)."""
+    email = signer_email(signer)
+    sender = parseaddr(layout.headers.get("from") or "")[1].lower()
+    if email is None:
+        return (Defect("signer-without-email", _common_name(signer) or ""),)
+    if not sender:
+        return (Defect("signer-domain-unverifiable", "no From address"),)
+    if email.rpartition("@")[2] != sender.rpartition("@")[2]:
+        return (Defect("signer-domain-mismatch", f"signed by {email}, from {sender}"),)
+    return ()
+
+
+def _report(
+    integrity: Integrity,
+    trust: Trust,
+    *,
+    reason: str,
+    detail: str = "",
+    digest: str | None = None,
+) -> SignatureReport:
+    defects = (Defect(reason, detail[:200]),) if integrity is Integrity.INVALID else ()
+    return SignatureReport(
+        integrity=integrity,
+        trust=trust,
+        signer=None,
+        signer_email=None,
+        signing_time=None,
+        digest=digest,
+        trust_reason=reason,
+        defects=defects,
+    )
