@@ -18,12 +18,21 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from enum import StrEnum
 
 from pipeline.core.model import ErrorCode, Kind, ReceiptVariant
 from pipeline.simulate import render
-from pipeline.simulate.ca import Identity
+from pipeline.simulate.ca import Identity, KeyAlgorithm, Pki
 from pipeline.simulate.cms import DigestAlgorithm, sign_detached
-from pipeline.simulate.render import Daticert, OriginalMessage, RenderOptions
+from pipeline.simulate.mime import TransferEncoding
+from pipeline.simulate.render import (
+    Daticert,
+    HeaderStyle,
+    LineEnding,
+    OriginalMessage,
+    PartName,
+    RenderOptions,
+)
 
 CET = timezone(timedelta(hours=1))
 
@@ -231,6 +240,69 @@ class Provider:
         return headers
 
 
+class Fault(StrEnum):
+    """What is wrong with a defective message, for the verifier's tests."""
+
+    TAMPERED_BODY = "tampered-body"
+    MISSING_SIGNATURE = "missing-signature"
+    WRONG_PROVIDER = "wrong-provider"  # valid certificate, but of another provider's domain
+    SELF_SIGNED = "self-signed"
+    UNTRUSTED_CA = "untrusted-ca"
+    EXPIRED_SIGNER = "expired-signer"  # expired at signing time
+    HEADER_MISMATCH = "header-daticert-mismatch"  # X-Ricevuta disagrees with daticert
+    REPLAYED = "replayed"  # X-Riferimento-Message-ID names another message
+    MALFORMED_DATICERT = "malformed-daticert"
+
+
+FORGERIES = frozenset(
+    {
+        Fault.WRONG_PROVIDER,
+        Fault.SELF_SIGNED,
+        Fault.UNTRUSTED_CA,
+        Fault.EXPIRED_SIGNER,
+        Fault.HEADER_MISMATCH,
+        Fault.REPLAYED,
+    }
+)
+
+
+def forge(
+    provider: Provider, notice: Notice, fault: Fault, pki: Pki, *, replay_msgid: str = ""
+) -> bytes:
+    """``provider.issue(notice)`` made defective in the way ``fault`` names.
+
+    ``replay_msgid`` is the other message a :attr:`Fault.REPLAYED` receipt claims to be about.
+    """
+    name, domain = provider.name, provider.domain
+    if fault is Fault.WRONG_PROVIDER:
+        provider = provider.with_signer(pki.signer("Altro Gestore S.p.A.", "pec.altrogestore.it"))
+    elif fault is Fault.SELF_SIGNED:
+        provider = provider.with_signer(pki.self_signed(name, domain))
+    elif fault is Fault.UNTRUSTED_CA:
+        provider = provider.with_signer(pki.untrusted(name, domain))
+    elif fault is Fault.EXPIRED_SIGNER:
+        day = notice.at.astimezone(CET).replace(hour=0, minute=0, second=0, microsecond=0)
+        expired = pki.signer(
+            name, domain, not_before=day - timedelta(days=1000), not_after=day - timedelta(days=1)
+        )
+        provider = provider.with_signer(expired)
+    raw = provider.issue(notice, malformed_daticert=fault is Fault.MALFORMED_DATICERT)
+    if fault is Fault.TAMPERED_BODY:
+        return tamper_body(raw)
+    if fault is Fault.MISSING_SIGNATURE:
+        return strip_signature(raw)
+    if fault is Fault.HEADER_MISMATCH:
+        claimed = (
+            Kind.ERRORE_CONSEGNA
+            if notice.kind is Kind.AVVENUTA_CONSEGNA
+            else Kind.AVVENUTA_CONSEGNA
+        )
+        return rewrite_header(raw, "X-Ricevuta", claimed.value)
+    if fault is Fault.REPLAYED:
+        return rewrite_header(raw, "X-Riferimento-Message-ID", replay_msgid)
+    return raw
+
+
 _BOUNDARY = re.compile(rb'boundary="([^"]+)"')
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
@@ -272,3 +344,50 @@ def rewrite_header(raw: bytes, name: str, value: str) -> bytes:
     line = written_name + b": " + value.encode() + newline
     block = block[: match.start()] + line + block[match.end() :]
     return block[: -len(newline)] + body
+
+
+def catalogue(pki: Pki) -> tuple[Provider, ...]:
+    """Four providers with different habits, keys, digests and layouts."""
+    aruba = ("ARUBA PEC S.p.A.", "pec.aruba.it")
+    poste = ("Poste Italiane S.p.A.", "postecert.it")
+    infocert = ("InfoCert S.p.A.", "legalmail.it")
+    namirial = ("Namirial S.p.A.", "sicurezzapostale.it")
+    return (
+        Provider(*aruba, pki.signer(*aruba), DigestAlgorithm.SHA1, id_prefix="opec288"),
+        Provider(
+            *poste,
+            pki.signer(*poste, KeyAlgorithm.ECDSA),
+            DigestAlgorithm.SHA256,
+            RenderOptions(
+                part_order=(PartName.DATICERT, PartName.TEXT, PartName.ORIGINAL),
+                legacy_pkcs7=True,
+                header_style=HeaderStyle.LOWER,
+                daticert_encoding=TransferEncoding.QUOTED_PRINTABLE,
+                doctype=True,
+                daticert_charset="ISO-8859-1",
+            ),
+            id_prefix="POSTECERT",
+        ),
+        Provider(
+            *infocert,
+            pki.signer(*infocert),
+            DigestAlgorithm.SHA256,
+            RenderOptions(
+                html=True,
+                text_encoding=TransferEncoding.BASE64,
+                daticert_encoding=TransferEncoding.SEVEN_BIT,
+            ),
+            id_prefix="LMAIL",
+        ),
+        Provider(
+            *namirial,
+            pki.signer(*namirial, KeyAlgorithm.ECDSA),
+            DigestAlgorithm.SHA1,
+            RenderOptions(
+                part_order=(PartName.TEXT, PartName.ORIGINAL, PartName.DATICERT),
+                line_ending=LineEnding.LF,
+                fold=False,
+            ),
+            id_prefix="sp",
+        ),
+    )
