@@ -1,0 +1,91 @@
+"""One agent process: the Kafka producer, the cursor store and a worker per mailbox.
+
+A single asyncio loop holds every mailbox (1,000+): idle connections cost a socket and a
+small buffer each; a semaphore bounds how many mailboxes connect or sync at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from prometheus_client import CollectorRegistry
+
+from agents.backoff import Backoff
+from agents.config import AgentConfig
+from agents.ingest import MailboxWorker, WorkerContext
+from agents.logs import log_event
+from agents.publish import CursorStore, KafkaPublisher, PublishError
+from agents.shard import Shard
+from pipeline.metrics import IngestMetrics
+
+__all__ = ["run_agent"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_agent(
+    config: AgentConfig,
+    *,
+    registry: CollectorRegistry,
+    stop: asyncio.Event,
+    shard: Shard | None = None,
+    grace_seconds: float = 10.0,
+) -> None:
+    """Ingest the shard's mailboxes until ``stop`` is set, then finish in-flight batches."""
+    boxes = (shard or Shard()).select(config.mailboxes)
+    metrics = IngestMetrics(registry)
+    metrics.mailboxes.set(len(boxes))
+    publisher = KafkaPublisher(config.kafka, max_record_bytes=config.limits.max_message_bytes)
+    cursors = await _connect_kafka(publisher, config, stop)
+    if cursors is None:
+        return
+    log_event(log, logging.INFO, "agent.start", mailboxes=len(boxes), shard=str(shard or Shard()))
+    ctx = WorkerContext(
+        kafka=config.kafka,
+        limits=config.limits,
+        publisher=publisher,
+        cursors=cursors,
+        metrics=metrics,
+        active=asyncio.Semaphore(config.limits.max_concurrent_syncs),
+        stop=stop,
+    )
+    tasks = [
+        asyncio.create_task(MailboxWorker(box, ctx).run(), name=f"mailbox:{box.id}")
+        for box in boxes
+    ]
+    try:
+        await stop.wait()
+        _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await publisher.stop()
+        log_event(log, logging.INFO, "agent.stop")
+
+
+async def _connect_kafka(
+    publisher: KafkaPublisher, config: AgentConfig, stop: asyncio.Event
+) -> CursorStore | None:
+    """Start the producer and read the cursors, retrying with backoff until ``stop``."""
+    backoff = Backoff(config.limits.backoff_base, config.limits.backoff_cap)
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await publisher.start()
+            return await CursorStore.load(publisher)
+        except PublishError as exc:
+            await publisher.stop()
+            log_event(log, logging.WARNING, "kafka.unavailable", error=str(exc), attempt=attempt)
+            delay = backoff.delay(attempt, random.random)
+            attempt += 1
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                continue
+    return None

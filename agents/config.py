@@ -1,0 +1,283 @@
+"""Agent configuration: one TOML file, secrets by reference only.
+
+::
+
+    [kafka]
+    bootstrap = "kafka-0:9092,kafka-1:9092"
+    idempotence = true                 # false for the embedded broker (no InitProducerId)
+
+    [mailbox_defaults]                 # merged under every [[mailbox]]
+    host = "imaps.pec.aruba.it"
+    folders = ["INBOX", "Posta inviata"]
+
+    [[mailbox]]
+    id = "comune-x"
+    user = "protocollo@pec.comune-x.it"
+    password_env = "PEC_COMUNE_X_PASSWORD"     # or password_file = "/run/secrets/comune-x"
+
+A literal ``password`` key is rejected: the config text never holds a secret. Errors are
+:class:`ConfigError`; their messages name keys and variables, never a secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AgentConfig",
+    "ConfigError",
+    "KafkaSettings",
+    "Limits",
+    "MailboxConfig",
+    "Secret",
+    "TlsMode",
+    "load_config",
+    "parse_config",
+]
+
+_MAILBOX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """The agent configuration is invalid or a referenced secret is unavailable."""
+
+
+class TlsMode(StrEnum):
+    """How the IMAP connection is protected: implicit TLS (993) or, for tests, none."""
+
+    TLS = "tls"
+    PLAIN = "plain"
+
+
+class Secret:
+    """A password whose ``repr``/``str`` never show it; ``reveal()`` is explicit."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxConfig:
+    """One PEC mailbox: where it lives, how to log in, which folders to ingest."""
+
+    id: str
+    host: str
+    port: int
+    tls: TlsMode
+    verify_tls: bool
+    ca_file: Path | None
+    user: str
+    password: Secret
+    folders: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """Where records go. ``idempotence`` is on for Apache Kafka, off for the embedded broker."""
+
+    bootstrap: str
+    topic: str = "pec.raw"
+    dead_letter_topic: str = "pec.raw.deadletter"
+    cursor_topic: str = "pec.agent.cursors"
+    idempotence: bool = True
+    create_topics: bool = True
+    partitions: int = 6
+    client_id: str = "pectrack-agent"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Batching, size and timing bounds; see ``examples/agent.toml`` for the reasons."""
+
+    max_message_bytes: int = 10 * 1024 * 1024
+    batch_max_messages: int = 100
+    batch_max_bytes: int = 8 * 1024 * 1024
+    command_timeout: float = 60.0
+    max_concurrent_syncs: int = 32
+    idle_seconds: float = 25 * 60.0
+    poll_seconds: float = 60.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    progress_every: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """Everything one ``pectrack agent`` process needs."""
+
+    kafka: KafkaSettings
+    limits: Limits
+    mailboxes: tuple[MailboxConfig, ...]
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read and validate ``path``; secrets come from ``environ`` (default ``os.environ``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return parse_config(data, os.environ if environ is None else environ, base_dir=path.parent)
+
+
+def parse_config(
+    data: Mapping[str, Any], environ: Mapping[str, str], *, base_dir: Path = Path()
+) -> AgentConfig:
+    """Validate a decoded TOML document (pure apart from reading ``password_file``)."""
+    kafka = _section(data, "kafka")
+    if "bootstrap" not in kafka:
+        raise ConfigError("[kafka] bootstrap is required")
+    kafka_settings = KafkaSettings(**_typed(kafka, KafkaSettings, "kafka"))
+    limits = Limits(**_typed(_section(data, "limits"), Limits, "limits"))
+    defaults = _section(data, "mailbox_defaults")
+    raw_boxes = data.get("mailbox", [])
+    if not isinstance(raw_boxes, list) or not raw_boxes:
+        raise ConfigError("at least one [[mailbox]] is required")
+    boxes = tuple(
+        _mailbox({**defaults, **box}, environ, base_dir) for box in raw_boxes if _is_table(box)
+    )
+    seen: set[str] = set()
+    for box in boxes:
+        if box.id in seen:
+            raise ConfigError(f"duplicate mailbox id {box.id!r}")
+        seen.add(box.id)
+    return AgentConfig(kafka=kafka_settings, limits=limits, mailboxes=boxes)
+
+
+def _is_table(value: object) -> bool:
+    if not isinstance(value, dict):
+        raise ConfigError("each [[mailbox]] must be a table")
+    return True
+
+
+def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _typed(table: Mapping[str, Any], cls: Any, where: str) -> dict[str, Any]:
+    """Check keys and value types against the dataclass defaults/annotations."""
+    fields = cls.__dataclass_fields__
+    out: dict[str, Any] = {}
+    for key, given in table.items():
+        if key not in fields:
+            raise ConfigError(f"[{where}] unknown key {key!r}")
+        expected = fields[key].type
+        value: Any = given
+        if expected == "float" and isinstance(given, int) and not isinstance(given, bool):
+            value = float(given)
+        kind: type[Any] = {"str": str, "int": int, "float": float, "bool": bool}[expected]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"[{where}] {key} must be {expected}")
+        if kind in (int, float) and float(value) <= 0:
+            raise ConfigError(f"[{where}] {key} must be positive")
+        out[key] = value
+    return out
+
+
+_MAILBOX_KEYS = {
+    "id",
+    "host",
+    "port",
+    "tls",
+    "verify_tls",
+    "ca_file",
+    "user",
+    "password_env",
+    "password_file",
+    "folders",
+}
+
+
+def _mailbox(box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path) -> MailboxConfig:
+    box_id = box.get("id")
+    if not isinstance(box_id, str) or not _MAILBOX_ID.match(box_id):
+        raise ConfigError(f"mailbox id {box_id!r} must match {_MAILBOX_ID.pattern}")
+    where = f"mailbox {box_id!r}"
+    if "password" in box:
+        raise ConfigError(f"{where}: no literal password; use password_env or password_file")
+    unknown = set(box) - _MAILBOX_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    try:
+        tls = TlsMode(box.get("tls", "tls"))
+    except ValueError:
+        raise ConfigError(f"{where}: tls must be one of {[m.value for m in TlsMode]}") from None
+    port = box.get("port", 993 if tls is TlsMode.TLS else 143)
+    folders = box.get("folders", ["INBOX", "Sent"])
+    host, user = box.get("host"), box.get("user")
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"{where}: host is required")
+    if not isinstance(user, str) or not user:
+        raise ConfigError(f"{where}: user is required")
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"{where}: port must be 1..65535")
+    if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
+        raise ConfigError(f"{where}: folders must be a list of folder names")
+    if "INBOX" not in folders or len(set(folders)) != len(folders):
+        raise ConfigError(f"{where}: folders must include INBOX once (and the Sent folder)")
+    verify = box.get("verify_tls", True)
+    if not isinstance(verify, bool):
+        raise ConfigError(f"{where}: verify_tls must be true or false")
+    ca_file = box.get("ca_file")
+    return MailboxConfig(
+        id=box_id,
+        host=host,
+        port=port,
+        tls=tls,
+        verify_tls=verify,
+        ca_file=base_dir / ca_file if isinstance(ca_file, str) else None,
+        user=user,
+        password=_secret(box, environ, base_dir, where),
+        folders=tuple(folders),
+    )
+
+
+def _secret(
+    box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path, where: str
+) -> Secret:
+    env_name, file_name = box.get("password_env"), box.get("password_file")
+    if (env_name is None) == (file_name is None):
+        raise ConfigError(f"{where}: give exactly one of password_env, password_file")
+    if isinstance(env_name, str):
+        value = environ.get(env_name)
+        if not value:
+            raise ConfigError(f"{where}: environment variable {env_name} is not set")
+        return Secret(value)
+    if not isinstance(file_name, str):
+        raise ConfigError(f"{where}: password_file must be a path")
+    try:
+        value = (base_dir / file_name).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read password_file: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{where}: password_file is empty")
+    return Secret(value)

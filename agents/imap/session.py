@@ -1,0 +1,271 @@
+"""One IMAP connection through aioimaplib, with its errors translated once, here.
+
+Error tree (``kind`` is the metric label)::
+
+    ImapError
+    ├── ImapAuthError        kind="auth"      LOGIN refused
+    ├── ImapTlsError         kind="tls"       handshake or certificate verification failed
+    ├── ImapConnectError     kind="connect"   refused, unreachable, DNS
+    ├── ImapTimeoutError          kind="timeout"   a command exceeded the per-command timeout
+    ├── ImapDroppedError          kind="dropped"   the server closed the connection
+    ├── ImapParserError      kind="parser"    aioimaplib failed on a response (RecursionError)
+    └── ImapProtocolError    kind="protocol"  NO/BAD or an answer the agent cannot use
+
+Messages name the mailbox id and the server's status, never the password. Every fetch is
+``BODY.PEEK[]``: the agent never sets ``\\Seen`` or any other flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import aioimaplib
+
+from agents.batching import uid_set
+from agents.config import MailboxConfig, TlsMode
+from agents.cursor import FolderStatus
+from agents.imap import parse
+from agents.records import FetchedMessage
+
+__all__ = [
+    "ImapAuthError",
+    "ImapConnectError",
+    "ImapDroppedError",
+    "ImapError",
+    "ImapParserError",
+    "ImapProtocolError",
+    "ImapSession",
+    "ImapTimeoutError",
+    "ImapTlsError",
+]
+
+T = TypeVar("T")
+
+# EXAMINE is SELECT read-only: the server then changes no flag at all, not even \Recent.
+# aioimaplib declares it "async", which routes its untagged answers (UIDVALIDITY, UIDNEXT)
+# nowhere; declared "sync" like SELECT, the answers are collected as for SELECT.
+aioimaplib.aioimaplib.Commands["EXAMINE"] = aioimaplib.aioimaplib.Cmd(
+    "EXAMINE",
+    (aioimaplib.aioimaplib.AUTH, aioimaplib.aioimaplib.SELECTED),
+    aioimaplib.aioimaplib.Exec.is_sync,
+)
+
+
+class ImapError(Exception):
+    """An IMAP failure of one mailbox; the worker reconnects with backoff."""
+
+    kind = "protocol"
+
+
+class ImapAuthError(ImapError):
+    kind = "auth"
+
+
+class ImapTlsError(ImapError):
+    kind = "tls"
+
+
+class ImapConnectError(ImapError):
+    kind = "connect"
+
+
+class ImapTimeoutError(ImapError):
+    kind = "timeout"
+
+
+class ImapDroppedError(ImapError):
+    kind = "dropped"
+
+
+class ImapParserError(ImapError):
+    kind = "parser"
+
+
+class ImapProtocolError(ImapError):
+    kind = "protocol"
+
+
+def ssl_context(box: MailboxConfig) -> ssl.SSLContext | None:
+    """Verified TLS by default; ``verify_tls = false`` is an explicit per-mailbox opt-out."""
+    if box.tls is TlsMode.PLAIN:
+        return None
+    context = ssl.create_default_context(cafile=str(box.ca_file) if box.ca_file else None)
+    if not box.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class ImapSession:
+    """A logged-in connection to one mailbox; one command at a time."""
+
+    def __init__(self, box: MailboxConfig, timeout: float) -> None:
+        self.box = box
+        self.timeout = timeout
+        loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[BaseException | None] = loop.create_future()
+        self._client = aioimaplib.IMAP4(
+            host=box.host,
+            port=box.port,
+            timeout=timeout,
+            conn_lost_cb=self._connection_lost,
+            ssl_context=ssl_context(box),
+        )
+        self.selected: str | None = None
+
+    @classmethod
+    async def open(cls, box: MailboxConfig, timeout: float) -> ImapSession:
+        """Connect and log in; raises an :class:`ImapError` subclass."""
+        session = cls(box, timeout)
+        try:
+            await session._call(session._client.wait_hello_from_server())
+            response = await session._call(session._client.login(box.user, box.password.reveal()))
+            if response.result != "OK":
+                raise ImapAuthError(f"mailbox {box.id}: login refused ({response.result})")
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(exc)
+
+    @property
+    def supports_idle(self) -> bool:
+        return "IDLE" in self._client.protocol.capabilities
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        """Await one aioimaplib call, failing fast if the connection drops meanwhile."""
+        task: asyncio.Future[T] = asyncio.ensure_future(awaitable)
+        waiting: set[asyncio.Future[Any]] = {task, self._lost}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+            raise self._lost_error()
+        try:
+            return task.result()
+        except ImapError:
+            raise
+        except (TimeoutError, aioimaplib.CommandTimeout):
+            raise ImapTimeoutError(f"mailbox {self.box.id}: command timed out") from None
+        except ssl.SSLError as exc:
+            raise ImapTlsError(f"mailbox {self.box.id}: TLS failure: {exc.reason}") from None
+        except RecursionError:
+            raise ImapParserError(f"mailbox {self.box.id}: response too deep to parse") from None
+        except OSError as exc:
+            if self._lost.done():
+                raise self._lost_error() from None
+            raise ImapConnectError(f"mailbox {self.box.id}: {exc.strerror or exc}") from None
+        except aioimaplib.Abort:
+            raise ImapProtocolError(f"mailbox {self.box.id}: client state error") from None
+        except aioimaplib.AioImapException as exc:
+            raise ImapProtocolError(f"mailbox {self.box.id}: {type(exc).__name__}") from None
+
+    def _lost_error(self) -> ImapError:
+        exc = self._lost.result()
+        if isinstance(exc, RecursionError):
+            return ImapParserError(f"mailbox {self.box.id}: response too deep to parse")
+        if isinstance(exc, ssl.SSLError):
+            return ImapTlsError(f"mailbox {self.box.id}: TLS failure: {exc.reason}")
+        return ImapDroppedError(f"mailbox {self.box.id}: connection closed by server")
+
+    def _check(self, response: Any, what: str) -> Sequence[bytes | bytearray]:
+        if response.result != "OK":
+            raise ImapProtocolError(f"mailbox {self.box.id}: {what} answered {response.result}")
+        lines: Sequence[bytes | bytearray] = response.lines
+        return lines
+
+    async def select(self, folder: str) -> FolderStatus:
+        """EXAMINE the folder (read-only) and report its UIDVALIDITY/UIDNEXT/EXISTS."""
+        response = await self._call(asyncio.wait_for(self._examine(folder), self.timeout))
+        try:
+            status = parse.folder_status(self._check(response, "SELECT"))
+        except parse.ParseError as exc:
+            raise ImapProtocolError(f"mailbox {self.box.id}: {exc}") from None
+        self.selected = folder
+        return status
+
+    async def _examine(self, folder: str) -> Any:
+        protocol = self._client.protocol
+        command = aioimaplib.aioimaplib.Command("EXAMINE", protocol.new_tag(), _quote(folder))
+        async with protocol.state_condition:
+            response = await protocol.execute(command)
+            if response.result == "OK":
+                protocol.state = aioimaplib.aioimaplib.SELECTED
+            protocol.state_condition.notify_all()
+        return response
+
+    async def search_from(self, first_uid: int) -> list[int]:
+        """UIDs ``>= first_uid`` in the selected folder, ascending."""
+        response = await self._call(self._client.uid_search(f"UID {first_uid}:*", charset=None))
+        return parse.search_uids(self._check(response, "UID SEARCH"), first_uid)
+
+    async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]:
+        response = await self._call(self._client.uid("fetch", uid_set(uids), "(UID RFC822.SIZE)"))
+        return parse.sizes(self._check(response, "UID FETCH RFC822.SIZE"))
+
+    async def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        """Raw messages, ``BODY.PEEK[]`` so no flag changes."""
+        what = "(UID INTERNALDATE BODY.PEEK[])"
+        response = await self._call(self._client.uid("fetch", uid_set(uids), what))
+        return parse.messages(self._check(response, "UID FETCH BODY.PEEK[]"))
+
+    async def header_section(self, uid: int) -> bytes:
+        """The header section of one message (for a dead-letter record)."""
+        response = await self._call(self._client.uid("fetch", str(uid), "(UID BODY.PEEK[HEADER])"))
+        found = parse.messages(self._check(response, "UID FETCH BODY.PEEK[HEADER]"))
+        return found[0].raw if found else b""
+
+    async def wait_for_news(self, timeout: float, stop: asyncio.Event) -> bool:
+        """IDLE on the selected folder until EXISTS (True), ``timeout`` or ``stop`` (False)."""
+        client = self._client
+        idle = await self._call(asyncio.wait_for(client.idle_start(timeout=timeout), self.timeout))
+        stopping = asyncio.ensure_future(stop.wait())
+        news = False
+        try:
+            while not news:
+                push = asyncio.ensure_future(client.wait_server_push(timeout + self.timeout))
+                done, _ = await asyncio.wait({push, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if push not in done:
+                    push.cancel()
+                    break
+                lines = await self._call(push)
+                if lines == aioimaplib.STOP_WAIT_SERVER_PUSH:
+                    break
+                news = any(isinstance(x, bytes) and x.endswith(b"EXISTS") for x in lines)
+        finally:
+            stopping.cancel()
+        if not self._lost.done():
+            client.idle_done()
+        await self._call(asyncio.wait_for(idle, self.timeout))
+        return news
+
+    async def close(self) -> None:
+        """Log out politely if possible; never raises."""
+        client = self._client
+        with contextlib.suppress(Exception):
+            if not self._lost.done() and client.protocol.state in ("AUTH", "SELECTED"):
+                await asyncio.wait_for(client.logout(), 2.0)
+        transport = client.protocol.transport
+        if transport is not None:
+            transport.close()
+        else:
+            client._client_task.cancel()
+
+
+def _quote(folder: str) -> str:
+    """Quote a folder name for SELECT (names like ``Posta inviata`` contain spaces)."""
+    if folder.isalnum():
+        return folder
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'

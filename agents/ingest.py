@@ -1,0 +1,220 @@
+"""One mailbox's ingest loop: connect, sync every folder, IDLE, repeat; thin by design.
+
+Per folder: SELECT, plan from the stored cursor (:mod:`agents.cursor`), list UIDs, cut
+them into bounded batches (:mod:`agents.batching`), fetch with ``BODY.PEEK[]``, publish,
+wait for Kafka's acks, then advance the cursor. Any IMAP or Kafka failure ends the
+connection; the worker waits (:mod:`agents.backoff`) and resumes from the stored cursor,
+so a fault never skips a message. Other mailboxes are untouched by one mailbox's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from agents.backoff import Backoff
+from agents.batching import FetchBatch, Oversized, chunked, plan_batches
+from agents.config import KafkaSettings, Limits, MailboxConfig
+from agents.cursor import FolderCursor, plan_folder
+from agents.imap.session import ImapError, ImapSession
+from agents.logs import log_event
+from agents.publish import PublishError
+from agents.records import OutRecord, dead_letter_record, raw_record
+from pipeline.metrics import IngestMetrics
+
+__all__ = ["Cursors", "MailboxWorker", "Publisher", "WorkerContext"]
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    async def publish(self, records: Sequence[OutRecord]) -> None: ...
+
+
+class Cursors(Protocol):
+    def get(self, mailbox_id: str, folder: str) -> FolderCursor | None: ...
+
+    async def commit(self, mailbox_id: str, folder: str, cursor: FolderCursor) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerContext:
+    """What every mailbox worker of a process shares."""
+
+    kafka: KafkaSettings
+    limits: Limits
+    publisher: Publisher
+    cursors: Cursors
+    metrics: IngestMetrics
+    active: asyncio.Semaphore  # bounds concurrent connects and syncs, not idle connections
+    stop: asyncio.Event
+
+
+class MailboxWorker:
+    """Keeps one mailbox flowing into Kafka until ``stop`` is set."""
+
+    def __init__(self, box: MailboxConfig, ctx: WorkerContext) -> None:
+        self.box = box
+        self.ctx = ctx
+        self.backoff = Backoff(ctx.limits.backoff_base, ctx.limits.backoff_cap)
+        self._rand = random.Random()  # noqa: S311 - jitter, not cryptography
+        self.metrics = ctx.metrics
+        self.metrics.mailbox_up.labels(box.id).set(0)
+
+    async def run(self) -> None:
+        attempt = 0
+        while not self.ctx.stop.is_set():
+            session: ImapSession | None = None
+            try:
+                async with self.ctx.active:
+                    session = await ImapSession.open(self.box, self.ctx.limits.command_timeout)
+                    self._up(True)
+                    await self._sync_all(session)
+                attempt = 0
+                await self._watch(session)
+            except (ImapError, PublishError) as exc:
+                self._failed(exc, attempt)
+                attempt += 1
+            finally:
+                if session is not None:
+                    self._up(False)
+                    await session.close()
+            if not self.ctx.stop.is_set() and attempt:
+                await self._sleep(self.backoff.delay(attempt - 1, self._rand.random))
+
+    def _up(self, up: bool) -> None:
+        self.metrics.mailbox_up.labels(self.box.id).set(1 if up else 0)
+        self.metrics.connected.inc() if up else self.metrics.connected.dec()
+
+    def _failed(self, exc: ImapError | PublishError, attempt: int) -> None:
+        if isinstance(exc, ImapError):
+            self.metrics.imap_errors.labels(exc.kind).inc()
+        else:
+            self.metrics.publish_errors.inc()
+        log_event(
+            log,
+            logging.WARNING,
+            "mailbox.error",
+            mailbox=self.box.id,
+            kind=exc.kind,
+            error=str(exc),
+            attempt=attempt + 1,
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ctx.stop.wait(), seconds)
+
+    async def _watch(self, session: ImapSession) -> None:
+        """IDLE on INBOX (or poll); on news sync INBOX, every ``poll_seconds`` all folders."""
+        limits = self.ctx.limits
+        next_full = time.monotonic() + limits.poll_seconds
+        while not self.ctx.stop.is_set():
+            wait = max(0.0, min(limits.idle_seconds, next_full - time.monotonic()))
+            if session.supports_idle:
+                if session.selected != "INBOX":
+                    await session.select("INBOX")
+                news = await session.wait_for_news(wait, self.ctx.stop)
+            else:
+                await self._sleep(wait)
+                news = False
+            if self.ctx.stop.is_set():
+                return
+            async with self.ctx.active:
+                if time.monotonic() >= next_full:
+                    await self._sync_all(session)
+                    next_full = time.monotonic() + limits.poll_seconds
+                elif news:
+                    await self._sync_folder(session, "INBOX")
+
+    async def _sync_all(self, session: ImapSession) -> None:
+        # INBOX last, so it stays selected for IDLE.
+        for folder in sorted(self.box.folders, key=lambda f: f == "INBOX"):
+            await self._sync_folder(session, folder)
+        self.metrics.last_sync.labels(self.box.id).set(time.time())
+
+    async def _sync_folder(self, session: ImapSession, folder: str) -> None:
+        box, limits = self.box, self.ctx.limits
+        status = await session.select(folder)
+        cursor = self.ctx.cursors.get(box.id, folder)
+        plan = plan_folder(cursor, status)
+        lag = self.metrics.cursor_lag.labels(box.id, folder)
+        if plan.resync:
+            log_event(log, logging.WARNING, "folder.uidvalidity_changed", mailbox=box.id,
+                      folder=folder, old=cursor.uidvalidity if cursor else None,
+                      new=status.uidvalidity)  # fmt: skip
+        if plan.up_to_date and not plan.resync:
+            lag.set(0)
+            return
+        uids = await session.search_from(plan.first_uid)
+        if not uids:
+            lag.set(0)
+            if plan.resync:  # empty folder under a new UIDVALIDITY: remember it
+                await self.ctx.cursors.commit(box.id, folder, FolderCursor(plan.uidvalidity, 0))
+            return
+        newest, total, done = uids[-1], len(uids), 0
+        big = total >= limits.progress_every
+        if big:
+            log_event(log, logging.INFO, "sync.start", mailbox=box.id, folder=folder,
+                      messages=total, resync=plan.resync)  # fmt: skip
+        for chunk in chunked(uids, limits.batch_max_messages):
+            if self.ctx.stop.is_set():
+                return
+            sizes = await session.sizes(chunk)
+            steps = plan_batches(
+                sizes,
+                max_messages=limits.batch_max_messages,
+                max_bytes=limits.batch_max_bytes,
+                max_message_bytes=limits.max_message_bytes,
+            )
+            for step in steps:
+                last = await self._step(session, folder, plan.uidvalidity, step)
+                await self.ctx.cursors.commit(box.id, folder, FolderCursor(plan.uidvalidity, last))
+                lag.set(max(newest - last, 0))
+            # UIDs listed by SEARCH but expunged before FETCH: move past them too.
+            done += len(chunk)
+            if big and (done % limits.progress_every < len(chunk) or done == total):
+                log_event(log, logging.INFO, "sync.progress", mailbox=box.id, folder=folder,
+                          done=done, total=total)  # fmt: skip
+        cursor_now = self.ctx.cursors.get(box.id, folder)
+        if cursor_now is None or cursor_now.last_uid < newest:
+            await self.ctx.cursors.commit(box.id, folder, FolderCursor(plan.uidvalidity, newest))
+        lag.set(0)
+
+    async def _step(
+        self, session: ImapSession, folder: str, uidvalidity: int, step: FetchBatch | Oversized
+    ) -> int:
+        """Fetch and publish one batch (or dead-letter one message); returns its last UID."""
+        box, kafka = self.box, self.ctx.kafka
+        records: list[OutRecord]
+        if isinstance(step, Oversized):
+            head = await session.header_section(step.uid)
+            reason = f"too-large: {step.size} bytes > {self.ctx.limits.max_message_bytes}"
+            records = [
+                dead_letter_record(kafka.dead_letter_topic, box.id, folder, uidvalidity,
+                                   step.uid, reason=reason, size=step.size, header_section=head)
+            ]  # fmt: skip
+            log_event(log, logging.WARNING, "message.dead_letter", mailbox=box.id,
+                      folder=folder, uid=step.uid, reason=reason)  # fmt: skip
+            await self._publish(records)
+            self.metrics.messages.labels("dead_letter").inc()
+            return step.uid
+        started = time.perf_counter()
+        fetched = await session.fetch(step.uids)
+        self.metrics.fetch_seconds.observe(time.perf_counter() - started)
+        records = [raw_record(kafka.topic, box.id, folder, uidvalidity, m) for m in fetched]
+        await self._publish(records)
+        self.metrics.messages.labels("published").inc(len(records))
+        self.metrics.bytes.inc(sum(len(r.value) for r in records))
+        return step.uids[-1]
+
+    async def _publish(self, records: Sequence[OutRecord]) -> None:
+        started = time.perf_counter()
+        await self.ctx.publisher.publish(records)
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)

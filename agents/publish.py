@@ -1,0 +1,157 @@
+"""Kafka side of the agent (aiokafka): produce with acks=all, keep folder cursors.
+
+The ordering rule that makes restarts safe: a folder's cursor record is produced only
+after Kafka acknowledged every record of the batch it covers, so the stored cursor is
+never ahead of what Kafka holds. Cursors live in a compacted topic, key
+``mailbox-id/folder``; at start-up the agent reads that topic to its end.
+
+Errors: :class:`PublishError` (any Kafka failure, translated here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from agents.config import KafkaSettings
+from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
+from agents.records import OutRecord
+
+__all__ = ["CursorStore", "KafkaPublisher", "PublishError", "read_cursors"]
+
+_TOPIC_EXISTS = 36
+
+
+class PublishError(Exception):
+    """Kafka did not take a record (or the cursor topic could not be read)."""
+
+    kind = "kafka"
+
+
+class KafkaPublisher:
+    """An idempotence-configurable, acks=all producer; ``publish`` waits for every ack."""
+
+    def __init__(self, settings: KafkaSettings, *, max_record_bytes: int) -> None:
+        self.settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=settings.client_id,
+            acks="all",
+            enable_idempotence=settings.idempotence,
+            max_request_size=max_record_bytes + 64 * 1024,
+            linger_ms=5,
+            request_timeout_ms=30_000,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+            if self.settings.create_topics:
+                await self._create_topics()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise PublishError(f"cannot reach Kafka: {type(exc).__name__}") from None
+
+    async def _create_topics(self) -> None:
+        s = self.settings
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap, client_id=s.client_id)
+        await admin.start()
+        try:
+            topics = [
+                NewTopic(s.topic, s.partitions, 1),
+                NewTopic(s.dead_letter_topic, s.partitions, 1),
+                NewTopic(s.cursor_topic, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+            ]
+            response = await admin.create_topics(topics)
+            for name, code, message in response.topic_errors:
+                if code not in (0, _TOPIC_EXISTS):
+                    raise PublishError(f"cannot create topic {name}: {message}")
+        finally:
+            await admin.close()
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        """Produce ``records`` and return once Kafka acknowledged all of them."""
+        try:
+            pending = [
+                await self._producer.send(
+                    r.topic, r.value, key=r.key, headers=list(r.headers) or None
+                )
+                for r in records
+            ]
+            await asyncio.gather(*pending)
+        except KafkaError as exc:
+            raise PublishError(f"Kafka refused a record: {type(exc).__name__}") from None
+
+    async def stop(self) -> None:
+        with contextlib.suppress(KafkaError):
+            await self._producer.stop()
+
+
+class CursorStore:
+    """Folder cursors in memory, backed by the compacted cursor topic."""
+
+    def __init__(self, publisher: KafkaPublisher, cursors: dict[bytes, FolderCursor]) -> None:
+        self._publisher = publisher
+        self._cursors = cursors
+
+    @classmethod
+    async def load(cls, publisher: KafkaPublisher) -> CursorStore:
+        cursors = await read_cursors(publisher.settings.bootstrap, publisher.settings.cursor_topic)
+        return cls(publisher, cursors)
+
+    def get(self, mailbox_id: str, folder: str) -> FolderCursor | None:
+        return self._cursors.get(cursor_key(mailbox_id, folder))
+
+    async def commit(self, mailbox_id: str, folder: str, cursor: FolderCursor) -> None:
+        """Store ``cursor`` durably (acks=all) and only then remember it."""
+        key = cursor_key(mailbox_id, folder)
+        topic = self._publisher.settings.cursor_topic
+        await self._publisher.publish([OutRecord(topic, key, encode_cursor(cursor), ())])
+        self._cursors[key] = cursor
+
+
+async def read_cursors(bootstrap: str, topic: str) -> dict[bytes, FolderCursor]:
+    """Every folder cursor in ``topic`` (last record per key wins)."""
+    cursors: dict[bytes, FolderCursor] = {}
+    for key, value in await read_topic(bootstrap, topic):
+        cursor = decode_cursor(value) if key is not None and value is not None else None
+        if key is not None and cursor is not None:
+            cursors[key] = cursor
+    return cursors
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """``(key, value)`` of every record now in ``topic``, partition by partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        await consumer.start()
+        await consumer.topics()  # refreshes metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[tuple[bytes | None, bytes | None]] = []
+        while not await _caught_up(consumer, end.items()):
+            batch = await consumer.getmany(*tps, timeout_ms=500)
+            for records in batch.values():
+                out.extend((r.key, r.value) for r in records)
+        return out
+    except KafkaError as exc:
+        raise PublishError(f"cannot read {topic}: {type(exc).__name__}") from None
+    finally:
+        await consumer.stop()
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, end: Iterable[tuple[TopicPartition, int]]) -> bool:
+    for tp, offset in end:
+        if await consumer.position(tp) < offset:
+            return False
+    return True

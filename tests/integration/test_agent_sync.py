@@ -1,0 +1,116 @@
+"""The agent against real Dovecot and the embedded broker: sync, IDLE, flags, sharding."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.dovecot import Dovecot
+from support.kafka import header, read_all, wait_for_count
+from support.mail import message
+
+from agents.records import content_key
+from pipeline.embedded import EmbeddedBroker
+
+from .conftest import in_process_agent, write_config
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_initial_sync_publishes_every_message_byte_exact(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """200 mailboxes x (4 INBOX + 1 Sent): every message lands once, raw bytes untouched."""
+    users = fresh_users(200)
+    sent: dict[tuple[str, str, str], bytes] = {}
+    for index in users:
+        user = dovecot.user(index)
+        inbox = [message(f"{user}-in-{n}") for n in range(4)]
+        inbox[0] = inbox[0].replace(b"\r\n\r\n", b"\r\nX-Bytes: \xe8\xff caf\xc3\xa9\r\n\r\n", 1)
+        outbox = [message(f"{user}-out-0")]
+        for folder, raws in (("INBOX", inbox), ("Sent", outbox)):
+            uids = dovecot.append_many(user, folder, raws)
+            for uid, raw in zip(uids, raws, strict=True):
+                sent[(f"box-{index:04d}", folder, str(uid))] = raw
+    flags_before = {i: dovecot.flags(dovecot.user(i), "INBOX") for i in users[:5]}
+    config = write_config(tmp_path, broker, dovecot, users)
+
+    async with in_process_agent(config) as agent:
+        records = await wait_for_count(broker.bootstrap, "pec.raw", len(sent), timeout=90)
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_connected_mailboxes") == 200, 20, "connections"
+        )
+        assert agent.metric("pectrack_ingest_messages_total", {"outcome": "published"}) == 1000
+        first = f"box-{users[0]:04d}"
+        lag = {"mailbox": first, "folder": "INBOX"}
+        assert agent.metric("pectrack_ingest_cursor_lag_messages", lag) == 0
+        synced = agent.metric("pectrack_ingest_last_sync_timestamp_seconds", {"mailbox": first})
+        assert synced > time.time() - 120
+
+    assert len(records) == len(sent)
+    got = {(r.key.decode(), header(r, "folder"), header(r, "uid")): r for r in records}
+    assert set(got) == set(sent)
+    for where, raw in sent.items():
+        record = got[where]
+        assert record.value == raw
+        assert header(record, "mailbox") == where[0]
+        assert header(record, "content-key") == content_key(raw)
+        assert int(header(record, "uidvalidity")) > 0
+        assert header(record, "internal-date").startswith("20")
+    for index, flags in flags_before.items():
+        after = dovecot.flags(dovecot.user(index), "INBOX")
+        assert after == flags
+        assert all("\\Seen" not in f for f in after.values())
+
+
+async def test_mail_appended_during_idle_arrives_within_seconds(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """A message APPENDed while the agent IDLEs reaches Kafka in well under 5 s."""
+    users = fresh_users(3)
+    config = write_config(tmp_path, broker, dovecot, users)
+    async with in_process_agent(config) as agent:
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_connected_mailboxes") == 3, 20, "connections"
+        )
+        await asyncio.sleep(0.5)  # let the workers enter IDLE
+        delays = []
+        for n, index in enumerate(users):
+            started = time.monotonic()
+            await asyncio.to_thread(
+                dovecot.append, dovecot.user(index), "INBOX", message(f"idle-{index}")
+            )
+            await wait_for_count(broker.bootstrap, "pec.raw", n + 1, timeout=10)
+            delays.append(time.monotonic() - started)
+        assert max(delays) < 5, delays
+    records = await read_all(broker.bootstrap, "pec.raw")
+    assert sorted(r.key.decode() for r in records) == [f"box-{i:04d}" for i in users]
+
+
+async def test_sent_folder_is_polled_while_inbox_idles(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """A copy saved into Sent after the initial sync is picked up by the periodic poll."""
+    (index,) = fresh_users(1)
+    config = write_config(tmp_path, broker, dovecot, [index], poll_seconds=1)
+    async with in_process_agent(config) as agent:
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_connected_mailboxes") == 1, 20, "connection"
+        )
+        raw = message(f"sent-copy-{index}")
+        await asyncio.to_thread(dovecot.append, dovecot.user(index), "Sent", raw)
+        (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=10)
+    assert header(record, "folder") == "Sent"
+    assert record.value == raw

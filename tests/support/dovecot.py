@@ -1,0 +1,309 @@
+"""A real Dovecot IMAP server for tests: N users with passwords, on a loopback port.
+
+::
+
+    with Dovecot(users=200) as server:
+        server.append("user0001", "INBOX", raw_message)
+        server.flags("user0001", "INBOX")        # {uid: flags}, via stdlib imaplib
+
+Users are ``user0001``.. with password ``pw0001``..; every user has ``INBOX`` and ``Sent``.
+Needs the Debian package ``dovecot-imapd``: :func:`require_dovecot` fails with the
+command to run when it is missing (the suite never skips).
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from pipeline.embedded import free_port, wait_for_port
+
+__all__ = ["Dovecot", "raise_inotify_limit", "require_dovecot"]
+
+_MAIL_UID = 8  # Debian's "mail" user and group
+
+
+def require_dovecot() -> str:
+    """Path of the ``dovecot`` binary, or an assertion telling how to install it."""
+    path = shutil.which("dovecot") or (
+        "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
+    )
+    assert path, "Dovecot is missing: run `make system-deps` (as root) to install dovecot-imapd"
+    return path
+
+
+def raise_inotify_limit(instances: int = 4096) -> None:
+    """Let every IDLE session get an inotify instance (else Dovecot polls every 30 s)."""
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        if int(knob.read_text()) < instances:
+            knob.write_text(str(instances))
+    except (OSError, ValueError):
+        pass  # not root: Dovecot still works, push is just slower
+
+
+def user_name(index: int) -> str:
+    return f"user{index:04d}"
+
+
+def password(index: int) -> str:
+    return f"pw{index:04d}"
+
+
+_CONF = """\
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 8
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 5000
+default_client_limit = 6000
+default_process_limit = 3000
+default_vsz_limit = 0
+imap_idle_notify_interval = 2 mins
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    auto = create
+    special_use = \\Sent
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 3000
+}}
+service imap {{
+  process_limit = 3000
+}}
+service auth {{
+  client_limit = 6000
+}}
+service anvil {{
+  client_limit = 7000
+}}
+"""
+
+
+class Dovecot:
+    """One Dovecot instance in ``directory`` with ``users`` maildir users."""
+
+    def __init__(self, *, users: int = 3, port: int | None = None) -> None:
+        # Its own directory, world-traversable: mail processes run as uid ``mail`` and
+        # could not enter pytest's root-only tmp_path.
+        self.dir = Path(tempfile.mkdtemp(prefix="pectrack-dovecot-"))
+        self.dir.chmod(0o755)
+        self.users = users
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self._binary = require_dovecot()
+        self._conf = self.dir / "dovecot.conf"
+
+    def user(self, index: int) -> str:
+        return user_name(index)
+
+    def password(self, index: int) -> str:
+        return password(index)
+
+    def maildir(self, user: str) -> Path:
+        return self.dir / "mail" / user / "Maildir"
+
+    def _write_config(self) -> None:
+        for sub in ("run", "state", "mail"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(1, self.users + 1):
+            home = self.dir / "mail" / user_name(i)
+            home.mkdir(exist_ok=True)
+            os.chown(home, _MAIL_UID, _MAIL_UID)
+            lines.append(f"{user_name(i)}:{{PLAIN}}{password(i)}:8:8::{home}::\n")
+        (self.dir / "passwd").write_text("".join(lines))
+        self._conf.write_text(_CONF.format(d=self.dir, port=self.port))
+
+    def start(self) -> Self:
+        raise_inotify_limit()
+        self._write_config()
+        proc = subprocess.Popen([self._binary, "-c", str(self._conf)])
+        proc.wait(10)
+        master = self.dir / "run" / "master.pid"
+        deadline = time.monotonic() + 10
+        while not master.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        wait_for_port(self.host, self.port, 10, _Alive(master))
+        return self
+
+    def master_pid(self) -> int | None:
+        try:
+            return int((self.dir / "run" / "master.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        """Stop the master and every child (connections drop); safe to call twice."""
+        pid = self.master_pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        (self.dir / "run" / "master.pid").unlink(missing_ok=True)
+
+    def cleanup(self) -> None:
+        """Stop the server and delete its directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def kick(self, user: str) -> None:
+        """Drop every IMAP connection of ``user`` (the server hangs up on the client)."""
+        subprocess.run(
+            ["doveadm", "-c", str(self._conf), "kick", user], check=True, capture_output=True
+        )
+
+    def log_text(self) -> str:
+        path = self.dir / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- client side helpers (stdlib imaplib, deliberately not the code under test) --
+
+    def connect(self, user: str) -> imaplib.IMAP4:
+        index = int(user.removeprefix("user"))
+        client = imaplib.IMAP4(self.host, self.port, timeout=30)
+        client.login(user, password(index))
+        return client
+
+    def append(self, user: str, folder: str, raw: bytes, flags: str = "") -> int:
+        """APPEND one message; returns its UID (UIDPLUS ``APPENDUID``)."""
+        client = self.connect(user)
+        try:
+            typ, data = client.append(folder, flags or None, None, raw)
+            assert typ == "OK", data
+            text = data[0].decode() if data and isinstance(data[0], bytes) else ""
+            return int(text.split("APPENDUID ")[1].split()[1].rstrip("]"))
+        finally:
+            client.logout()
+
+    def append_many(self, user: str, folder: str, raws: list[bytes]) -> list[int]:
+        client = self.connect(user)
+        uids = []
+        try:
+            for raw in raws:
+                typ, data = client.append(folder, None, None, raw)
+                assert typ == "OK", data
+                uids.append(int(data[0].decode().split("APPENDUID ")[1].split()[1].rstrip("]")))
+        finally:
+            client.logout()
+        return uids
+
+    def deliver(self, user: str, folder: str, raws: list[bytes]) -> None:
+        """Drop messages straight into the maildir (fast bulk fill; UIDs assigned on read)."""
+        base = self.maildir(user) if folder == "INBOX" else self.maildir(user) / f".{folder}"
+        for sub in ("", "cur", "new", "tmp"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        stamp = int(time.time())
+        for n, raw in enumerate(raws):
+            path = base / "new" / f"{stamp}.P{os.getpid()}Q{n}.pectrack"
+            path.write_bytes(raw)
+            os.chown(path, _MAIL_UID, _MAIL_UID)
+        for path in [self.dir / "mail" / user, self.maildir(user), base]:
+            for sub in ("", "cur", "new", "tmp") if path == base else ("",):
+                os.chown(path / sub, _MAIL_UID, _MAIL_UID)
+
+    def flags(self, user: str, folder: str) -> dict[int, str]:
+        """``{uid: "FLAGS (...)"}`` of every message in the folder."""
+        client = self.connect(user)
+        try:
+            client.select(folder, readonly=True)
+            typ, data = client.uid("FETCH", "1:*", "(FLAGS)")
+            assert typ == "OK", data
+            out: dict[int, str] = {}
+            for item in data:
+                if not isinstance(item, bytes):
+                    continue
+                text = item.decode()
+                uid = int(text.split("UID ")[1].split()[0].rstrip(")"))
+                out[uid] = text[text.index("FLAGS") :].split(")")[0] + ")"
+            return out
+        finally:
+            client.logout()
+
+    def uidvalidity(self, user: str, folder: str) -> int:
+        client = self.connect(user)
+        try:
+            typ, data = client.status(folder, "(UIDVALIDITY)")
+            assert typ == "OK", data
+            return int(data[0].decode().split("UIDVALIDITY ")[1].rstrip(")"))
+        finally:
+            client.logout()
+
+    def reset_uidvalidity(self, user: str, folder: str = "INBOX") -> None:
+        """Forget the folder's UID list and indexes: Dovecot assigns a new UIDVALIDITY.
+
+        Call it while nobody has the mailbox open (kick the user first).
+        """
+        base = self.maildir(user) if folder == "INBOX" else self.maildir(user) / f".{folder}"
+        for name in os.listdir(base):
+            if name.startswith("dovecot"):
+                (base / name).unlink()
+        time.sleep(1.1)  # UIDVALIDITY is a timestamp: make sure it differs
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+
+class _Alive:
+    """Adapter so :func:`wait_for_port` can watch a daemon by its pid file."""
+
+    returncode = 1
+
+    def __init__(self, pid_file: Path) -> None:
+        self._pid_file = pid_file
+
+    def poll(self) -> int | None:
+        return None

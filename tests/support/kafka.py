@@ -1,0 +1,82 @@
+"""The embedded Kafka-protocol broker for tests, and helpers to read what landed in it.
+
+::
+
+    with running_broker() as broker:
+        records = await read_all(broker.bootstrap, "pec.raw")
+        await wait_for_count(broker.bootstrap, "pec.raw", 1200, timeout=60)
+
+``header(record, "uid")`` decodes one Kafka header of a consumed record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from pipeline.embedded import EmbeddedBroker
+
+__all__ = ["header", "read_all", "running_broker", "wait_for_count"]
+
+
+@contextmanager
+def running_broker(log_path: Path | None = None) -> Iterator[EmbeddedBroker]:
+    """A memory-storage broker on a free port, stopped (and reaped) on exit."""
+    broker = EmbeddedBroker(log_path=log_path).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
+    """The value of Kafka header ``name`` (``KeyError`` if absent)."""
+    for key, value in record.headers:
+        if key == name:
+            return bytes(value).decode()
+    raise KeyError(name)
+
+
+async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record currently in ``topic`` (empty if the topic does not exist)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # refreshes metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            if all(positions[tp] >= end[tp] for tp in tps):
+                return out
+            batch = await consumer.getmany(*tps, timeout_ms=500, max_records=5000)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_count(
+    bootstrap: str, topic: str, count: int, *, timeout: float
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Poll ``topic`` until it holds at least ``count`` records; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    while time.monotonic() < deadline:
+        records = await read_all(bootstrap, topic)
+        if len(records) >= count:
+            return records
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{topic}: {len(records)} records after {timeout}s, expected {count}")
