@@ -12,10 +12,23 @@ from dataclasses import dataclass
 
 from pipeline.core.lifecycle import Receipt, event_for
 from pipeline.core.mime import canonical_crlf
-from pipeline.core.model import PecMessage, SignatureReport
+from pipeline.core.model import Defect, Integrity, PecMessage, SignatureReport, Trust
 from pipeline.core.parse import DEFAULT_LIMITS, Layout, Limits, parse_layout, read_layout
 from pipeline.core.smime import verify_layout
 from pipeline.core.trust import TrustStore
+
+# Quirks of real providers that leave a receipt's meaning intact. Every other defect
+# (headers disagreeing with daticert, a replayed X-Riferimento-Message-ID, no daticert,
+# broken MIME, ...) means the receipt is reported but never counted as evidence.
+TOLERATED_DEFECTS = frozenset(
+    {
+        "daticert-unknown-recipient-type",
+        "unknown-receipt-variant",
+        "daticert-unknown-error",
+        "daticert-bad-timestamp",
+        "daticert-no-timestamp",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +37,21 @@ class Examined:
     signature: SignatureReport
     receipt_id: str
 
+    @property
+    def disqualifying_defects(self) -> tuple[Defect, ...]:
+        """Why this message cannot count as evidence; empty when it can."""
+        found = [d for d in self.message.defects if d.code not in TOLERATED_DEFECTS]
+        found.extend(self.signature.defects)
+        if self.signature.integrity is not Integrity.VALID:
+            found.append(Defect(f"signature-{self.signature.integrity.value}"))
+        elif self.signature.trust is not Trust.TRUSTED:
+            found.append(Defect("signer-untrusted", self.signature.trust_reason or ""))
+        return tuple(found)
+
     def as_receipt(self) -> Receipt | None:
-        """The lifecycle input, only for receipts whose signature counts as evidence."""
+        """The lifecycle input, only for receipts that count as evidence."""
         event = event_for(self.message)
-        if event is None or not self.signature.counts_as_evidence:
+        if event is None or self.disqualifying_defects:
             return None
         return Receipt(
             receipt_id=self.receipt_id,

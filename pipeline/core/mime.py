@@ -132,22 +132,32 @@ def split_multipart(body: bytes, boundary: str, max_parts: int) -> list[bytes] |
     """
     if not boundary or len(boundary) > 200:
         return None
-    delimiter = re.compile(
-        rb"(?:\A|\r?\n)--"
-        + re.escape(boundary.encode("utf-8", "surrogateescape"))
-        + rb"(--)?[ \t]*(?=\r?\n|\Z)"
-    )
+    # bytes.find rather than a regex: every message has its own boundary, and compiling
+    # a pattern per message cost more than the rest of the parse.
+    dash_boundary = b"--" + boundary.encode("utf-8", "surrogateescape")
     parts: list[bytes] = []
     start: int | None = None
-    for match in delimiter.finditer(body):
+    position = 0
+    while (found := body.find(dash_boundary, position)) >= 0:
+        position = found + len(dash_boundary)
+        if found > 0 and body[found - 1] != 0x0A:  # not at the start of a line
+            continue
+        closing = body.startswith(b"--", position)
+        eol = body.find(b"\n", position)
+        rest = body[position + (2 if closing else 0) : len(body) if eol < 0 else eol]
+        if rest.strip(b" \t\r"):  # "--boundaryX": a longer line, not a delimiter
+            continue
         if start is not None:
-            parts.append(body[start : match.start()])
+            cut = found - 1 if found >= 1 and body[found - 1] == 0x0A else found
+            if cut >= 1 and body[cut - 1] == 0x0D:
+                cut -= 1
+            parts.append(body[start:cut])
             if len(parts) > max_parts:
                 return None
-        if match.group(1):  # the close delimiter: what follows is the epilogue
+        if closing:  # what follows the close delimiter is the epilogue
             return parts if start is not None else None
-        eol = body.find(b"\n", match.end())
         start = len(body) if eol < 0 else eol + 1
+        position = start
     if start is None:
         return None
     parts.append(body[start:])  # no close delimiter: keep what we have (a defect upstream)
