@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from enum import StrEnum
 
-from pipeline.core.model import ErrorCode, Kind, ReceiptVariant
+from pipeline.core.model import ErrorCode, Integrity, Kind, ReceiptVariant, Trust
 from pipeline.simulate import render
 from pipeline.simulate.ca import Identity, KeyAlgorithm, Pki
 from pipeline.simulate.cms import DigestAlgorithm, sign_detached
@@ -266,6 +266,17 @@ FORGERIES = frozenset(
 )
 
 
+def expected_signature(fault: Fault | None) -> tuple[Integrity, Trust]:
+    """What a correct verifier reports for a message made defective by ``fault``."""
+    if fault is Fault.TAMPERED_BODY:
+        return Integrity.INVALID, Trust.TRUSTED  # the certificate chain itself is fine
+    if fault is Fault.MISSING_SIGNATURE:
+        return Integrity.MISSING, Trust.UNKNOWN
+    if fault in (Fault.SELF_SIGNED, Fault.UNTRUSTED_CA, Fault.EXPIRED_SIGNER):
+        return Integrity.VALID, Trust.UNTRUSTED
+    return Integrity.VALID, Trust.TRUSTED
+
+
 def forge(
     provider: Provider, notice: Notice, fault: Fault, pki: Pki, *, replay_msgid: str = ""
 ) -> bytes:
@@ -308,10 +319,11 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 def tamper_body(raw: bytes) -> bytes:
-    """Flip the case of one letter inside the signed part: the signature must break."""
+    """Flip the case of one letter of the signed text notice: the signature must break,
+    daticert.xml stays readable."""
     start = raw.index(b"Content-Type: multipart/mixed")
-    first_part = raw.index(b"\n--", start)
-    blank = _BLANK_LINE.search(raw, first_part)
+    notice = raw.index(b"Content-Type: text/plain", start)
+    blank = _BLANK_LINE.search(raw, notice)
     assert blank is not None
     i = blank.end()
     while not chr(raw[i]).isalpha():

@@ -13,7 +13,7 @@ The bytes are a function of the seed except the signatures (keys are made per pr
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -35,6 +35,7 @@ from pipeline.simulate.provider import (
     Notice,
     Provider,
     catalogue,
+    expected_signature,
     forge,
     rewrite_header,
 )
@@ -189,6 +190,26 @@ def _truth(
     return Truth(**base)  # type: ignore[arg-type]
 
 
+def faulty_truth(truth: Truth, fault: Fault) -> Truth:
+    """The truth of a message ``forge(..., fault)`` made from one whose truth is ``truth``."""
+    integrity, trust = expected_signature(fault)
+    truth = replace(truth, fault=fault, integrity=integrity, trust=trust)
+    if fault is not Fault.MALFORMED_DATICERT:
+        return truth
+    return replace(  # what can be known without daticert: kind, msgid, Message-ID
+        truth,
+        identificativo=None,
+        provider=None,
+        sender=None,
+        recipients=(),
+        delivery_recipient=None,
+        timestamp=None,
+        variant=None,
+        error=None,
+        error_detail=None,
+    )
+
+
 def generate_traffic(
     seed: int,
     messages: int,
@@ -198,9 +219,11 @@ def generate_traffic(
     mix: TrafficMix | None = None,
     attachment_size: int = 2048,
     pki: Pki | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[TrafficItem]:
     """Every item in arrival order (``arrival_order`` 0, 1, ...). ``start`` is naive CET or
-    aware; ``attachment_size`` bytes of attachment per message (0 for none)."""
+    aware; ``attachment_size`` bytes of attachment per message (0 for none);
+    ``progress(done)`` is called after each message."""
     if messages < 0 or mailboxes < 1:
         raise ValueError("messages must be >= 0 and mailboxes >= 1")
     start = start if start.tzinfo else start.replace(tzinfo=CET)
@@ -214,6 +237,8 @@ def generate_traffic(
     scenario.populate(mailboxes)
     for index in range(messages):
         scenario.message(index, attachment_size)
+        if progress is not None:
+            progress(index + 1)
     pending = sorted(scenario.pending, key=lambda p: (p[0], p[1]))
     return [
         TrafficItem(mailbox, folder, raw, order, at, truth)
@@ -594,20 +619,7 @@ class _Scenario:
         )
         _raw, truth = self.receipt(pr, notice)
         raw = forge(pr, notice, fault, self.pki)
-        integrity, trust = Integrity.VALID, Trust.TRUSTED
-        if fault is Fault.TAMPERED_BODY:
-            integrity = Integrity.INVALID
-        elif fault is Fault.MISSING_SIGNATURE:
-            integrity, trust = Integrity.MISSING, Trust.UNKNOWN
-        elif fault in (Fault.SELF_SIGNED, Fault.UNTRUSTED_CA, Fault.EXPIRED_SIGNER):
-            trust = Trust.UNTRUSTED
-        self.add(
-            arrival,
-            sender,
-            INBOX,
-            raw,
-            replace(truth, fault=fault, integrity=integrity, trust=trust),
-        )
+        self.add(arrival, sender, INBOX, raw, faulty_truth(truth, fault))
 
     def extras(self, at: datetime) -> None:
         """Ordinary mail into a PEC box, plain or wrapped in an anomaly envelope."""

@@ -1,0 +1,173 @@
+"""``pectrack simulate``: write synthetic, correctly signed PEC traffic and its truth.
+
+    pectrack simulate --out /tmp/pec --format maildir --messages 200 --mailboxes 4 --seed 7
+
+writes ``/tmp/pec/<mailbox>/{INBOX,Sent}/{cur,new,tmp}`` (or numbered ``.eml`` files),
+``truth.jsonl`` (the expected parse of every message), ``expected.json`` (the final
+delivery state of every sent message and recipient) and ``anchor.pem``, so that
+``pectrack inspect --trust /tmp/pec/anchor.pem`` verifies what was written.
+
+This module is the only one of ``pipeline.simulate`` that touches the file system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from pipeline.simulate.ca import default_pki
+from pipeline.simulate.traffic import SENT, TrafficItem, expected_states, generate_traffic
+
+DEFAULT_START = "2024-03-01T09:00:00+01:00"
+
+
+def _truth_line(item: TrafficItem, path: Path) -> bytes:
+    record = {
+        "path": path.as_posix(),
+        "mailbox": item.mailbox,
+        "folder": item.folder,
+        "arrival_order": item.arrival_order,
+        "arrival_time": item.arrival_time,
+        "truth": item.truth,
+        "counts_as_evidence": item.truth.counts_as_evidence,
+        "tampered": item.truth.tampered,
+        "forged": item.truth.forged,
+    }
+    return orjson.dumps(record) + b"\n"
+
+
+def write_truth(items: Sequence[TrafficItem], paths: Sequence[Path], directory: Path) -> None:
+    """``truth.jsonl`` (one line per message, ``path`` relative to ``directory``) and
+    ``expected.json``: ``[{"mailbox", "msgid", "recipients": {address: state}}]``."""
+    with (directory / "truth.jsonl").open("wb") as out:
+        for item, path in zip(items, paths, strict=True):
+            out.write(_truth_line(item, path.relative_to(directory)))
+    expected = [
+        {"mailbox": mailbox, "msgid": msgid, "recipients": states}
+        for (mailbox, msgid), states in sorted(expected_states(items).items())
+    ]
+    (directory / "expected.json").write_bytes(orjson.dumps(expected, option=orjson.OPT_INDENT_2))
+
+
+def write_eml(items: Iterable[TrafficItem], directory: Path) -> list[Path]:
+    """One byte-exact ``000042-avvenuta-consegna.eml`` per item, plus the truth files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    listed = list(items)
+    paths = [directory / item.filename for item in listed]
+    for item, path in zip(listed, paths, strict=True):
+        path.write_bytes(item.raw)
+    write_truth(listed, paths, directory)
+    return paths
+
+
+def maildir_name(item: TrafficItem) -> str:
+    """``1709280001.M42P0.pectrack-sim`` (new/) or with ``:2,S`` (cur/, seen)."""
+    base = f"{int(item.arrival_time.timestamp())}.M{item.arrival_order}P0.pectrack-sim"
+    return base + ":2,S" if item.folder == SENT else base
+
+
+def write_maildir(items: Iterable[TrafficItem], directory: Path) -> list[Path]:
+    """``directory/<mailbox>/<folder>/{cur,new,tmp}``: Sent copies in cur/ (seen), the
+    rest in new/; plus the truth files at the top."""
+    directory.mkdir(parents=True, exist_ok=True)
+    listed = list(items)
+    paths: list[Path] = []
+    for item in listed:
+        box = directory / item.mailbox / item.folder
+        for sub in ("cur", "new", "tmp"):
+            (box / sub).mkdir(parents=True, exist_ok=True)
+        path = box / ("cur" if item.folder == SENT else "new") / maildir_name(item)
+        path.write_bytes(item.raw)
+        paths.append(path)
+    write_truth(listed, paths, directory)
+    return paths
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r} (e.g. {DEFAULT_START})"
+        ) from None
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="write synthetic signed PEC traffic with its ground truth",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--format", choices=("eml", "maildir"), default="eml")
+    parser.add_argument("--messages", type=_count, default=100, metavar="N")
+    parser.add_argument("--mailboxes", type=_count, default=4, metavar="M")
+    parser.add_argument("--seed", type=int, default=1, metavar="S")
+    parser.add_argument("--start", type=_instant, default=_instant(DEFAULT_START), metavar="ISO")
+    parser.add_argument("--attachment-size", type=_count, default=2048, metavar="BYTES")
+    parser.add_argument(
+        "--anchor-out", type=Path, metavar="FILE", help="trust anchor PEM (default DIR/anchor.pem)"
+    )
+    parser.set_defaults(func=run)
+
+
+def _progress(total: int) -> Callable[[int], None] | None:
+    if total < 1000:
+        return None
+    step = max(total // 10, 1)
+
+    def report(done: int) -> None:
+        if done % step == 0:
+            print(f"  {done}/{total} messages", file=sys.stderr, flush=True)
+
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if args.mailboxes < 1:
+        print("pectrack simulate: --mailboxes must be at least 1", file=sys.stderr)
+        return 2
+    if out.exists() and not out.is_dir():
+        print(f"pectrack simulate: {out} exists and is not a directory", file=sys.stderr)
+        return 2
+    items = generate_traffic(
+        args.seed,
+        args.messages,
+        args.mailboxes,
+        args.start,
+        attachment_size=args.attachment_size,
+        progress=_progress(args.messages),
+    )
+    try:
+        writer = write_maildir if args.format == "maildir" else write_eml
+        writer(items, out)
+        anchor: Path = args.anchor_out or out / "anchor.pem"
+        anchor.write_bytes(default_pki().anchor_pem())
+    except OSError as exc:
+        print(f"pectrack simulate: cannot write: {exc}", file=sys.stderr)
+        return 1
+    kinds = Counter(str(item.truth.kind) for item in items)
+    faulty = sum(1 for item in items if item.truth.fault is not None)
+    print(f"wrote {len(items)} messages ({args.format}) to {out}; trust anchor {anchor}")
+    for kind, count in sorted(kinds.items()):
+        print(f"  {kind:<28}{count:>7}")
+    print(f"  {'(tampered or forged)':<28}{faulty:>7}")
+    return 0
