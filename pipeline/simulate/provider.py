@@ -106,6 +106,16 @@ class Notice:
     variant: ReceiptVariant | None = None
     virus: bool = False
 
+    @property
+    def effective_variant(self) -> ReceiptVariant | None:
+        """``<ricevuta tipo>``: given, else what the sender asked for (envelopes and
+        delivery receipts only)."""
+        if self.variant is not None:
+            return self.variant
+        if self.kind in (Kind.POSTA_CERTIFICATA, Kind.AVVENUTA_CONSEGNA):
+            return self.original.requested_variant or ReceiptVariant.COMPLETA
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Provider:
@@ -148,9 +158,7 @@ class Provider:
         kind = notice.kind
         original = notice.original
         at = notice.at.astimezone(self.zone)
-        variant = notice.variant
-        if variant is None and kind in (Kind.POSTA_CERTIFICATA, Kind.AVVENUTA_CONSEGNA):
-            variant = original.requested_variant or ReceiptVariant.COMPLETA
+        variant = notice.effective_variant
         daticert = Daticert(
             kind=kind,
             error=notice.error,

@@ -190,6 +190,29 @@ def _truth(
     return Truth(**base)  # type: ignore[arg-type]
 
 
+def notice_truth(provider: Provider, notice: Notice, *, warning_hours: int | None = None) -> Truth:
+    """The truth of ``provider.issue(notice)``."""
+    return _truth(
+        notice.kind,
+        notice.original,
+        provider,
+        identificativo=notice.identificativo,
+        at=notice.at.astimezone(provider.zone),
+        message_id=notice.message_id or f"<{notice.identificativo}>",
+        delivery_recipient=notice.delivery_recipient,
+        variant=notice.effective_variant,
+        error=notice.error,
+        error_detail=notice.error_detail,
+        virus=notice.virus,
+        warning_hours=warning_hours,
+    )
+
+
+def plain_truth(mail: OriginalMessage) -> Truth:
+    """The truth of ordinary mail (a Sent copy, a newsletter): ``not-pec``, no signature."""
+    return _truth(Kind.NOT_PEC, mail, None, identificativo=None, at=None, message_id=mail.msgid)
+
+
 def faulty_truth(truth: Truth, fault: Fault) -> Truth:
     """The truth of a message ``forge(..., fault)`` made from one whose truth is ``truth``."""
     integrity, trust = expected_signature(fault)
@@ -411,25 +434,7 @@ class _Scenario:
         *,
         warning_hours: int | None = None,
     ) -> tuple[bytes, Truth]:
-        raw = provider.issue(notice)
-        variant = notice.variant
-        if variant is None and notice.kind in (Kind.POSTA_CERTIFICATA, Kind.AVVENUTA_CONSEGNA):
-            variant = notice.original.requested_variant or ReceiptVariant.COMPLETA
-        truth = _truth(
-            notice.kind,
-            notice.original,
-            provider,
-            identificativo=notice.identificativo,
-            at=notice.at.astimezone(provider.zone),
-            message_id=notice.message_id or f"<{notice.identificativo}>",
-            delivery_recipient=notice.delivery_recipient,
-            variant=variant,
-            error=notice.error,
-            error_detail=notice.error_detail,
-            virus=notice.virus,
-            warning_hours=warning_hours,
-        )
-        return raw, truth
+        return provider.issue(notice), notice_truth(provider, notice, warning_hours=warning_hours)
 
     def deliver(self, arrival: datetime, mailbox: str, raw: bytes, truth: Truth) -> datetime:
         """Store a receipt in the sender's INBOX, sometimes twice; return its arrival."""
@@ -490,16 +495,9 @@ class _Scenario:
                 self.faulty(original, ident, max(arrivals) + timedelta(minutes=5))
         if not orphan:
             sent_copy = render_original(original)
-            truth = _truth(
-                Kind.NOT_PEC,
-                original,
-                None,
-                identificativo=None,
-                at=None,
-                message_id=original.msgid,
-            )
+            truth = plain_truth(original)
             sent_at = max(arrivals) + timedelta(minutes=2) if late_acceptance else t0
-            self.add(sent_at, sender, SENT, sent_copy, replace(truth, timestamp=None, error=None))
+            self.add(sent_at, sender, SENT, sent_copy, truth)
         self.extras(t0)
 
     def recipient(
@@ -640,10 +638,7 @@ class _Scenario:
             )
             arrival = mail.date + timedelta(seconds=5)
             if not anomaly:
-                truth = _truth(
-                    Kind.NOT_PEC, mail, None, identificativo=None, at=None, message_id=mail.msgid
-                )
-                self.add(arrival, box, INBOX, render_original(mail), truth)
+                self.add(arrival, box, INBOX, render_original(mail), plain_truth(mail))
                 continue
             pr = self.provider_of(box)
             notice = Notice(
