@@ -196,7 +196,8 @@ def parse_timestamp(giorno: str, ora: str, zona: str) -> datetime | None:
             return None
         sign = -1 if zone.group(1) == "-" else 1
         offset = timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3)))
-        naive = datetime.strptime(f"{giorno.strip()} {ora.strip()}", "%d/%m/%Y %H:%M:%S")
-        return naive.replace(tzinfo=timezone(sign * offset))
-    except ValueError:
+        day, month, year = (int(x) for x in giorno.strip().split("/"))
+        hour, minute, second = (int(x) for x in ora.strip().split(":"))
+        return datetime(year, month, day, hour, minute, second, tzinfo=timezone(sign * offset))
+    except (ValueError, OverflowError):
         return None

@@ -25,7 +25,6 @@ from email.header import decode_header, make_header
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +101,8 @@ def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
 
 
 def _split_params(text: str) -> list[str]:
+    if '"' not in text:
+        return [chunk for chunk in text.split(";") if chunk.strip()]
     chunks: list[str] = []
     current: list[str] = []
     quoted = False
@@ -166,7 +167,9 @@ def split_multipart(body: bytes, boundary: str, max_parts: int) -> list[bytes] |
 
 def canonical_crlf(data: bytes) -> bytes:
     """Bare LF line endings to CRLF: the form S/MIME signs (RFC 5751 §3.1.1)."""
-    return _BARE_LF.sub(b"\r\n", data)
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data  # already canonical: two C scans instead of a rewrite
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes | None:

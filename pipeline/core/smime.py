@@ -85,11 +85,7 @@ def _verify_cms(
     if len(signer_infos) == 0:
         return _report(Integrity.INVALID, Trust.UNKNOWN, reason="no-signer-info")
     signer_info = signer_infos[0]
-    certificates = tuple(
-        _load_certificate(choice.chosen.dump())
-        for choice in signed_data["certificates"] or ()
-        if choice.name == "certificate"
-    )
+    certificates = _load_certificates(signed_data["certificates"].dump())
     signer = _find_signer(signer_info["sid"], certificates)
     digest_name = signer_info["digest_algorithm"]["algorithm"].native
     hash_type = _HASHES.get(digest_name)
@@ -100,7 +96,7 @@ def _verify_cms(
     signed_attrs = signer_info["signed_attrs"]
     signing_time = None
     candidates = _content_candidates(layout.signed_content)
-    if signed_attrs.native is not None and len(signed_attrs) > 0:
+    if signed_attrs.contents:  # absent (asn1crypto Void) when the content is signed directly
         attrs = {attr["type"].native: attr["values"][0] for attr in signed_attrs}
         expected = attrs["message_digest"].native if "message_digest" in attrs else None
         if "signing_time" in attrs:
@@ -169,8 +165,16 @@ def _signature_ok(
 
 
 @lru_cache(maxsize=4096)
-def _load_certificate(der: bytes) -> x509.Certificate:
-    return x509.load_der_x509_certificate(der)
+def _load_certificates(der: bytes) -> tuple[x509.Certificate, ...]:
+    """The CMS ``certificates`` set, cached by its bytes: providers embed the same few."""
+    if not der:
+        return ()
+    choices = cms.CertificateSet.load(b"\x31" + der[1:])
+    return tuple(
+        x509.load_der_x509_certificate(choice.chosen.dump())
+        for choice in choices
+        if choice.name == "certificate"
+    )
 
 
 def _find_signer(
@@ -198,6 +202,7 @@ def _find_signer(
     return None
 
 
+@lru_cache(maxsize=4096)
 def signer_email(cert: x509.Certificate) -> str | None:
     """``posta-certificata@pec.aruba.it`` from the SAN, else from the subject."""
     try:
@@ -219,7 +224,7 @@ def _common_name(cert: x509.Certificate) -> str | None:
 def _signer_defects(signer: x509.Certificate, layout: Layout) -> tuple[Defect, ...]:
     """The signer must be the provider the message comes from (its From domain)."""
     email = signer_email(signer)
-    sender = parseaddr(layout.headers.get("from") or "")[1].lower()
+    sender = _address(layout.headers.get("from") or "")
     if email is None:
         return (Defect("signer-without-email", _common_name(signer) or ""),)
     if not sender:
@@ -227,6 +232,17 @@ def _signer_defects(signer: x509.Certificate, layout: Layout) -> tuple[Defect, .
     if email.rpartition("@")[2] != sender.rpartition("@")[2]:
         return (Defect("signer-domain-mismatch", f"signed by {email}, from {sender}"),)
     return ()
+
+
+def _address(value: str) -> str:
+    """``"Per conto di: x" <posta-certificata@pec.aruba.it>`` -> the bracketed address."""
+    start, end = value.rfind("<"), value.rfind(">")
+    if 0 <= start < end:
+        return value[start + 1 : end].strip().lower()
+    bare = value.strip()
+    if "@" in bare and not any(c in bare for c in ' "(,'):
+        return bare.lower()
+    return parseaddr(value)[1].lower()
 
 
 def _report(
