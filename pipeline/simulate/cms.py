@@ -49,7 +49,7 @@ def _signing_time(at: datetime) -> cms.Time:
     at = at.astimezone(UTC)
     if at.year < 2050:
         return cms.Time(name="utc_time", value=core.UTCTime(at))
-    return cms.Time(name="general_time", value=core.GeneralizedTime(at))
+    return cms.Time(name="generalized_time", value=core.GeneralizedTime(at))
 
 
 def sign_detached(
