@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["FetchBatch", "Oversized", "chunked", "plan_batches", "uid_set"]
+__all__ = ["FetchBatch", "Oversized", "chunked", "plan_batches", "shrink", "uid_set"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +87,12 @@ def uid_set(uids: Iterable[int]) -> str:
         prev = uid
     parts.append(f"{start}:{prev}" if prev != start else str(start))
     return ",".join(parts)
+
+
+def shrink(max_messages: int) -> int:
+    """Batch size after a response aioimaplib could not parse: a quarter, at least 1.
+
+    Resuming with the same batch would fail the same way forever; a smaller one succeeds
+    (one message per FETCH is always parseable).
+    """
+    return max(1, max_messages // 4)

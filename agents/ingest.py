@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agents.backoff import Backoff
-from agents.batching import FetchBatch, Oversized, chunked, plan_batches
+from agents.batching import FetchBatch, Oversized, chunked, plan_batches, shrink
 from agents.config import KafkaSettings, Limits, MailboxConfig
 from agents.cursor import FolderCursor, plan_folder
-from agents.imap.session import ImapError, ImapSession
+from agents.imap.session import ImapError, ImapParserError, ImapSession
 from agents.logs import log_event
 from agents.publish import PublishError
 from agents.records import OutRecord, dead_letter_record, raw_record
@@ -66,6 +66,7 @@ class MailboxWorker:
         self._rand = random.Random()  # noqa: S311 - jitter, not cryptography
         self.metrics = ctx.metrics
         self.metrics.mailbox_up.labels(box.id).set(0)
+        self.batch_max = ctx.limits.batch_max_messages
 
     async def run(self) -> None:
         attempt = 0
@@ -79,6 +80,8 @@ class MailboxWorker:
                 attempt = 0
                 await self._watch(session)
             except (ImapError, PublishError) as exc:
+                if isinstance(exc, ImapParserError):
+                    self.batch_max = shrink(self.batch_max)
                 self._failed(exc, attempt)
                 attempt += 1
             finally:
@@ -163,13 +166,13 @@ class MailboxWorker:
         if big:
             log_event(log, logging.INFO, "sync.start", mailbox=box.id, folder=folder,
                       messages=total, resync=plan.resync)  # fmt: skip
-        for chunk in chunked(uids, limits.batch_max_messages):
+        for chunk in chunked(uids, self.batch_max):
             if self.ctx.stop.is_set():
                 return
             sizes = await session.sizes(chunk)
             steps = plan_batches(
                 sizes,
-                max_messages=limits.batch_max_messages,
+                max_messages=self.batch_max,
                 max_bytes=limits.batch_max_bytes,
                 max_message_bytes=limits.max_message_bytes,
             )

@@ -236,9 +236,12 @@ class ImapSession:
         try:
             while not news:
                 push = asyncio.ensure_future(client.wait_server_push(timeout + self.timeout))
-                done, _ = await asyncio.wait({push, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if push not in done:
+                waiting: set[asyncio.Future[Any]] = {push, stopping, self._lost}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if not push.done():
                     push.cancel()
+                    if self._lost.done():
+                        raise self._lost_error()
                     break
                 lines = await self._call(push)
                 if lines == aioimaplib.STOP_WAIT_SERVER_PUSH:

@@ -1,0 +1,120 @@
+"""Agent config: TOML in, frozen settings out; secrets only by reference, never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.config import ConfigError, Secret, TlsMode, load_config, parse_config
+
+BASE = {
+    "kafka": {"bootstrap": "k:9092", "idempotence": False},
+    "mailbox_defaults": {"host": "imap.example.it", "folders": ["INBOX", "Posta inviata"]},
+}
+
+
+def doc(*boxes: dict[str, object], **extra: object) -> dict[str, object]:
+    return {**BASE, "mailbox": list(boxes), **extra}
+
+
+def test_defaults_are_merged_and_tls_verification_is_on() -> None:
+    """A mailbox inherits mailbox_defaults; TLS on port 993 with verification by default."""
+    config = parse_config(
+        doc({"id": "a", "user": "u@pec.it", "password_env": "PW_A"}), {"PW_A": "s3cret"}
+    )
+    (box,) = config.mailboxes
+    assert box.host == "imap.example.it"
+    assert (box.tls, box.port, box.verify_tls) == (TlsMode.TLS, 993, True)
+    assert box.folders == ("INBOX", "Posta inviata")
+    assert box.password.reveal() == "s3cret"
+    assert config.kafka.idempotence is False
+    assert config.kafka.topic == "pec.raw"
+
+
+def test_password_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
+    """password_file paths resolve next to the config file; a trailing newline is dropped."""
+    (tmp_path / "pw").write_text("from-file\n")
+    (tmp_path / "agent.toml").write_text(
+        '[kafka]\nbootstrap = "k:9092"\n[[mailbox]]\nid = "a"\nhost = "h"\nuser = "u"\n'
+        'password_file = "pw"\n'
+    )
+    config = load_config(tmp_path / "agent.toml", environ={})
+    assert config.mailboxes[0].password.reveal() == "from-file"
+
+
+def test_literal_password_is_rejected() -> None:
+    """The config text never holds a secret: a ``password`` key is an error."""
+    with pytest.raises(ConfigError, match="no literal password"):
+        parse_config(doc({"id": "a", "user": "u", "password": "hunter2"}), {})
+
+
+def test_missing_secret_names_the_variable_not_a_value() -> None:
+    """An unset variable is reported by name."""
+    with pytest.raises(ConfigError, match="PW_MISSING"):
+        parse_config(doc({"id": "a", "user": "u", "password_env": "PW_MISSING"}), {})
+
+
+def test_errors_never_contain_the_secret() -> None:
+    """A validation error after the secret was read does not echo it."""
+    boxes = [
+        {"id": "a", "user": "u", "password_env": "PW"},
+        {"id": "a", "user": "u", "password_env": "PW"},
+    ]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc(*boxes), {"PW": "top-secret-value"})
+    assert "duplicate" in str(caught.value)
+    assert "top-secret-value" not in str(caught.value)
+
+
+def test_secret_repr_is_masked() -> None:
+    """repr/str of a Secret, and of the dataclass holding it, hide the value."""
+    config = parse_config(doc({"id": "a", "user": "u", "password_env": "PW"}), {"PW": "xyzzy"})
+    assert "xyzzy" not in repr(config)
+    assert str(Secret("xyzzy")) == "Secret('********')"
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [
+        ({"id": "a b", "user": "u", "password_env": "PW"}, "mailbox id"),
+        ({"id": "a", "user": "u", "password_env": "PW", "folders": ["Sent"]}, "INBOX"),
+        ({"id": "a", "user": "u", "password_env": "PW", "tls": "starttls"}, "tls must be"),
+        ({"id": "a", "user": "u", "password_env": "PW", "port": 70000}, "port"),
+        ({"id": "a", "user": "u", "password_env": "PW", "colour": "red"}, "unknown keys"),
+        ({"id": "a", "user": "u", "password_env": "PW", "password_file": "f"}, "exactly one"),
+        ({"id": "a", "password_env": "PW"}, "user is required"),
+    ],
+)
+def test_invalid_mailboxes_are_rejected(box: dict[str, object], message: str) -> None:
+    """Each malformed mailbox entry fails with a message naming the problem."""
+    with pytest.raises(ConfigError, match=message):
+        parse_config(doc(box), {"PW": "x"})
+
+
+def test_limits_are_type_checked() -> None:
+    """[limits] rejects unknown keys, wrong types and non-positive values; ints pass as floats."""
+    box = {"id": "a", "user": "u", "password_env": "PW"}
+    config = parse_config(doc(box, limits={"command_timeout": 5}), {"PW": "x"})
+    assert config.limits.command_timeout == 5.0
+    for limits, message in [
+        ({"batch_max_messages": "10"}, "must be int"),
+        ({"batch_max_messages": 0}, "positive"),
+        ({"nonsense": 1}, "unknown key"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_config(doc(box, limits=limits), {"PW": "x"})
+
+
+def test_kafka_bootstrap_is_required() -> None:
+    """Without [kafka] bootstrap the agent has nowhere to publish."""
+    with pytest.raises(ConfigError, match="bootstrap"):
+        parse_config({"mailbox": [{"id": "a"}]}, {})
+
+
+def test_example_config_is_valid() -> None:
+    """examples/agent.toml parses once its password variables are set."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "agent.toml"
+    env = {"PEC_COMUNE_X_PASSWORD": "a", "PEC_STUDIO_Y_PASSWORD": "b"}
+    config = load_config(example, environ=env)
+    assert len(config.mailboxes) == 2

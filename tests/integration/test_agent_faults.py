@@ -1,0 +1,183 @@
+"""Faults against real servers: dropped connections, server restart, UIDVALIDITY reset,
+bad credentials, oversized messages, responses too large for aioimaplib's parser."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.dovecot import Dovecot
+from support.kafka import header, read_all, wait_for_count
+from support.mail import message
+
+from agents.publish import read_cursors
+from pipeline.embedded import EmbeddedBroker
+
+from .conftest import in_process_agent, write_config
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def box(index: int) -> str:
+    return f"box-{index:04d}"
+
+
+async def test_connection_dropped_by_server_reconnects_and_resumes(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """After the server kicks an idling mailbox, the agent reconnects and gets new mail."""
+    users = fresh_users(2)
+    config = write_config(tmp_path, broker, dovecot, users)
+    async with in_process_agent(config) as agent:
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_connected_mailboxes") == 2, 20, "connections"
+        )
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(dovecot.kick, dovecot.user(users[0]))
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_errors_total", {"kind": "dropped"}) >= 1,
+            10,
+            "the drop to be counted",
+        )
+        raw = message(f"after-kick-{users[0]}")
+        await asyncio.to_thread(dovecot.append, dovecot.user(users[0]), "INBOX", raw)
+        (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=15)
+    assert record.value == raw
+
+
+async def test_server_restart_reconnects_every_mailbox(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Dovecot going away and coming back on the same port: both mailboxes flow again."""
+    with Dovecot(users=2) as server:
+        config = write_config(tmp_path, broker, server, [1, 2])
+        async with in_process_agent(config) as agent:
+            await wait_until(
+                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 2, 20, "connections"
+            )
+            server.stop()
+            await wait_until(
+                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 0, 10, "the drop"
+            )
+            await asyncio.sleep(1.0)  # reconnect attempts fail meanwhile ("connect")
+            server.start()
+            await wait_until(
+                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 2, 20, "reconnect"
+            )
+            for index in (1, 2):
+                await asyncio.to_thread(
+                    server.append, server.user(index), "INBOX", message(f"r{index}")
+                )
+            records = await wait_for_count(broker.bootstrap, "pec.raw", 2, timeout=15)
+            assert agent.metric("pectrack_imap_errors_total", {"kind": "connect"}) >= 1
+    assert sorted(r.key.decode() for r in records) == [box(1), box(2)]
+
+
+async def test_uidvalidity_reset_resyncs_with_the_same_content_keys(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """A new UIDVALIDITY re-reads the folder; the content keys match the first copies."""
+    (index,) = fresh_users(1)
+    user = dovecot.user(index)
+    dovecot.append_many(user, "INBOX", [message(f"uv-{index}-{n}") for n in range(3)])
+    config = write_config(tmp_path, broker, dovecot, [index])
+    async with in_process_agent(config):
+        first = await wait_for_count(broker.bootstrap, "pec.raw", 3, timeout=20)
+    old_validity = dovecot.uidvalidity(user, "INBOX")
+    dovecot.reset_uidvalidity(user, "INBOX")
+    new_validity = dovecot.uidvalidity(user, "INBOX")
+    assert new_validity != old_validity
+    async with in_process_agent(config):
+        records = await wait_for_count(broker.bootstrap, "pec.raw", 6, timeout=20)
+    second = records[3:]
+    assert {header(r, "uidvalidity") for r in first} == {str(old_validity)}
+    assert {header(r, "uidvalidity") for r in second} == {str(new_validity)}
+    assert {header(r, "content-key") for r in second} == {header(r, "content-key") for r in first}
+    cursors = await read_cursors(broker.bootstrap, "pec.agent.cursors")
+    assert cursors[f"{box(index)}/INBOX".encode()].uidvalidity == new_validity
+
+
+async def test_wrong_password_on_one_mailbox_never_stalls_the_others(
+    dovecot: Dovecot,
+    broker: EmbeddedBroker,
+    fresh_users: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One mailbox fails login; the others flow; no password in logs or metrics."""
+    caplog.set_level(logging.DEBUG)
+    users = fresh_users(4)
+    bad = users[1]
+    for index in users:
+        dovecot.append(dovecot.user(index), "INBOX", message(f"cred-{index}"))
+    config = write_config(tmp_path, broker, dovecot, users, wrong_password={bad})
+    async with in_process_agent(config) as agent:
+        records = await wait_for_count(broker.bootstrap, "pec.raw", 3, timeout=20)
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_errors_total", {"kind": "auth"}) >= 2,
+            10,
+            "repeated auth failures",
+        )
+        assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(bad)}) == 0
+        assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(users[0])}) == 1
+        metrics_text = agent.metrics_text()
+    assert sorted(r.key.decode() for r in records) == sorted(box(i) for i in users if i != bad)
+    failures = [r for r in caplog.records if getattr(r, "fields", {}).get("kind") == "auth"]
+    assert failures
+    assert all(r.fields["mailbox"] == box(bad) for r in failures)  # type: ignore[attr-defined]
+    logged = caplog.text + "".join(str(getattr(r, "fields", "")) for r in caplog.records)
+    for index in users:
+        secret = dovecot.password(index)
+        assert secret not in logged
+        assert secret not in metrics_text
+
+
+async def test_oversized_message_goes_to_the_dead_letter_topic(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """A message over max_message_bytes is dead-lettered with its reason; the rest flows."""
+    (index,) = fresh_users(1)
+    user = dovecot.user(index)
+    small = [message(f"small-{index}-{n}") for n in range(2)]
+    big = message(f"big-{index}", body_bytes=20_000)
+    dovecot.append_many(user, "INBOX", [small[0], big, small[1]])
+    config = write_config(tmp_path, broker, dovecot, [index], max_message_bytes=5000)
+    async with in_process_agent(config) as agent:
+        published = await wait_for_count(broker.bootstrap, "pec.raw", 2, timeout=20)
+        (dead,) = await wait_for_count(broker.bootstrap, "pec.raw.deadletter", 1, timeout=20)
+        assert agent.metric("pectrack_ingest_messages_total", {"outcome": "dead_letter"}) == 1
+    assert [r.value for r in published] == small
+    assert header(dead, "uid") == "2"
+    assert header(dead, "reason").startswith("too-large")
+    assert int(header(dead, "size")) == len(big)
+    assert dead.value == big.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+
+
+async def test_response_too_large_for_the_parser_is_retried_in_smaller_batches(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """aioimaplib's RecursionError on a huge FETCH is a connection fault, then smaller batches."""
+    (index,) = fresh_users(1)
+    raws = [message(f"tiny-{index}-{n}", body_bytes=20) for n in range(1500)]
+    dovecot.deliver(dovecot.user(index), "INBOX", raws)
+    config = write_config(
+        tmp_path, broker, dovecot, [index], batch_max_messages=5000, batch_max_bytes=10**8
+    )
+    async with in_process_agent(config) as agent:
+        records = await wait_for_count(broker.bootstrap, "pec.raw", 1500, timeout=60)
+        assert agent.metric("pectrack_imap_errors_total", {"kind": "parser"}) >= 1
+    assert sorted(r.value for r in records) == sorted(raws)
+    assert len(await read_all(broker.bootstrap, "pec.raw")) == 1500
