@@ -160,7 +160,7 @@ def test_anchor_is_pinned_by_key_not_by_file(pki: Pki) -> None:
         .not_valid_before(datetime(2025, 2, 20, tzinfo=UTC))
         .not_valid_after(datetime(2030, 9, 22, tzinfo=UTC))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(pki.anchor.key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(pki.anchor.key, hashes.SHA256())
     )
     store = TrustStore((reissued,))
     raw = provider(pki).issue(notice(at=datetime(2021, 5, 4, 9, tzinfo=UTC)))
