@@ -1,6 +1,6 @@
 """Real, signed PEC messages for tests, from the simulated providers and the test PKI.
 
-    from factories import anchor_pem, make_pec, make_receipt
+    from tests.factories import anchor_pem, make_pec, make_receipt
 
     raw = make_receipt(Kind.AVVENUTA_CONSEGNA)                      # bytes, as stored
     raw = make_receipt(Kind.ERRORE_CONSEGNA, virus=True, line_ending=LineEnding.LF)

@@ -10,9 +10,9 @@ import pytest
 from asn1crypto import cms
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from simulate.helpers import needs_openssl, openssl_verify
 from pipeline.simulate.ca import Identity, KeyAlgorithm, default_pki
 from pipeline.simulate.cms import DigestAlgorithm, sign_detached
+from tests.simulate.helpers import needs_openssl, openssl_verify
 
 AT = datetime(2024, 3, 1, 9, 0, 1, tzinfo=UTC)
 CONTENT = b'Content-Type: text/plain; charset="UTF-8"\r\n\r\nIl giorno 01/03/2024 ...\r\n'
@@ -94,7 +94,7 @@ def test_structure_is_that_of_a_provider_signature() -> None:
     signing_time = attrs[1]["values"][0]
     assert signing_time.name == "utc_time"
     assert signing_time.native == AT
-    assert attrs[2]["values"][0].native == hashlib.sha1(CONTENT).digest()  # noqa: S324
+    assert attrs[2]["values"][0].native == hashlib.sha1(CONTENT).digest()
     assert signer_info["signature_algorithm"]["algorithm"].native == "rsassa_pkcs1v15"
 
 
@@ -118,4 +118,3 @@ def test_micalg_spelling() -> None:
     """multipart/signed says sha1 and sha-256."""
     assert DigestAlgorithm.SHA1.micalg == "sha1"
     assert DigestAlgorithm.SHA256.micalg == "sha-256"
-
