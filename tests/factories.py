@@ -35,6 +35,7 @@ SENDER = "mario.rossi@pec.aruba.it"
 CERTIFIED = "giulia.bianchi@postecert.it"
 EXTERNAL = "luca.ferrari@gmail.com"
 MSGID = "<20240301100000.000001.1a2b3c4d@mario.rossi.client>"
+OTHER_MSGID = "<20240301110000.000002.5e6f7a8b@mario.rossi.client>"  # what a replay claims
 PROVIDER_NAMES = ("aruba", "poste", "infocert", "namirial")
 
 _ORIGINAL_FIELDS = {f.name for f in fields(OriginalMessage)}
@@ -121,9 +122,11 @@ def make_pec(
     provider: str | Provider = "aruba",
     fault: Fault | None = None,
     signing_time: datetime | None = None,
+    replay_msgid: str = OTHER_MSGID,
     **overrides: Any,
 ) -> Built:
-    """A signed PEC message of ``kind`` with its :class:`Truth`."""
+    """A signed PEC message of ``kind`` with its :class:`Truth`; ``fault`` makes it
+    defective (a :attr:`Fault.REPLAYED` one names ``replay_msgid`` in its headers)."""
     chosen = _provider(provider)
     original_changes, notice_changes, option_changes = _split(overrides)
     original = make_original(**original_changes)
@@ -145,7 +148,8 @@ def make_pec(
     chosen = replace(chosen, options=options)
     truth = notice_truth(chosen, notice)
     if fault is not None:
-        return Built(forge(chosen, notice, fault, default_pki()), faulty_truth(truth, fault))
+        raw = forge(chosen, notice, fault, default_pki(), replay_msgid=replay_msgid)
+        return Built(raw, faulty_truth(truth, fault))
     return Built(chosen.issue(notice, signing_time=signing_time), truth)
 
 
