@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from support.dovecot import Dovecot
-from support.kafka import running_broker
 
 from agents.agent import run_agent
 from agents.config import AgentConfig, load_config
 from pipeline.embedded import EmbeddedBroker
+from tests.support.dovecot import Dovecot
+from tests.support.kafka import running_broker
 
 SESSION_USERS = 400
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.dovecot import Dovecot
-from support.kafka import header, read_all, wait_for_count
-from support.mail import message
 
 from agents.records import content_key
 from pipeline.embedded import EmbeddedBroker
+from tests.support.dovecot import Dovecot
+from tests.support.kafka import header, read_all, wait_for_count
+from tests.support.mail import message
 
 from .conftest import in_process_agent, write_config
 
