@@ -123,10 +123,12 @@ def make_pec(
     fault: Fault | None = None,
     signing_time: datetime | None = None,
     replay_msgid: str = OTHER_MSGID,
+    warning_hours: int | None = None,
     **overrides: Any,
 ) -> Built:
     """A signed PEC message of ``kind`` with its :class:`Truth`; ``fault`` makes it
-    defective (a :attr:`Fault.REPLAYED` one names ``replay_msgid`` in its headers)."""
+    defective (a :attr:`Fault.REPLAYED` one names ``replay_msgid`` in its headers);
+    ``warning_hours`` (12 or 24) makes a preavviso the first or second warning."""
     chosen = _provider(provider)
     original_changes, notice_changes, option_changes = _split(overrides)
     original = make_original(**original_changes)
@@ -142,11 +144,15 @@ def make_pec(
         notice_fields["delivery_recipient"] = first.address
     if notice_changes.get("virus") and kind in (Kind.ERRORE_CONSEGNA, Kind.NON_ACCETTAZIONE):
         notice_fields["error"] = ErrorCode.VIRUS
+    if warning_hours is not None:
+        notice_fields["error_detail"] = (
+            f"4.4.7 - messaggio non consegnato entro {warning_hours} ore"
+        )
     notice_fields.update(notice_changes)
     notice = Notice(kind, original, **notice_fields)
     options = replace(chosen.options, **option_changes) if option_changes else chosen.options
     chosen = replace(chosen, options=options)
-    truth = notice_truth(chosen, notice)
+    truth = notice_truth(chosen, notice, warning_hours=warning_hours)
     if fault is not None:
         raw = forge(chosen, notice, fault, default_pki(), replay_msgid=replay_msgid)
         return Built(raw, faulty_truth(truth, fault))

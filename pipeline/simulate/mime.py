@@ -96,8 +96,8 @@ def header(name: str, value: str, *, fold: bool = True) -> str:
         return line
     out: list[str] = []
     current = ""
-    for word in line.split(" "):
-        if current and len(current) + 1 + len(word) > 78:
+    for index, word in enumerate(line.split(" ")):
+        if index > 1 and len(current) + 1 + len(word) > 78:  # never fold right after "Name:"
             out.append(current)
             current = " " + word
         else:
