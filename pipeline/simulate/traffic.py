@@ -159,58 +159,48 @@ _SUBJECTS = (
 )
 
 
-def _truth(
-    kind: Kind,
-    original: OriginalMessage,
-    provider: Provider | None,
-    *,
-    identificativo: str | None,
-    at: datetime | None,
-    message_id: str | None,
-    **overrides: object,
-) -> Truth:
-    base: dict[str, object] = {
-        "kind": kind,
-        "msgid": original.msgid,
-        "identificativo": identificativo,
-        "provider": provider.name if provider else None,
-        "sender": original.sender,
-        "recipients": original.recipients,
-        "delivery_recipient": None,
-        "timestamp": at,
-        "variant": None,
-        "error": ErrorCode.NESSUNO if provider else None,
-        "error_detail": None,
-        "virus": False,
-        "message_id": message_id,
-        "integrity": Integrity.VALID if provider else Integrity.MISSING,
-        "trust": Trust.TRUSTED if provider else Trust.UNKNOWN,
-    }
-    base.update(overrides)
-    return Truth(**base)  # type: ignore[arg-type]
-
-
 def notice_truth(provider: Provider, notice: Notice, *, warning_hours: int | None = None) -> Truth:
     """The truth of ``provider.issue(notice)``."""
-    return _truth(
-        notice.kind,
-        notice.original,
-        provider,
+    original = notice.original
+    return Truth(
+        kind=notice.kind,
+        msgid=original.msgid,
         identificativo=notice.identificativo,
-        at=notice.at.astimezone(provider.zone),
-        message_id=notice.message_id or f"<{notice.identificativo}>",
+        provider=provider.name,
+        sender=original.sender,
+        recipients=original.recipients,
         delivery_recipient=notice.delivery_recipient,
+        timestamp=notice.at.astimezone(provider.zone),
         variant=notice.effective_variant,
         error=notice.error,
         error_detail=notice.error_detail,
         virus=notice.virus,
+        message_id=notice.message_id or f"<{notice.identificativo}>",
+        integrity=Integrity.VALID,
+        trust=Trust.TRUSTED,
         warning_hours=warning_hours,
     )
 
 
 def plain_truth(mail: OriginalMessage) -> Truth:
     """The truth of ordinary mail (a Sent copy, a newsletter): ``not-pec``, no signature."""
-    return _truth(Kind.NOT_PEC, mail, None, identificativo=None, at=None, message_id=mail.msgid)
+    return Truth(
+        kind=Kind.NOT_PEC,
+        msgid=mail.msgid,
+        identificativo=None,
+        provider=None,
+        sender=mail.sender,
+        recipients=mail.recipients,
+        delivery_recipient=None,
+        timestamp=None,
+        variant=None,
+        error=None,
+        error_detail=None,
+        virus=False,
+        message_id=mail.msgid,
+        integrity=Integrity.MISSING,
+        trust=Trust.UNKNOWN,
+    )
 
 
 def faulty_truth(truth: Truth, fault: Fault) -> Truth:
@@ -511,8 +501,16 @@ class _Scenario:
         delivered_at = accepted + timedelta(seconds=rng.randint(2, 120))
         arrivals: list[datetime] = []
 
-        def send(provider: Provider, kind: Kind, at: datetime, **kwargs: object) -> None:
-            hours = kwargs.pop("warning_hours", None)
+        def send(
+            provider: Provider,
+            kind: Kind,
+            at: datetime,
+            *,
+            error: ErrorCode = ErrorCode.NESSUNO,
+            error_detail: str | None = None,
+            virus: bool = False,
+            warning_hours: int | None = None,
+        ) -> None:
             notice = Notice(
                 kind,
                 original,
@@ -520,12 +518,13 @@ class _Scenario:
                 at,
                 message_id=self.new_id(provider, at),
                 delivery_recipient=address,
-                **kwargs,  # type: ignore[arg-type]
+                error=error,
+                error_detail=error_detail,
+                virus=virus,
             )
-            raw, truth = self.receipt(provider, notice, warning_hours=hours)  # type: ignore[arg-type]
-            arrivals.append(
-                self.deliver(at + timedelta(seconds=rng.randint(0, 30)), sender, raw, truth)
-            )
+            raw, truth = self.receipt(provider, notice, warning_hours=warning_hours)
+            arrival = at + timedelta(seconds=rng.randint(0, 30))
+            arrivals.append(self.deliver(arrival, sender, raw, truth))
 
         if outcome in ("delayed_12h", "delayed_24h", "late_delivery"):
             send(
