@@ -67,6 +67,8 @@ def write_config(
     *,
     folders: tuple[str, ...] = ("INBOX", "Sent"),
     wrong_password: set[int] = frozenset(),  # type: ignore[assignment]
+    tls: str = "plain",
+    extra: dict[int, list[str]] | None = None,
     **limits: Any,
 ) -> Path:
     """An agent TOML for ``users`` (passwords in files next to it) on these servers."""
@@ -81,7 +83,7 @@ def write_config(
         "[mailbox_defaults]",
         f'host = "{server.host}"',
         f"port = {server.port}",
-        'tls = "plain"',
+        f'tls = "{tls}"',
         f"folders = [{', '.join(repr(f).replace(chr(39), chr(34)) for f in folders)}]",
     ]
     for index in users:
@@ -92,6 +94,7 @@ def write_config(
             f'id = "box-{index:04d}"',
             f'user = "{server.user(index)}"',
             f'password_file = "{secret.name}"',
+            *(extra or {}).get(index, []),
         ]
     path = directory / "agent.toml"
     path.write_text("\n".join(lines) + "\n")

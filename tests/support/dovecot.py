@@ -17,6 +17,7 @@ import imaplib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -64,7 +65,7 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 8
@@ -93,10 +94,11 @@ userdb {{
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
-    port = {port}
+    port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
   service_count = 0
   process_min_avail = 2
@@ -117,7 +119,8 @@ service anvil {{
 class Dovecot:
     """One Dovecot instance in ``directory`` with ``users`` maildir users."""
 
-    def __init__(self, *, users: int = 3, port: int | None = None) -> None:
+    def __init__(self, *, users: int = 3, port: int | None = None, tls: bool = False) -> None:
+        """``tls=True``: implicit TLS on ``port`` with a self-signed cert (``cert_path``)."""
         # Its own directory, world-traversable: mail processes run as uid ``mail`` and
         # could not enter pytest's root-only tmp_path.
         self.dir = Path(tempfile.mkdtemp(prefix="pectrack-dovecot-"))
@@ -127,6 +130,8 @@ class Dovecot:
         self.host = "127.0.0.1"
         self._binary = require_dovecot()
         self._conf = self.dir / "dovecot.conf"
+        self.tls = tls
+        self.cert_path = self.dir / "cert.pem"
 
     def user(self, index: int) -> str:
         return user_name(index)
@@ -147,7 +152,27 @@ class Dovecot:
             os.chown(home, _MAIL_UID, _MAIL_UID)
             lines.append(f"{user_name(i)}:{{PLAIN}}{password(i)}:8:8::{home}::\n")
         (self.dir / "passwd").write_text("".join(lines))
-        self._conf.write_text(_CONF.format(d=self.dir, port=self.port))
+        ssl_conf = "ssl = no"
+        if self.tls:
+            self._make_certificate()
+            ssl_conf = f"ssl = required\nssl_cert = <{self.cert_path}\nssl_key = <{self.dir}/key.pem"
+        ports = (
+            {"imap_port": 0, "imaps_port": self.port}
+            if self.tls
+            else {"imap_port": self.port, "imaps_port": 0}
+        )
+        self._conf.write_text(_CONF.format(d=self.dir, ssl=ssl_conf, **ports))
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate for 127.0.0.1 (a CA no system trusts)."""
+        if self.cert_path.exists():
+            return
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=pectrack test IMAP", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(self.dir / "key.pem"), "-out", str(self.cert_path)],
+            check=True, capture_output=True,
+        )  # fmt: skip
 
     def start(self) -> Self:
         raise_inotify_limit()
@@ -206,7 +231,12 @@ class Dovecot:
 
     def connect(self, user: str) -> imaplib.IMAP4:
         index = int(user.removeprefix("user"))
-        client = imaplib.IMAP4(self.host, self.port, timeout=30)
+        client: imaplib.IMAP4
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.cert_path))
+            client = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context, timeout=30)
+        else:
+            client = imaplib.IMAP4(self.host, self.port, timeout=30)
         client.login(user, password(index))
         return client
 
