@@ -155,7 +155,8 @@ class Dovecot:
         ssl_conf = "ssl = no"
         if self.tls:
             self._make_certificate()
-            ssl_conf = f"ssl = required\nssl_cert = <{self.cert_path}\nssl_key = <{self.dir}/key.pem"
+            key = self.dir / "key.pem"
+            ssl_conf = f"ssl = required\nssl_cert = <{self.cert_path}\nssl_key = <{key}"
         ports = (
             {"imap_port": 0, "imaps_port": self.port}
             if self.tls
