@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,3 +119,14 @@ def test_micalg_spelling() -> None:
     """multipart/signed says sha1 and sha-256."""
     assert DigestAlgorithm.SHA1.micalg == "sha1"
     assert DigestAlgorithm.SHA256.micalg == "sha-256"
+
+
+def test_intermediates_are_embedded_with_the_signer() -> None:
+    """Certificates listed in Identity.chain travel in SignedData.certificates (a DER SET)."""
+    anchor = default_pki().anchor.certificate
+    signer = replace(_signer(), chain=(anchor,))
+    der = sign_detached(CONTENT, signer, signing_time=AT)
+    embedded = [c.chosen.dump() for c in cms.ContentInfo.load(der)["content"]["certificates"]]
+    assert sorted(embedded) == sorted(
+        [signer.certificate.public_bytes(Encoding.DER), anchor.public_bytes(Encoding.DER)]
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -283,3 +285,26 @@ def test_oracle_keys_are_per_sender_mailbox() -> None:
     other = TrafficItem("altro@pec.aruba.it", INBOX, built.raw, 1, AT + timedelta(1), built.truth)
     states = expected_states([*_items((built.raw, built.truth)), other])
     assert set(states) == {(SENDER, MSGID), ("altro@pec.aruba.it", MSGID)}
+
+
+_DIGEST_SCRIPT = """
+import hashlib, re
+from datetime import datetime
+from pipeline.simulate.traffic import generate_traffic
+sig = re.compile(rb'filename="smime.p7s"\\r?\\n\\r?\\n[A-Za-z0-9+/=\\r\\n]+')
+digest = hashlib.sha256()
+for item in generate_traffic(8, 20, 3, datetime(2024, 3, 1, 9)):
+    digest.update(sig.sub(b"", item.raw) + repr(item.truth).encode())
+print(digest.hexdigest())
+"""
+
+
+def test_same_seed_gives_the_same_bytes_across_processes() -> None:
+    """Fresh keys per process change only the signatures, nothing else."""
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", _DIGEST_SCRIPT], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 1
