@@ -112,18 +112,39 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "simulate",
         help="write synthetic signed PEC traffic with its ground truth",
-        description=__doc__,
+        description=__doc__.split("\n\nThis module")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--format", choices=("eml", "maildir"), default="eml")
-    parser.add_argument("--messages", type=_count, default=100, metavar="N")
-    parser.add_argument("--mailboxes", type=_count, default=4, metavar="M")
-    parser.add_argument("--seed", type=int, default=1, metavar="S")
-    parser.add_argument("--start", type=_instant, default=_instant(DEFAULT_START), metavar="ISO")
-    parser.add_argument("--attachment-size", type=_count, default=2048, metavar="BYTES")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     parser.add_argument(
-        "--anchor-out", type=Path, metavar="FILE", help="trust anchor PEM (default DIR/anchor.pem)"
+        "--format",
+        choices=("eml", "maildir"),
+        default="eml",
+        help="numbered .eml files, or one Maildir per mailbox and folder (default: eml)",
+    )
+    parser.add_argument(
+        "--messages", type=_count, default=100, metavar="N", help="messages sent (default: 100)"
+    )
+    parser.add_argument(
+        "--mailboxes", type=_count, default=4, metavar="M", help="user mailboxes (default: 4)"
+    )
+    parser.add_argument("--seed", type=int, default=1, metavar="S", help="RNG seed (default: 1)")
+    parser.add_argument(
+        "--start",
+        type=_instant,
+        default=_instant(DEFAULT_START),
+        metavar="ISO",
+        help=f"simulated time of the first message; naive means CET (default: {DEFAULT_START})",
+    )
+    parser.add_argument(
+        "--attachment-size",
+        type=_count,
+        default=2048,
+        metavar="BYTES",
+        help="attachment per message; 50000 or 2000000 for benchmarks (default: 2048)",
+    )
+    parser.add_argument(
+        "--anchor-out", type=Path, metavar="FILE", help="trust anchor PEM (default: DIR/anchor.pem)"
     )
     parser.set_defaults(func=run)
 
