@@ -157,7 +157,7 @@ class Provider:
         opts = options or self.options
         kind = notice.kind
         original = notice.original
-        at = notice.at.astimezone(self.zone)
+        at = notice.at.astimezone(self.zone).replace(microsecond=0)  # daticert has seconds
         variant = notice.effective_variant
         daticert = Daticert(
             kind=kind,

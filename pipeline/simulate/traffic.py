@@ -170,7 +170,7 @@ def notice_truth(provider: Provider, notice: Notice, *, warning_hours: int | Non
         sender=original.sender,
         recipients=original.recipients,
         delivery_recipient=notice.delivery_recipient,
-        timestamp=notice.at.astimezone(provider.zone),
+        timestamp=notice.at.astimezone(provider.zone).replace(microsecond=0),
         variant=notice.effective_variant,
         error=notice.error,
         error_detail=notice.error_detail,

@@ -274,3 +274,11 @@ def test_render_daticert_shows_the_documented_layout() -> None:
     assert "<consegna>giulia.bianchi@postecert.it</consegna>" in xml
     assert "<errore-esteso>5.1.1 - Utente non riconosciuto</errore-esteso>" in xml
     assert render_daticert  # the public renderer is what the provider uses
+
+
+def test_sub_second_times_are_cut_to_daticert_precision() -> None:
+    """daticert has whole seconds; the truth says the same."""
+    built = make_pec(at=datetime(2024, 7, 1, 12, 0, 5, 987654).astimezone())
+    assert built.truth.timestamp is not None
+    assert built.truth.timestamp.microsecond == 0
+    assert_daticert_matches(built.raw, built.truth)
