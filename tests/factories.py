@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pipeline.core.model import ErrorCode, Kind, Recipient, RecipientType
@@ -76,6 +77,13 @@ def pki() -> Pki:
 def anchor_pem() -> bytes:
     """The PEM trust store that makes every genuine simulated message trusted."""
     return default_pki().anchor_pem()
+
+
+def write_anchor(directory: Path) -> Path:
+    """``directory/anchor.pem``, for code that loads its trust store from a file."""
+    path = directory / "anchor.pem"
+    path.write_bytes(anchor_pem())
+    return path
 
 
 def provider(name: str = "aruba", **changes: Any) -> Provider:

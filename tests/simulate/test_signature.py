@@ -20,7 +20,15 @@ from pipeline.simulate.provider import (
     tamper_body,
 )
 from pipeline.simulate.render import LineEnding
-from tests.factories import AT, MSGID, OTHER_MSGID, PROVIDER_NAMES, anchor_pem, make_pec
+from tests.factories import (
+    AT,
+    MSGID,
+    OTHER_MSGID,
+    PROVIDER_NAMES,
+    anchor_pem,
+    make_pec,
+    write_anchor,
+)
 from tests.simulate.helpers import (
     OPENSSL,
     canonical,
@@ -188,3 +196,11 @@ def test_canonical_form_is_idempotent() -> None:
 
 def signature_b64(raw: bytes) -> bytes:
     return canonical(raw).split(b'filename="smime.p7s"\r\n\r\n')[1]
+
+
+def test_write_anchor_gives_the_trust_store_file(tmp_path: Path) -> None:
+    """factories.write_anchor writes the PEM every genuine message chains to."""
+    path = write_anchor(tmp_path)
+    assert path.read_bytes() == anchor_pem()
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    assert _signer_certificate(make_pec().raw).issuer == cert.subject
