@@ -278,6 +278,8 @@ def _receipt_state(truth: Truth) -> DeliveryState | None:
         return DeliveryState.REJECTED
     if truth.kind is Kind.AVVENUTA_CONSEGNA:
         return DeliveryState.DELIVERED
+    if truth.kind is Kind.RILEVAZIONE_VIRUS:
+        return DeliveryState.VIRUS
     if truth.kind is Kind.ERRORE_CONSEGNA:
         return (
             DeliveryState.VIRUS if truth.error is ErrorCode.VIRUS else DeliveryState.DELIVERY_FAILED
@@ -454,6 +456,7 @@ class _Scenario:
         ident = ps.identificativo(t0, index)
         orphan = rng.random() < mix.orphan
         late_acceptance = rng.random() < mix.out_of_order
+        first_pending = len(self.pending)
         arrivals: list[datetime] = [t0]
         at = t0 + timedelta(seconds=rng.randint(1, 3))
         if rng.random() < mix.rejected:
@@ -483,12 +486,19 @@ class _Scenario:
             self.deliver(arrival, sender, *acceptance)
             if rng.random() < mix.faulty:
                 self.faulty(original, ident, max(arrivals) + timedelta(minutes=5))
-        if not orphan:
-            sent_copy = render_original(original)
-            truth = plain_truth(original)
+        if orphan:
+            self.mark_orphans(first_pending, sender, original.msgid)
+        else:
             sent_at = max(arrivals) + timedelta(minutes=2) if late_acceptance else t0
-            self.add(sent_at, sender, SENT, sent_copy, truth)
+            self.add(sent_at, sender, SENT, render_original(original), plain_truth(original))
         self.extras(t0)
+
+    def mark_orphans(self, first: int, sender: str, msgid: str) -> None:
+        """Flag what reached ``sender`` about ``msgid``: its Sent copy will never arrive."""
+        for n in range(first, len(self.pending)):
+            arrival, seq, mailbox, folder, raw, truth = self.pending[n]
+            if mailbox == sender and truth.msgid == msgid:
+                self.pending[n] = (arrival, seq, mailbox, folder, raw, replace(truth, orphan=True))
 
     def recipient(
         self, original: OriginalMessage, ps: Provider, ident: str, address: str, accepted: datetime
