@@ -12,6 +12,7 @@ from importlib import import_module
 _SUBCOMMAND_MODULES = (
     "pipeline.inspect_cli",
     "pipeline.simulate.cli",
+    "pipeline.streams.cli",
     "agents.cli",
 )
 

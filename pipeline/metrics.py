@@ -109,3 +109,113 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> in
     server, _thread = start_http_server(port, addr=addr, registry=registry)
     bound: int = server.server_port
     return bound
+
+
+# --- Stream processors (``pipeline/streams``) ----------------------------------------------
+#
+#   pec_receipts_total{kind,provider}             receipts applied as evidence
+#   pec_delivery_latency_seconds{phase}           submission->acceptance, acceptance->delivery
+#   pec_delivery_failures_total{reason}           errore-consegna / virus / rejection, by code
+#   pec_signature_failures_total{reason}          signature-invalid, untrusted-signer, ...
+#   pec_messages_inflight / pec_messages_overdue / pec_orphan_receipts   (this worker's keys)
+#   pec_state_changes_total{to_state}             events published
+#   pec_processing_lag_seconds{processor}         now - Kafka timestamp of the record processed
+#   pec_dlq_total{reason}                         records sent to the dead-letter topic
+#   pec_ignored_total{reason}                     mail that is not about sent messages
+
+# PEC latencies run from seconds (acceptance) to days (a delivery after the 24 h warning).
+LATENCY_BUCKETS = (
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+    21600.0, 43200.0, 86400.0, 129600.0, 172800.0,
+)  # fmt: skip
+MAX_PROVIDER_LABELS = 64
+
+
+class StreamMetrics:
+    """Metrics of the verify and correlate processors (one instance per worker)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.receipts = Counter(
+            "pec_receipts",
+            "Receipts applied to the delivery lifecycle, by kind and provider.",
+            ["kind", "provider"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "pec_delivery_latency_seconds",
+            "Daticert time of a receipt minus submission (acceptance) or acceptance (final).",
+            ["phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.failures = Counter(
+            "pec_delivery_failures",
+            "Recipients that ended in a failure state, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.signature_failures = Counter(
+            "pec_signature_failures",
+            "Receipts reported but never counted: bad signature, untrusted signer, defects.",
+            ["reason"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "pec_messages_inflight", "Messages with a recipient not yet final.", registry=registry
+        )
+        self.overdue = Gauge(
+            "pec_messages_overdue", "Messages with an overdue flag raised.", registry=registry
+        )
+        self.orphans = Gauge(
+            "pec_orphan_receipts",
+            "Messages known only from receipts: the sent copy has not been seen.",
+            registry=registry,
+        )
+        self.state_changes = Counter(
+            "pec_state_changes",
+            "State-change events published, by the state reached.",
+            ["to_state"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "pec_processing_lag_seconds",
+            "Age of the last record processed (now minus its Kafka timestamp).",
+            ["processor"],
+            registry=registry,
+        )
+        self.processed = Counter(
+            "pec_processed_records",
+            "Records processed, by processor.",
+            ["processor"],
+            registry=registry,
+        )
+        self.dlq = Counter(
+            "pec_dlq",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.ignored = Counter(
+            "pec_ignored",
+            "Mail that is not about a sent message (incoming envelopes, ordinary mail).",
+            ["reason"],
+            registry=registry,
+        )
+        self._providers: set[str] = set()
+        for phase in ("acceptance", "delivery"):
+            self.latency.labels(phase)
+        for processor in ("verify", "correlate"):
+            self.lag.labels(processor)
+            self.processed.labels(processor)
+        for reason in ("signature-invalid", "untrusted-signer", "receipt-rejected"):
+            self.signature_failures.labels(reason)
+
+    def provider_label(self, provider: str | None) -> str:
+        """Provider names come from signed daticert; still, cap how many labels exist."""
+        name = (provider or "unknown").strip()[:60] or "unknown"
+        if name in self._providers:
+            return name
+        if len(self._providers) >= MAX_PROVIDER_LABELS:
+            return "other"
+        self._providers.add(name)
+        return name

@@ -1,0 +1,153 @@
+"""From an examined mailbox message to what the correlate processor observes.
+
+The verify processor calls :func:`observe_message` for each raw record::
+
+    headers: mailbox=comune-x folder=Posta inviata     -> Submission (the Sent copy)
+    X-Ricevuta: avvenuta-consegna, valid and trusted    -> Evidence (applied to the lifecycle)
+    X-Ricevuta: avvenuta-consegna, self-signed          -> Suspect (reported, never applied)
+    a receipt without any Message-ID to correlate on    -> Unroutable (dead letter)
+    incoming envelopes and ordinary inbox mail          -> Ignored (not about sent mail)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pipeline.core.correlate import correlation_key
+from pipeline.core.examine import Examined
+from pipeline.core.lifecycle import Receipt
+from pipeline.core.model import Integrity, Kind, Trust
+from pipeline.core.tracker import (
+    Deadlines,
+    EventType,
+    Suspect,
+    Tracked,
+    TrackEvent,
+    check_deadlines,
+    new_tracked,
+    receive,
+    report_suspect,
+    submit,
+)
+
+INBOX = "inbox"
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    key: str
+    mailbox: str
+    msgid: str
+    sender: str | None
+    recipients: tuple[str, ...]
+    at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    key: str
+    mailbox: str
+    msgid: str
+    receipt: Receipt
+    kind: str
+    provider: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SuspectReceipt:
+    key: str
+    mailbox: str
+    msgid: str
+    suspect: Suspect
+
+
+@dataclass(frozen=True, slots=True)
+class Unroutable:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    reason: str
+
+
+Observation = Submission | Evidence | SuspectReceipt
+Outcome = Observation | Unroutable | Ignored
+
+
+def is_sent_folder(folder: str) -> bool:
+    """Every folder but INBOX is where the agents read the user's sent copies."""
+    return folder.strip().lower() != INBOX
+
+
+def observe_message(
+    examined: Examined, mailbox: str, folder: str, received_at: datetime | None = None
+) -> Outcome:
+    """Route one examined message; ``received_at`` dates a Sent copy without a Date."""
+    message = examined.message
+    if message.kind is Kind.NOT_PEC:
+        if not is_sent_folder(folder):
+            return Ignored("ordinary-mail")
+        if message.msgid is None:
+            return Unroutable("sent-message-without-message-id")
+        return Submission(
+            key=correlation_key(mailbox, message.msgid),
+            mailbox=mailbox,
+            msgid=message.msgid,
+            sender=message.sender,
+            recipients=tuple(r.address for r in message.recipients),
+            at=received_at,
+        )
+    if not message.kind.is_receipt or message.kind.value == "presa-in-carico":
+        return Ignored(f"{message.kind.value}")
+    if message.msgid is None:
+        return Unroutable("receipt-without-msgid")
+    key = correlation_key(mailbox, message.msgid)
+    receipt = examined.as_receipt()
+    if receipt is not None:
+        return Evidence(key, mailbox, message.msgid, receipt, message.kind.value, message.provider)
+    return SuspectReceipt(key, mailbox, message.msgid, _suspect(examined))
+
+
+def _suspect(examined: Examined) -> Suspect:
+    signature = examined.signature
+    if signature.integrity is not Integrity.VALID:
+        event = EventType.SIGNATURE_INVALID
+    elif signature.trust is not Trust.TRUSTED:
+        event = EventType.UNTRUSTED_SIGNER
+    else:
+        event = EventType.RECEIPT_REJECTED
+    reason = "; ".join(str(d) for d in examined.disqualifying_defects)[:500]
+    return Suspect(
+        receipt_id=examined.receipt_id,
+        event=event,
+        kind=examined.message.kind.value,
+        recipient=examined.message.delivery_recipient,
+        reason=reason or "not-evidence",
+        at=examined.message.timestamp,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineCheck:
+    """Sent by a worker's timer to the key's own partition: re-evaluate deadlines at ``now``."""
+
+    key: str
+    mailbox: str
+    msgid: str
+    now: datetime
+
+
+def apply_observation(
+    tracked: Tracked | None, observation: Observation | DeadlineCheck, deadlines: Deadlines
+) -> tuple[Tracked, tuple[TrackEvent, ...]]:
+    """Fold one observation into the state of its message (new state if ``None``)."""
+    current = tracked or new_tracked(observation.key, observation.mailbox, observation.msgid)
+    if isinstance(observation, Submission):
+        return submit(current, observation.sender, observation.recipients, observation.at)
+    if isinstance(observation, Evidence):
+        return receive(current, observation.receipt, observation.kind, observation.provider)
+    if isinstance(observation, SuspectReceipt):
+        return report_suspect(current, observation.suspect)
+    return check_deadlines(current, observation.now, deadlines)

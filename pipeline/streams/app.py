@@ -1,0 +1,207 @@
+"""The faust application: topics, the table and the processors, wired from settings.
+
+``build(settings)`` returns a :class:`Pipeline`; ``pectrack worker`` runs it. Several
+workers with the same ``app_id`` form one consumer group and share the partitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry
+
+from pipeline.codec import (
+    DecodeError,
+    dumps,
+    loads,
+    message_state_to_dict,
+    observation_to_dict,
+    submission_from_dict,
+    tracked_from_dict,
+)
+from pipeline.core.trust import TrustStore
+from pipeline.metrics import StreamMetrics
+from pipeline.settings import StreamSettings
+from pipeline.streams.correlate import Correlator, EventClock
+from pipeline.streams.deadlines import DeadlineScanner
+from pipeline.streams.sink import FaustSink, Sink
+from pipeline.streams.verify import Verifier
+from pipeline.trust_files import default_trust_store, load_trust_store
+
+
+@dataclass
+class Pipeline:
+    app: faust.App
+    settings: StreamSettings
+    registry: CollectorRegistry
+    metrics: StreamMetrics
+    table: Any  # faust.Table[bytes, bytes]
+    topics: dict[str, Any]
+    verifier: Verifier
+    correlator: Correlator
+    scanner: DeadlineScanner
+
+
+def _wall() -> datetime:
+    return datetime.now(UTC)
+
+
+def build(
+    settings: StreamSettings,
+    *,
+    registry: CollectorRegistry | None = None,
+    trust: TrustStore | None = None,
+    sink: Sink | None = None,
+) -> Pipeline:
+    """Create the app and register every processor. ``sink`` replaces Kafka in unit tests."""
+    settings.validate()
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.broker}",
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        producer_acks=-1,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        datadir=settings.datadir,
+        broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+        key_serializer="raw",  # the codec module owns every encoding: bytes in, bytes out
+        value_serializer="raw",
+    )
+    topics: dict[str, Any] = {
+        name: _raw_topic(app, name, settings.partitions)
+        for name in (
+            settings.raw_topic,
+            settings.receipts_topic,
+            settings.submissions_topic,
+            settings.state_changes_topic,
+            settings.dlq_topic,
+        )
+    }
+    topics[settings.message_state_topic] = _raw_topic(
+        app, settings.message_state_topic, settings.partitions, compacting=True
+    )
+    table = app.Table(
+        settings.table_name,
+        default=None,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    registry = registry or CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    out = sink or FaustSink(topics)
+    clock = EventClock(settings.deadline_clock, _wall)
+    trust_store = trust or (
+        load_trust_store(settings.trust) if settings.trust else default_trust_store()
+    )
+    pipeline = Pipeline(
+        app=app,
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        table=table,
+        topics=topics,
+        verifier=Verifier(settings, trust_store, out, metrics),
+        correlator=Correlator(settings, out, metrics, table, clock),
+        scanner=DeadlineScanner(settings, out, metrics, table, clock),
+    )
+    _register(pipeline, out)
+    return pipeline
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int, *, compacting: bool = False) -> Any:
+    """Bytes in, bytes out: the codec module owns every encoding."""
+    return app.topic(
+        name,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        compacting=compacting or None,
+    )
+
+
+def _headers(event: Any) -> dict[str, bytes]:
+    raw = event.headers or {}
+    items = raw.items() if isinstance(raw, dict) else raw
+    return {
+        str(name): value if isinstance(value, bytes) else str(value).encode()
+        for name, value in items
+    }
+
+
+def _lag(event: Any) -> float:
+    timestamp = getattr(event.message, "timestamp", None)
+    return max(0.0, _wall().timestamp() - timestamp) if timestamp else 0.0
+
+
+def _register(p: Pipeline, sink: Sink) -> None:
+    settings, app = p.settings, p.app
+
+    @app.agent(
+        p.topics[settings.raw_topic],
+        concurrency=settings.verify_concurrency,
+        name="pectrack.verify",
+    )
+    async def verify(stream: Any) -> None:
+        async for event in stream.events():
+            await p.verifier.handle(event.key, event.value, _headers(event))
+            p.metrics.lag.labels("verify").set(_lag(event))
+
+    @app.agent(p.topics[settings.receipts_topic], name="pectrack.correlate")
+    async def correlate(stream: Any) -> None:
+        async for event in stream.events():
+            await p.correlator.handle(event.key, event.value)
+            p.metrics.lag.labels("correlate").set(_lag(event))
+
+    @app.agent(p.topics[settings.submissions_topic], name="pectrack.register")
+    async def register(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                submission = submission_from_dict(loads(event.value))
+            except (DecodeError, ValueError) as exc:
+                await sink.send(
+                    settings.dlq_topic,
+                    event.key or b"",
+                    event.value or b"",
+                    [("reason", str(exc)[:200].encode())],
+                )
+                p.metrics.dlq.labels("bad-submission").inc()
+                continue
+            await sink.send(
+                settings.receipts_topic,
+                submission.key.encode(),
+                dumps(observation_to_dict(submission)),
+            )
+
+    @app.timer(interval=settings.deadline_interval_seconds, name="pectrack.deadlines")  # type: ignore[untyped-decorator]
+    async def deadlines() -> None:
+        await p.scanner.scan()
+
+    @app.page("/message/")
+    class MessageView(View):
+        """``GET /message/?key=<mailbox> <msgid>``: the message's state, from its owner."""
+
+        @app.table_route(table=p.table, query_param="key")  # type: ignore[arg-type]
+        async def get(self, request: Request) -> Response:
+            stored = p.table.get(request.query["key"].encode())
+            if stored is None:
+                return self.json(
+                    {"error": "unknown message", "key": request.query["key"]}, status=404
+                )
+            return self.json(message_state_to_dict(tracked_from_dict(loads(stored))))
+
+    _ = (verify, correlate, register, deadlines, MessageView)

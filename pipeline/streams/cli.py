@@ -1,0 +1,97 @@
+"""``pectrack worker``: run the stream processors (one member of the consumer group)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from typing import Any
+
+from pipeline.settings import StreamSettings, from_environment
+
+_FLAGS: tuple[tuple[str, str], ...] = (
+    ("broker", "Kafka bootstrap host:port"),
+    ("app_id", "consumer group / application id"),
+    ("partitions", "partitions of every topic"),
+    ("raw_topic", "input: raw mail from the agents"),
+    ("receipts_topic", "internal: observations keyed by correlation key"),
+    ("submissions_topic", "input: submissions from a sending system"),
+    ("state_changes_topic", "output: one event per transition"),
+    ("message_state_topic", "output (compacted): latest state per message"),
+    ("dlq_topic", "output: unroutable input"),
+    ("verify_concurrency", "verify tasks per worker"),
+    ("trust", "trust anchors: PEM file or directory (default: bundled AgID CA1)"),
+    ("acceptance_timeout_seconds", "no acceptance after this long: overdue"),
+    ("delivery_window_seconds", "no final receipt this long after acceptance: overdue"),
+    ("deadline_interval_seconds", "how often the deadline timer scans"),
+    ("deadline_clock", "'wall', or 'event' (newest daticert time seen) for replays"),
+    ("metrics_port", "Prometheus /metrics port (0: any free port)"),
+    ("metrics_host", "Prometheus bind address"),
+    ("web_port", "faust web port (message lookup at /message/?key=...)"),
+    ("web_host", "faust web bind/advertised host"),
+    ("datadir", "faust state directory (one per worker)"),
+    ("session_timeout_seconds", "consumer-group session timeout (failover time)"),
+    ("log_level", "debug, info, warning, error"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run the stream processors (verify, correlate, deadlines, web lookup)",
+        description="Run one stream worker. Settings: defaults < PECTRACK_<NAME> env < flags.",
+    )
+    defaults = StreamSettings()
+    for name, help_text in _FLAGS:
+        default = getattr(defaults, name)
+        kind: Any = (
+            type(default) if default is not None else (int if name == "metrics_port" else str)
+        )
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"{help_text} (default: {default})",
+        )
+    parser.set_defaults(func=run)
+
+
+def settings_from(args: argparse.Namespace) -> StreamSettings:
+    settings = from_environment()
+    changes = {name: getattr(args, name) for name, _ in _FLAGS if getattr(args, name) is not None}
+    return dataclasses.replace(settings, **changes).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    import faust  # noqa: PLC0415 - heavy import, only for this subcommand
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    from pipeline.metrics import serve  # noqa: PLC0415
+    from pipeline.streams.app import build  # noqa: PLC0415
+    from pipeline.streams.topics import ensure_topics  # noqa: PLC0415
+    from pipeline.trust_files import TrustStoreError  # noqa: PLC0415
+
+    try:
+        settings = settings_from(args)
+        pipeline = build(settings)
+    except (ValueError, TrustStoreError) as exc:
+        print(f"pectrack worker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except KafkaError as exc:
+        print(f"pectrack worker: broker {settings.broker}: {exc}", file=sys.stderr)
+        return 1
+    if created:
+        print(f"pectrack worker: created topics {', '.join(created)}", flush=True)
+    if settings.metrics_port is not None:
+        port = serve(pipeline.registry, settings.metrics_port, settings.metrics_host)
+        print(
+            f"pectrack worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True
+        )
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
+    return worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits

@@ -1,0 +1,125 @@
+"""The correlate processor: ``pec.receipts`` -> lifecycle -> events and message state.
+
+Stateful: one table entry per correlation key (a faust Table backed by its changelog).
+Order of effects, for at-least-once with idempotent state: events are sent and
+acknowledged first, then the table is written. A crash in between replays the record:
+the state does not have it yet, so the same events (same ids) are sent again and a
+consumer deduping on ``id`` sees each once. A crash after the table write replays a
+record whose receipt id the state already holds: nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+
+from pipeline.codec import (
+    DecodeError,
+    dumps,
+    event_to_dict,
+    loads,
+    message_state_to_dict,
+    observation_from_dict,
+    tracked_from_dict,
+    tracked_to_dict,
+)
+from pipeline.core.model import DeliveryState
+from pipeline.core.observation import Evidence, apply_observation
+from pipeline.core.tracker import Deadlines, EventType, Tracked, TrackEvent
+from pipeline.metrics import StreamMetrics
+from pipeline.settings import StreamSettings
+from pipeline.streams.sink import Sink
+
+FAILED = (DeliveryState.DELIVERY_FAILED, DeliveryState.VIRUS, DeliveryState.REJECTED)
+SUSPECT_EVENTS = (
+    EventType.SIGNATURE_INVALID,
+    EventType.UNTRUSTED_SIGNER,
+    EventType.RECEIPT_REJECTED,
+)
+
+
+@dataclass
+class EventClock:
+    """``now`` for deadlines: the wall clock, or the newest daticert time seen ("event")."""
+
+    mode: str
+    wall: Callable[[], datetime] | None = field(default=None, repr=False)
+    newest: datetime | None = None
+
+    def observe(self, at: datetime | None) -> None:
+        if at is not None and (self.newest is None or at > self.newest):
+            self.newest = at
+
+    def now(self) -> datetime | None:
+        if self.mode == "event":
+            return self.newest
+        return self.wall() if self.wall is not None else None
+
+
+@dataclass
+class Correlator:
+    settings: StreamSettings
+    sink: Sink
+    metrics: StreamMetrics
+    table: MutableMapping[bytes, bytes]
+    clock: EventClock
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
+
+    async def handle(self, key: bytes, value: bytes) -> None:
+        try:
+            observation = observation_from_dict(loads(value))
+        except (DecodeError, orjson.JSONDecodeError) as exc:
+            await self.sink.send(
+                self.settings.dlq_topic, key, value, [("reason", str(exc)[:200].encode())]
+            )
+            self.metrics.dlq.labels("bad-observation").inc()
+            return
+        stored = self.table.get(key)
+        tracked = tracked_from_dict(loads(stored)) if stored is not None else None
+        updated, events = apply_observation(tracked, observation, self.deadlines)
+        for event in events:
+            self.clock.observe(event.at)
+            await self.sink.send(
+                self.settings.state_changes_topic, key, dumps(event_to_dict(event))
+            )
+            self._count(event)
+        if updated != tracked:
+            if isinstance(observation, Evidence):
+                provider = self.metrics.provider_label(observation.provider)
+                self.metrics.receipts.labels(observation.kind, provider).inc()
+            self.table[key] = dumps(tracked_to_dict(updated))
+            await self.sink.send(
+                self.settings.message_state_topic, key, dumps(message_state_to_dict(updated))
+            )
+        self.metrics.processed.labels("correlate").inc()
+
+    def _count(self, event: TrackEvent) -> None:
+        metrics = self.metrics
+        if event.type in SUSPECT_EVENTS:
+            metrics.signature_failures.labels(event.type.value).inc()
+            return
+        if event.type is not EventType.STATE_CHANGE or event.after is None:
+            return
+        metrics.state_changes.labels(event.after.value).inc()
+        if event.after in FAILED:
+            metrics.failures.labels(event.after.value).inc()
+        if event.latency is None:
+            return
+        if event.after is DeliveryState.ACCEPTED:
+            metrics.latency.labels("acceptance").observe(event.latency)
+        elif event.after is DeliveryState.DELIVERED:
+            metrics.latency.labels("delivery").observe(event.latency)
+
+
+def summarize(values: list[Tracked]) -> tuple[int, int, int]:
+    """(in flight, overdue, orphan) counts for this worker's gauges."""
+    inflight = sum(1 for t in values if not t.message.is_final)
+    overdue = sum(1 for t in values if t.overdue)
+    orphans = sum(1 for t in values if t.is_orphan)
+    return inflight, overdue, orphans

@@ -1,0 +1,51 @@
+"""The deadline timer: find messages that became overdue, ask their owner to flag them.
+
+A timer cannot write a faust table (writes belong to the stream that owns the key), so
+it sends a ``check`` observation to the key's own partition of ``pec.receipts``; the
+correlate processor applies it like any other observation. The same scan refreshes
+the in-flight, overdue and orphan gauges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pipeline.codec import dumps, loads, observation_to_dict, tracked_from_dict
+from pipeline.core.observation import DeadlineCheck
+from pipeline.core.tracker import Deadlines, overdue_flags
+from pipeline.metrics import StreamMetrics
+from pipeline.settings import StreamSettings
+from pipeline.streams.correlate import EventClock, summarize
+from pipeline.streams.sink import Sink
+
+
+@dataclass
+class DeadlineScanner:
+    settings: StreamSettings
+    sink: Sink
+    metrics: StreamMetrics
+    table: Mapping[bytes, bytes]
+    clock: EventClock
+
+    async def scan(self) -> int:
+        """One pass over this worker's keys; returns how many checks were requested."""
+        now = self.clock.now()
+        deadlines = Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
+        values = [tracked_from_dict(loads(value)) for value in list(self.table.values())]
+        requested = 0
+        if now is not None:
+            for tracked in values:
+                if overdue_flags(tracked, now, deadlines) - tracked.overdue:
+                    check = DeadlineCheck(tracked.key, tracked.mailbox, tracked.message.msgid, now)
+                    await self.sink.send(
+                        self.settings.receipts_topic,
+                        tracked.key.encode(),
+                        dumps(observation_to_dict(check)),
+                    )
+                    requested += 1
+        inflight, overdue, orphans = summarize(values)
+        self.metrics.inflight.set(inflight)
+        self.metrics.overdue.set(overdue)
+        self.metrics.orphans.set(orphans)
+        return requested

@@ -1,0 +1,52 @@
+"""Create the pipeline's topics before the workers start (partitions and compaction set).
+
+faust would only declare its internal topics; source topics that do not exist yet make
+the first consumer-group join wait for a metadata refresh. Existing topics are left as
+they are (their partition count is the operator's decision).
+"""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from pipeline.settings import StreamSettings
+
+
+def topic_specs(settings: StreamSettings) -> list[NewTopic]:
+    plain = (
+        settings.raw_topic,
+        settings.receipts_topic,
+        settings.submissions_topic,
+        settings.state_changes_topic,
+        settings.dlq_topic,
+    )
+    specs = [NewTopic(name, settings.partitions, settings.replication) for name in plain]
+    specs.append(
+        NewTopic(
+            settings.message_state_topic,
+            settings.partitions,
+            settings.replication,
+            topic_configs={"cleanup.policy": "compact"},
+        )
+    )
+    return specs
+
+
+async def ensure_topics(settings: StreamSettings) -> list[str]:
+    """Create missing topics; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await admin.start()
+    created = []
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        for spec in missing:
+            try:
+                await admin.create_topics([spec])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                continue  # another worker created it in the meantime
+    finally:
+        await admin.close()
+    return created
