@@ -37,10 +37,10 @@ async def run_agent(
     boxes = (shard or Shard()).select(config.mailboxes)
     metrics = IngestMetrics(registry)
     metrics.mailboxes.set(len(boxes))
-    publisher = KafkaPublisher(config.kafka, max_record_bytes=config.limits.max_message_bytes)
-    cursors = await _connect_kafka(publisher, config, stop)
-    if cursors is None:
+    connected = await _connect_kafka(config, stop)
+    if connected is None:
         return
+    publisher, cursors = connected
     log_event(log, logging.INFO, "agent.start", mailboxes=len(boxes), shard=str(shard or Shard()))
     ctx = WorkerContext(
         kafka=config.kafka,
@@ -70,15 +70,16 @@ async def run_agent(
 
 
 async def _connect_kafka(
-    publisher: KafkaPublisher, config: AgentConfig, stop: asyncio.Event
-) -> CursorStore | None:
-    """Start the producer and read the cursors, retrying with backoff until ``stop``."""
+    config: AgentConfig, stop: asyncio.Event
+) -> tuple[KafkaPublisher, CursorStore] | None:
+    """Start a producer and read the cursors, retrying with backoff until ``stop``."""
     backoff = Backoff(config.limits.backoff_base, config.limits.backoff_cap)
     attempt = 0
     while not stop.is_set():
+        publisher = KafkaPublisher(config.kafka, max_record_bytes=config.limits.max_message_bytes)
         try:
             await publisher.start()
-            return await CursorStore.load(publisher)
+            return publisher, await CursorStore.load(publisher)
         except PublishError as exc:
             await publisher.stop()
             log_event(log, logging.WARNING, "kafka.unavailable", error=str(exc), attempt=attempt)

@@ -211,6 +211,10 @@ class MailboxWorker:
         started = time.perf_counter()
         fetched = await session.fetch(step.uids)
         self.metrics.fetch_seconds.observe(time.perf_counter() - started)
+        if len(fetched) != len(step.uids):  # expunged between SEARCH and FETCH
+            missing = sorted(set(step.uids) - {m.uid for m in fetched})
+            log_event(log, logging.INFO, "message.vanished", mailbox=box.id, folder=folder,
+                      uids=missing[:20], count=len(missing))  # fmt: skip
         records = [raw_record(kafka.topic, box.id, folder, uidvalidity, m) for m in fetched]
         await self._publish(records)
         self.metrics.messages.labels("published").inc(len(records))

@@ -54,7 +54,6 @@ class KafkaPublisher:
             if self.settings.create_topics:
                 await self._create_topics()
         except KafkaError as exc:
-            await self._producer.stop()
             raise PublishError(f"cannot reach Kafka: {type(exc).__name__}") from None
 
     async def _create_topics(self) -> None:

@@ -42,6 +42,11 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def metric(port: int, name: str) -> float:
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -171,14 +176,18 @@ async def run(args: argparse.Namespace) -> None:
         config = write_config(
             all_dir, broker, server, users, folders=("INBOX", "Sent"), command_timeout=60
         )
+        broker_cpu = cpu_seconds(broker.pid or 0)
         started = time.monotonic()
         agent = Agent(config, work / "agent.log")
         try:
             await wait_records(broker.bootstrap, args.mailboxes * args.messages, 600)
             sync = time.monotonic() - started
+            cpu = cpu_seconds(agent.proc.pid)
+            broker_cpu = cpu_seconds(broker.pid or 0) - broker_cpu
             total = args.mailboxes * args.messages
             print(f"initial sync: {total} messages ({args.size} B bodies) from {args.mailboxes}"
-                  f" mailboxes in {sync:.1f}s = {total / sync:.0f} msg/s")  # fmt: skip
+                  f" mailboxes in {sync:.1f}s = {total / sync:.0f} msg/s"
+                  f" (CPU: agent {cpu:.1f}s, broker {broker_cpu:.1f}s)")  # fmt: skip
             agent.wait_connected(args.mailboxes, 120)
             time.sleep(3)  # all mailboxes back in IDLE
             rss = rss_kib(agent.proc.pid)

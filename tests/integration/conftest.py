@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agents.agent import run_agent
 from agents.config import AgentConfig, load_config
+from agents.shard import Shard
 from pipeline.embedded import EmbeddedBroker
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import running_broker
@@ -119,11 +120,15 @@ class InProcessAgent:
 
 
 @asynccontextmanager
-async def in_process_agent(config_path: Path) -> AsyncIterator[InProcessAgent]:
+async def in_process_agent(
+    config_path: Path, shard: Shard | None = None
+) -> AsyncIterator[InProcessAgent]:
     """Run an agent for the duration of the block; stop it cleanly after."""
     agent = InProcessAgent(load_config(config_path))
     agent.task = asyncio.create_task(
-        run_agent(agent.config, registry=agent.registry, stop=agent.stop, grace_seconds=5)
+        run_agent(
+            agent.config, registry=agent.registry, stop=agent.stop, shard=shard, grace_seconds=5
+        )
     )
     try:
         yield agent
@@ -135,15 +140,19 @@ async def in_process_agent(config_path: Path) -> AsyncIterator[InProcessAgent]:
 class AgentProcess:
     """``python -m pipeline.cli agent --config FILE`` as a child process."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, *extra_args: str) -> None:
         self.config_path = config_path
         self.log_path = log_path
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> AgentProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "agent", "--config", str(self.config_path)],
+                [
+                    *(sys.executable, "-m", "pipeline.cli", "agent"),
+                    *("--config", str(self.config_path), *self.extra_args),
+                ],
                 stdout=log,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -13,6 +13,7 @@ command to run when it is missing (the suite never skips).
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import shutil
@@ -132,6 +133,7 @@ class Dovecot:
         self._conf = self.dir / "dovecot.conf"
         self.tls = tls
         self.cert_path = self.dir / "cert.pem"
+        self._master: subprocess.Popen[bytes] | None = None
 
     def user(self, index: int) -> str:
         return user_name(index)
@@ -178,40 +180,36 @@ class Dovecot:
     def start(self) -> Self:
         raise_inotify_limit()
         self._write_config()
-        proc = subprocess.Popen([self._binary, "-c", str(self._conf)])
-        proc.wait(10)
-        master = self.dir / "run" / "master.pid"
-        deadline = time.monotonic() + 10
-        while not master.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        wait_for_port(self.host, self.port, 10, _Alive(master))
+        # Foreground (-F) as our child in a session of its own: we reap the master (no
+        # zombie) and can end every Dovecot process by session id.
+        self._master = subprocess.Popen(
+            [self._binary, "-F", "-c", str(self._conf)],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.host, self.port, 10, self._master)
         return self
 
     def master_pid(self) -> int | None:
-        try:
-            return int((self.dir / "run" / "master.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return self._master.pid if self._master is not None else None
 
     def stop(self) -> None:
         """Stop the master and every child (connections drop); safe to call twice."""
-        pid = self.master_pid()
-        if pid is None:
+        master, self._master = self._master, None
+        if master is None:
             return
+        master.terminate()
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.02)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        (self.dir / "run" / "master.pid").unlink(missing_ok=True)
+            master.wait(10)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait()
+        # Children outlive the master for seconds (IDLE sessions ~9 s): end the whole
+        # session, so connections drop now and nothing leaks.
+        for child in _session_members(master.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
     def cleanup(self) -> None:
         """Stop the server and delete its directory."""
@@ -328,13 +326,16 @@ class Dovecot:
         self.cleanup()
 
 
-class _Alive:
-    """Adapter so :func:`wait_for_port` can watch a daemon by its pid file."""
-
-    returncode = 1
-
-    def __init__(self, pid_file: Path) -> None:
-        self._pid_file = pid_file
-
-    def poll(self) -> int | None:
-        return None
+def _session_members(sid: int) -> list[int]:
+    """Live pids whose session id is ``sid`` (the master leads a new session: sid = its pid)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
