@@ -106,6 +106,7 @@ class PecMessage:
     falling back to ``X-Riferimento-Message-ID``), normalised, with angle brackets. For
     ``not-pec`` mail (e.g. a Sent-folder copy of what the user submitted) it is the
     message's own Message-ID. ``delivery_recipient`` is daticert ``<consegna>``.
+    ``timestamp`` is the daticert time, or for ``not-pec`` mail its ``Date`` header.
     """
 
     kind: Kind

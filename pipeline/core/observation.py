@@ -84,7 +84,8 @@ def is_sent_folder(folder: str) -> bool:
 def observe_message(
     examined: Examined, mailbox: str, folder: str, received_at: datetime | None = None
 ) -> Outcome:
-    """Route one examined message; ``received_at`` dates a Sent copy without a Date."""
+    """Route one examined message; a Sent copy is dated by ``received_at`` (its IMAP
+    INTERNALDATE, when it was stored) or else by its Date header."""
     message = examined.message
     if message.kind is Kind.NOT_PEC:
         if not is_sent_folder(folder):
@@ -97,7 +98,7 @@ def observe_message(
             msgid=message.msgid,
             sender=message.sender,
             recipients=tuple(r.address for r in message.recipients),
-            at=received_at,
+            at=received_at or message.timestamp,
         )
     if not message.kind.is_receipt or message.kind.value == "presa-in-carico":
         return Ignored(f"{message.kind.value}")

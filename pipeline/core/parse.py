@@ -10,7 +10,8 @@ carries a ``header-daticert-mismatch`` defect. The Subject is never used to clas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.utils import getaddresses, parseaddr
+from datetime import datetime
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from pipeline.core.correlate import normalise_address, normalise_identificativo, normalise_msgid
 from pipeline.core.daticert import Daticert, parse_daticert
@@ -224,7 +225,7 @@ def _ordinary(headers: Headers, defects: tuple[Defect, ...]) -> PecMessage:
         sender=normalise_address(parseaddr(headers.get("from") or "")[1]),
         recipients=recipients,
         delivery_recipient=None,
-        timestamp=None,
+        timestamp=_date(headers.get("date")),
         variant=None,
         error=None,
         error_detail=None,
@@ -233,6 +234,17 @@ def _ordinary(headers: Headers, defects: tuple[Defect, ...]) -> PecMessage:
         virus=False,
         defects=defects,
     )
+
+
+def _date(value: str | None) -> datetime | None:
+    """An RFC 5322 Date with a zone, else ``None`` (a naive date is no evidence of time)."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _pec(kind: Kind, headers: Headers, dc: Daticert, defects: list[Defect]) -> PecMessage:

@@ -192,7 +192,7 @@ def plain_truth(mail: OriginalMessage) -> Truth:
         sender=mail.sender,
         recipients=mail.recipients,
         delivery_recipient=None,
-        timestamp=None,
+        timestamp=mail.date,
         variant=None,
         error=None,
         error_detail=None,

@@ -1,0 +1,215 @@
+"""The processors, driven through faust's agent test context with a recording sink."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pipeline.core.correlate import correlation_key
+from pipeline.core.model import Kind
+from pipeline.core.trust import TrustStore
+from pipeline.settings import StreamSettings
+from pipeline.simulate.provider import Fault
+from pipeline.streams.app import Pipeline, build
+from pipeline.streams.sink import RecordingSink
+from tests.factories import AT, CERTIFIED, MSGID, anchor_pem, make_pec, make_receipt, make_sent_copy
+
+BOX = "studio-rossi"
+KEY = correlation_key(BOX, MSGID).encode()
+HEADERS = {"mailbox": BOX.encode(), "folder": b"INBOX"}
+
+
+@pytest.fixture
+async def pipeline() -> AsyncIterator[tuple[Pipeline, RecordingSink]]:
+    sink = RecordingSink()
+    settings = StreamSettings(metrics_port=None, web_port=16066, deadline_clock="event")
+    built = build(
+        settings,
+        registry=CollectorRegistry(),
+        trust=TrustStore.from_bytes(anchor_pem()),
+        sink=sink,
+    )
+    built.app.finalize()
+    built.app.flow_control.resume()
+    yield built, sink
+    # ``stream.events()`` makes faust create its consumer, whose thread owns an event
+    # loop that only a running worker would close: close it here.
+    consumer = built.app._consumer
+    if consumer is not None:
+        consumer._thread.thread_loop.close()
+
+
+def records(sink: RecordingSink, topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(value) for _, value, _ in sink.sent.get(topic, [])]
+
+
+def metric(p: Pipeline, name: str, **labels: str) -> float:
+    value = p.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def verify(p: Pipeline, raw: bytes, folder: str = "INBOX") -> None:
+    async with p.app.agents["pectrack.verify"].test_context() as agent:
+        await agent.put(raw, key=BOX.encode(), headers={**HEADERS, "folder": folder.encode()})
+
+
+async def correlate_all(p: Pipeline, sink: RecordingSink) -> None:
+    """Feed everything verify sent to pec.receipts into the correlate agent, in order."""
+    pending = sink.sent.pop("pec.receipts", [])
+    async with p.app.agents["pectrack.correlate"].test_context() as agent:
+        for key, value, _ in pending:
+            await agent.put(value, key=key)
+
+
+async def test_verify_routes_a_receipt_by_correlation_key(pipeline: Any) -> None:
+    """A trusted delivery receipt becomes an evidence observation keyed by mailbox+msgid."""
+    p, sink = pipeline
+    await verify(p, make_receipt(Kind.AVVENUTA_CONSEGNA))
+    [(key, value, _)] = sink.sent["pec.receipts"]
+    observation = orjson.loads(value)
+    assert key == KEY
+    assert observation["type"] == "evidence"
+    assert observation["event"] == "deliver"
+    assert observation["recipient"] == CERTIFIED
+    assert metric(p, "pec_processed_records_total", processor="verify") == 1
+
+
+async def test_verify_sent_copy_is_a_submission(pipeline: Any) -> None:
+    """The Sent-folder copy registers the message; the same mail in INBOX is ignored."""
+    p, sink = pipeline
+    sent = make_sent_copy().raw
+    await verify(p, sent, folder="Posta inviata")
+    await verify(p, sent, folder="INBOX")
+    [observation] = records(sink, "pec.receipts")
+    assert observation["type"] == "submission"
+    assert observation["msgid"] == MSGID
+    assert metric(p, "pec_ignored_total", reason="ordinary-mail") == 1
+
+
+async def test_verify_forged_receipt_is_a_suspect_not_evidence(pipeline: Any) -> None:
+    """A self-signed receipt is reported as untrusted-signer, never as evidence."""
+    p, sink = pipeline
+    await verify(p, make_pec(Kind.AVVENUTA_CONSEGNA, fault=Fault.SELF_SIGNED).raw)
+    [observation] = records(sink, "pec.receipts")
+    assert observation["type"] == "suspect"
+    assert observation["event"] == "untrusted-signer"
+
+
+async def test_verify_unroutable_goes_to_dlq_with_reason(pipeline: Any) -> None:
+    """A receipt with no Message-ID anywhere is a dead letter with the reason in headers."""
+    p, sink = pipeline
+    raw = b"X-Ricevuta: accettazione\r\nFrom: x@y\r\n\r\nno daticert\r\n"
+    await verify(p, raw)
+    [(_, value, headers)] = sink.sent["pec.dlq"]
+    assert value == raw
+    assert ("reason", b"receipt-without-msgid") in headers
+    assert ("mailbox", BOX.encode()) in headers
+    assert "pec.receipts" not in sink.sent
+    assert metric(p, "pec_dlq_total", reason="receipt-without-msgid") == 1
+
+
+async def test_correlate_full_lifecycle(pipeline: Any) -> None:
+    """Sent copy, acceptance, delivery: one event per transition and the latest state."""
+    p, sink = pipeline
+    await verify(p, make_sent_copy().raw, folder="Sent")
+    await verify(p, make_receipt(Kind.ACCETTAZIONE))
+    await verify(p, make_receipt(Kind.AVVENUTA_CONSEGNA, at=AT + timedelta(minutes=3)))
+    await correlate_all(p, sink)
+    events = records(sink, "pec.state-changes")
+    certified = [e["data"] for e in events if e["data"]["recipient"] == CERTIFIED]
+    assert [(e["from_state"], e["to_state"]) for e in certified] == [
+        (None, "submitted"),
+        ("submitted", "accepted"),
+        ("accepted", "delivered"),
+    ]
+    accepted_at = datetime.fromisoformat(certified[1]["daticert_time"])
+    delivered_at = datetime.fromisoformat(certified[2]["daticert_time"])
+    assert delivered_at - accepted_at > timedelta(minutes=2)
+    assert certified[2]["latency_seconds"] == (delivered_at - accepted_at).total_seconds()
+    assert certified[2]["latency_from"] == "acceptance"
+    assert len({e["id"] for e in events}) == len(events)
+    state = records(sink, "pec.message-state")[-1]
+    assert {r["address"]: r["state"] for r in state["recipients"]}[CERTIFIED] == "delivered"
+    assert p.table[KEY] is not None
+    assert (
+        metric(p, "pec_receipts_total", kind="avvenuta-consegna", provider="ARUBA PEC S.p.A.") == 1
+    )
+    assert metric(p, "pec_delivery_latency_seconds_count", phase="delivery") == 1
+
+
+async def test_correlate_duplicate_receipt_changes_nothing(pipeline: Any) -> None:
+    """The same receipt ingested twice: no second event, no state write."""
+    p, sink = pipeline
+    raw = make_receipt(Kind.AVVENUTA_CONSEGNA)
+    await verify(p, raw)
+    await correlate_all(p, sink)
+    first = len(sink.sent["pec.state-changes"])
+    await verify(p, raw)
+    await correlate_all(p, sink)
+    assert len(sink.sent["pec.state-changes"]) == first
+    assert len(sink.sent["pec.message-state"]) == 1
+
+
+async def test_correlate_suspect_is_reported_once(pipeline: Any) -> None:
+    """A tampered receipt: one signature-invalid event however often it is seen."""
+    p, sink = pipeline
+    raw = make_pec(Kind.AVVENUTA_CONSEGNA, fault=Fault.TAMPERED_BODY).raw
+    for _ in range(2):
+        await verify(p, raw)
+        await correlate_all(p, sink)
+    [event] = records(sink, "pec.state-changes")
+    assert event["type"] == "it.pec.signature-invalid"
+    assert event["data"]["to_state"] is None
+    assert metric(p, "pec_signature_failures_total", reason="signature-invalid") == 1
+
+
+async def test_correlate_bad_record_goes_to_dlq(pipeline: Any) -> None:
+    """A record on pec.receipts that is not an observation is a dead letter."""
+    p, sink = pipeline
+    async with p.app.agents["pectrack.correlate"].test_context() as agent:
+        await agent.put(b"{not json", key=b"k")
+    [(_, value, headers)] = sink.sent["pec.dlq"]
+    assert value == b"{not json"
+    assert headers[0][0] == "reason"
+
+
+async def test_deadline_scan_flags_and_receipt_clears(pipeline: Any) -> None:
+    """No acceptance past the timeout: the timer asks, correlate flags; acceptance clears."""
+    p, sink = pipeline
+    await verify(p, make_sent_copy(date=AT).raw, folder="Sent")
+    await correlate_all(p, sink)
+    # the event clock follows daticert time; a later receipt elsewhere moves it on
+    p.correlator.clock.observe(AT + timedelta(hours=2))
+    assert await p.scanner.scan() == 1
+    assert metric(p, "pec_messages_inflight") == 1
+    await correlate_all(p, sink)
+    overdue = [e for e in records(sink, "pec.state-changes") if e["type"] == "it.pec.overdue"]
+    assert [e["data"]["reason"] for e in overdue] == ["no-acceptance"]
+    assert await p.scanner.scan() == 0  # already flagged: not asked again
+    assert metric(p, "pec_messages_overdue") == 1
+    await verify(p, make_receipt(Kind.ACCETTAZIONE))
+    await correlate_all(p, sink)
+    cleared = [
+        e for e in records(sink, "pec.state-changes") if e["type"] == "it.pec.overdue-cleared"
+    ]
+    assert len(cleared) == 1
+
+
+async def test_register_submission_topic(pipeline: Any) -> None:
+    """A sending system's submission record is registered; a bad one is a dead letter."""
+    p, sink = pipeline
+    good = orjson.dumps(
+        {"mailbox": BOX, "msgid": MSGID, "recipients": [CERTIFIED], "submitted_at": AT.isoformat()}
+    )
+    async with p.app.agents["pectrack.register"].test_context() as agent:
+        await agent.put(good, key=BOX.encode())
+        await agent.put(b'{"mailbox": ""}', key=BOX.encode())
+    [(key, value, _)] = sink.sent["pec.receipts"]
+    assert key == KEY
+    assert orjson.loads(value)["type"] == "submission"
+    assert len(sink.sent["pec.dlq"]) == 1
