@@ -114,3 +114,19 @@ async def test_sent_folder_is_polled_while_inbox_idles(
         (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=10)
     assert header(record, "folder") == "Sent"
     assert record.value == raw
+
+
+async def test_server_without_idle_is_polled(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Without the IDLE capability the agent polls every poll_seconds and still gets mail."""
+    with Dovecot(users=1, extra_conf="imap_capability = IMAP4rev1 LITERAL+ UIDPLUS") as server:
+        config = write_config(tmp_path, broker, server, [1], poll_seconds=1)
+        async with in_process_agent(config) as agent:
+            await wait_until(
+                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 1, 20, "connection"
+            )
+            started = time.monotonic()
+            raw = message("polled")
+            await asyncio.to_thread(server.append, server.user(1), "INBOX", raw)
+            (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=10)
+            assert time.monotonic() - started < 5
+    assert record.value == raw

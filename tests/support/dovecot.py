@@ -120,8 +120,14 @@ service anvil {{
 class Dovecot:
     """One Dovecot instance in ``directory`` with ``users`` maildir users."""
 
-    def __init__(self, *, users: int = 3, port: int | None = None, tls: bool = False) -> None:
-        """``tls=True``: implicit TLS on ``port`` with a self-signed cert (``cert_path``)."""
+    def __init__(
+        self, *, users: int = 3, port: int | None = None, tls: bool = False, extra_conf: str = ""
+    ) -> None:
+        """``tls=True``: implicit TLS on ``port`` with a self-signed cert (``cert_path``).
+
+        ``extra_conf`` is appended to dovecot.conf, e.g. ``imap_capability = IMAP4rev1``
+        for a server without IDLE.
+        """
         # Its own directory, world-traversable: mail processes run as uid ``mail`` and
         # could not enter pytest's root-only tmp_path.
         self.dir = Path(tempfile.mkdtemp(prefix="pectrack-dovecot-"))
@@ -133,6 +139,7 @@ class Dovecot:
         self._conf = self.dir / "dovecot.conf"
         self.tls = tls
         self.cert_path = self.dir / "cert.pem"
+        self.extra_conf = extra_conf
         self._master: subprocess.Popen[bytes] | None = None
 
     def user(self, index: int) -> str:
@@ -164,7 +171,8 @@ class Dovecot:
             if self.tls
             else {"imap_port": self.port, "imaps_port": 0}
         )
-        self._conf.write_text(_CONF.format(d=self.dir, ssl=ssl_conf, **ports))
+        text = _CONF.format(d=self.dir, ssl=ssl_conf, **ports) + self.extra_conf + "\n"
+        self._conf.write_text(text)
 
     def _make_certificate(self) -> None:
         """A self-signed certificate for 127.0.0.1 (a CA no system trusts)."""
