@@ -41,8 +41,17 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-# asn1crypto raises these, lazily, on malformed DER anywhere in the structure.
-_ASN1_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+# asn1crypto raises these, lazily, on malformed DER anywhere in the structure; cryptography
+# raises UnsupportedAlgorithm when a (corrupted) certificate's key type is unknown.
+_ASN1_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    UnsupportedAlgorithm,
+)
 
 
 def verify(
