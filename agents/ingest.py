@@ -14,23 +14,49 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from agents.backoff import Backoff
 from agents.batching import FetchBatch, Oversized, chunked, plan_batches, shrink
 from agents.config import KafkaSettings, Limits, MailboxConfig
-from agents.cursor import FolderCursor, plan_folder
-from agents.imap.session import ImapError, ImapParserError, ImapSession
+from agents.cursor import FolderCursor, FolderStatus, plan_folder
+from agents.imap.session import ImapError, ImapParserError, ImapProtocolError, ImapSession
 from agents.logs import log_event
 from agents.publish import PublishError
-from agents.records import OutRecord, dead_letter_record, raw_record
+from agents.records import FetchedMessage, OutRecord, dead_letter_record, raw_record
 from pipeline.metrics import IngestMetrics
 
-__all__ = ["Cursors", "MailboxWorker", "Publisher", "WorkerContext"]
+__all__ = ["Cursors", "MailboxWorker", "Opener", "Publisher", "Session", "WorkerContext"]
 
 log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    """What the worker needs from an IMAP connection (:class:`ImapSession` in production)."""
+
+    selected: str | None
+
+    @property
+    def supports_idle(self) -> bool: ...
+
+    async def select(self, folder: str) -> FolderStatus: ...
+
+    async def search_from(self, first_uid: int) -> list[int]: ...
+
+    async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]: ...
+
+    async def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]: ...
+
+    async def header_section(self, uid: int) -> bytes: ...
+
+    async def wait_for_news(self, timeout: float, stop: asyncio.Event) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+Opener = Callable[[MailboxConfig, float], Awaitable[Session]]
 
 
 class Publisher(Protocol):
@@ -54,6 +80,7 @@ class WorkerContext:
     metrics: IngestMetrics
     active: asyncio.Semaphore  # bounds concurrent connects and syncs, not idle connections
     stop: asyncio.Event
+    open_session: Opener = ImapSession.open
 
 
 class MailboxWorker:
@@ -71,10 +98,10 @@ class MailboxWorker:
     async def run(self) -> None:
         attempt = 0
         while not self.ctx.stop.is_set():
-            session: ImapSession | None = None
+            session: Session | None = None
             try:
                 async with self.ctx.active:
-                    session = await ImapSession.open(self.box, self.ctx.limits.command_timeout)
+                    session = await self.ctx.open_session(self.box, self.ctx.limits.command_timeout)
                     self._up(True)
                     await self._sync_all(session)
                 attempt = 0
@@ -83,6 +110,9 @@ class MailboxWorker:
                 if isinstance(exc, ImapParserError):
                     self.batch_max = shrink(self.batch_max)
                 self._failed(exc, attempt)
+                attempt += 1
+            except Exception as exc:  # a bug must not stop this mailbox for good
+                self._failed(ImapProtocolError(f"unexpected {type(exc).__name__}"), attempt)
                 attempt += 1
             finally:
                 if session is not None:
@@ -114,7 +144,7 @@ class MailboxWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ctx.stop.wait(), seconds)
 
-    async def _watch(self, session: ImapSession) -> None:
+    async def _watch(self, session: Session) -> None:
         """IDLE on INBOX (or poll); on news sync INBOX, every ``poll_seconds`` all folders."""
         limits = self.ctx.limits
         next_full = time.monotonic() + limits.poll_seconds
@@ -136,13 +166,13 @@ class MailboxWorker:
                 elif news:
                     await self._sync_folder(session, "INBOX")
 
-    async def _sync_all(self, session: ImapSession) -> None:
+    async def _sync_all(self, session: Session) -> None:
         # INBOX last, so it stays selected for IDLE.
         for folder in sorted(self.box.folders, key=lambda f: f == "INBOX"):
             await self._sync_folder(session, folder)
         self.metrics.last_sync.labels(self.box.id).set(time.time())
 
-    async def _sync_folder(self, session: ImapSession, folder: str) -> None:
+    async def _sync_folder(self, session: Session, folder: str) -> None:
         box, limits = self.box, self.ctx.limits
         status = await session.select(folder)
         cursor = self.ctx.cursors.get(box.id, folder)
@@ -191,7 +221,7 @@ class MailboxWorker:
         lag.set(0)
 
     async def _step(
-        self, session: ImapSession, folder: str, uidvalidity: int, step: FetchBatch | Oversized
+        self, session: Session, folder: str, uidvalidity: int, step: FetchBatch | Oversized
     ) -> int:
         """Fetch and publish one batch (or dead-letter one message); returns its last UID."""
         box, kafka = self.box, self.ctx.kafka

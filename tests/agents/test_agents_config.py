@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ BASE = {
 }
 
 
-def doc(*boxes: dict[str, object], **extra: object) -> dict[str, object]:
+def doc(*boxes: Mapping[str, object], **extra: object) -> dict[str, object]:
     return {**BASE, "mailbox": list(boxes), **extra}
 
 

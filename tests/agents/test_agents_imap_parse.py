@@ -44,7 +44,7 @@ def test_sizes() -> None:
 
 def test_messages_keep_literal_bytes_and_skip_flag_updates() -> None:
     """Literal bytes are returned as-is; an unsolicited FLAGS FETCH is ignored."""
-    lines = [
+    lines: list[bytes | bytearray] = [
         b'1 FETCH (UID 1 INTERNALDATE "26-Nov-2026 12:12:37 +0000" BODY[] {6}',
         bytearray(b"a\r\n\xffb"),
         b")",

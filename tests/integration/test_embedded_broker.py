@@ -35,7 +35,8 @@ async def test_broker_serves_produce_and_consume_then_stops(tmp_path: Path) -> N
             await producer.stop()
         assert [r.value for r in await read_all(broker.bootstrap, "t")] == [b"v0", b"v1", b"v2"]
         port = broker.port
-    assert not broker.running
+    stopped: EmbeddedBroker = broker  # mypy narrowed `running` to True above
+    assert not stopped.running
     assert not accepts(port)
 
 

@@ -1,0 +1,186 @@
+"""MailboxWorker with fakes at its boundaries: ordering of publish and cursor commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from agents.config import KafkaSettings, Limits, MailboxConfig, Secret, TlsMode
+from agents.cursor import FolderCursor, FolderStatus
+from agents.imap.session import ImapParserError
+from agents.ingest import MailboxWorker, Session, WorkerContext
+from agents.publish import PublishError
+from agents.records import FetchedMessage, OutRecord
+from pipeline.metrics import IngestMetrics
+
+BOX = MailboxConfig(
+    id="m1",
+    host="h",
+    port=143,
+    tls=TlsMode.PLAIN,
+    verify_tls=True,
+    ca_file=None,
+    user="u",
+    password=Secret("pw"),
+    folders=("INBOX",),
+)
+
+
+@dataclass
+class FakeServer:
+    """One INBOX: UID -> raw bytes; scripted failures."""
+
+    messages: dict[int, bytes]
+    uidvalidity: int = 100
+    fail_fetch_over: int | None = None  # RecursionError-like failure above this batch size
+    fetch_sizes: list[int] = field(default_factory=list)
+
+
+class FakeSession:
+    def __init__(self, server: FakeServer, stop: asyncio.Event) -> None:
+        self.server = server
+        self.stop = stop
+        self.selected: str | None = None
+
+    @property
+    def supports_idle(self) -> bool:
+        return True
+
+    async def select(self, folder: str) -> FolderStatus:
+        self.selected = folder
+        top = max(self.server.messages, default=0)
+        return FolderStatus(self.server.uidvalidity, top + 1, len(self.server.messages))
+
+    async def search_from(self, first_uid: int) -> list[int]:
+        return sorted(u for u in self.server.messages if u >= first_uid)
+
+    async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]:
+        return [(u, len(self.server.messages[u])) for u in uids]
+
+    async def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        self.server.fetch_sizes.append(len(uids))
+        limit = self.server.fail_fetch_over
+        if limit is not None and len(uids) > limit:
+            raise ImapParserError("too deep")
+        return [FetchedMessage(u, None, self.server.messages[u]) for u in uids]
+
+    async def header_section(self, uid: int) -> bytes:
+        return b"H: v\r\n\r\n"
+
+    async def wait_for_news(self, timeout: float, stop: asyncio.Event) -> bool:
+        self.stop.set()  # one sync is all these tests need
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeKafka:
+    """Publisher and cursor store sharing one event log; can refuse the Nth publish."""
+
+    def __init__(self, refuse: set[int] | None = None) -> None:
+        self.events: list[tuple[str, object]] = []
+        self.cursors: dict[tuple[str, str], FolderCursor] = {}
+        self.refuse = refuse or set()
+        self.calls = 0
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        self.calls += 1
+        if self.calls in self.refuse:
+            raise PublishError("refused")
+        self.events.append(("publish", [dict(r.headers)["uid"] for r in records]))
+
+    def get(self, mailbox_id: str, folder: str) -> FolderCursor | None:
+        return self.cursors.get((mailbox_id, folder))
+
+    async def commit(self, mailbox_id: str, folder: str, cursor: FolderCursor) -> None:
+        self.events.append(("commit", cursor.last_uid))
+        self.cursors[(mailbox_id, folder)] = cursor
+
+
+async def run_worker(server: FakeServer, kafka: FakeKafka, **limits: int) -> CollectorRegistry:
+    stop = asyncio.Event()
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+
+    async def open_session(box: MailboxConfig, timeout: float) -> Session:
+        return FakeSession(server, stop)
+
+    ctx = WorkerContext(
+        kafka=KafkaSettings(bootstrap="unused"),
+        limits=Limits(backoff_base=0.001, backoff_cap=0.001, **limits),
+        publisher=kafka,
+        cursors=kafka,
+        metrics=metrics,
+        active=asyncio.Semaphore(1),
+        stop=stop,
+        open_session=open_session,
+    )
+    await asyncio.wait_for(MailboxWorker(BOX, ctx).run(), 5)
+    return registry
+
+
+async def test_cursor_is_committed_only_after_each_batch_is_published() -> None:
+    """publish(batch) always precedes commit(last UID of that batch)."""
+    server = FakeServer(dict.fromkeys(range(1, 6), b"x" * 10))
+    kafka = FakeKafka()
+    await run_worker(server, kafka, batch_max_messages=2)
+    assert kafka.events == [
+        ("publish", [b"1", b"2"]),
+        ("commit", 2),
+        ("publish", [b"3", b"4"]),
+        ("commit", 4),
+        ("publish", [b"5"]),
+        ("commit", 5),
+    ]
+
+
+async def test_refused_publish_leaves_the_cursor_and_is_retried() -> None:
+    """Kafka refusing batch 2: no commit for it; the retry resumes at that batch."""
+    server = FakeServer(dict.fromkeys(range(1, 5), b"x"))
+    kafka = FakeKafka(refuse={2})
+    registry = await run_worker(server, kafka, batch_max_messages=2)
+    assert kafka.events == [
+        ("publish", [b"1", b"2"]),
+        ("commit", 2),
+        ("publish", [b"3", b"4"]),
+        ("commit", 4),
+    ]
+    assert registry.get_sample_value("pectrack_ingest_publish_errors_total") == 1
+
+
+async def test_parser_failure_shrinks_the_batch_until_it_fits() -> None:
+    """A batch aioimaplib cannot parse is retried in quarter-size batches."""
+    server = FakeServer(dict.fromkeys(range(1, 41), b"x"), fail_fetch_over=10)
+    kafka = FakeKafka()
+    await run_worker(server, kafka, batch_max_messages=40)
+    assert server.fetch_sizes[:2] == [40, 10]
+    assert kafka.cursors[("m1", "INBOX")].last_uid == 40
+
+
+async def test_oversized_message_is_dead_lettered_in_uid_order() -> None:
+    """UID 2 over the limit: dead-lettered between UID 1 and UID 3, the cursor passes it."""
+    server = FakeServer({1: b"a", 2: b"b" * 100, 3: b"c"})
+    kafka = FakeKafka()
+    await run_worker(server, kafka, max_message_bytes=50)
+    assert kafka.events == [
+        ("publish", [b"1"]),
+        ("commit", 1),
+        ("publish", [b"2"]),
+        ("commit", 2),
+        ("publish", [b"3"]),
+        ("commit", 3),
+    ]
+
+
+async def test_new_uidvalidity_resyncs_from_uid_one() -> None:
+    """A stored cursor under another UIDVALIDITY is ignored: everything is read again."""
+    server = FakeServer({1: b"a", 2: b"b"}, uidvalidity=200)
+    kafka = FakeKafka()
+    kafka.cursors[("m1", "INBOX")] = FolderCursor(100, 2)
+    await run_worker(server, kafka)
+    assert kafka.events == [("publish", [b"1", b"2"]), ("commit", 2)]
+    assert kafka.cursors[("m1", "INBOX")] == FolderCursor(200, 2)
