@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.embedded import EmbeddedBroker
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
@@ -51,6 +54,20 @@ def shapes(values: list[bytes]) -> tuple[Counter[EventShape], int]:
         for e in by_id.values()
     )
     return counted, len(values) - len(by_id)
+
+
+def processed(worker: WorkerProcess) -> float:
+    """Records the worker's correlate processor handled, from its /metrics."""
+    url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "pec_processed_records_total" and sample.labels == {
+                "processor": "correlate"
+            }:
+                return sample.value
+    return 0.0
 
 
 async def latest_states(bootstrap: str) -> dict[str, dict[str, str]]:
@@ -119,8 +136,11 @@ async def test_two_workers_share_and_survive_a_kill(
         await settle(
             broker.bootstrap, "pec.state-changes", expected=sum(first_half.values()), timeout=240
         )
-        a.kill()
+        assert processed(a) > 0  # both members of the group did work
+        assert processed(b) > 0
         await produce_traffic(broker.bootstrap, traffic[half:])
+        await asyncio.sleep(1.0)  # mid-stream: a is processing the second half
+        a.kill()
         want = expected_events(traffic)
         try:
             events = await settle(
