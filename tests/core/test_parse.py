@@ -182,14 +182,14 @@ def test_too_many_parts() -> None:
     assert "mime-malformed" in {d.code for d in parse(raw).defects}
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=3000))
 def test_never_raises_on_random_bytes(raw: bytes) -> None:
     """Any bytes at all: a result, never an exception."""
     assert isinstance(parse(raw).kind, Kind)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_mutated_pec(data: st.DataObject) -> None:
     """A real signed receipt with bytes flipped, cut or inserted: never an exception."""
