@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
@@ -152,3 +155,40 @@ async def test_two_workers_share_and_survive_a_kill(
         assert_matches_oracle(traffic, events, await latest_states(broker.bootstrap))
         assert b.proc is not None
         assert b.proc.poll() is None
+
+
+def lookup(worker: WorkerProcess, key: str) -> tuple[int, dict[str, Any]]:
+    query = urllib.parse.urlencode({"key": key})
+    url = f"http://127.0.0.1:{worker.web_port}/message/?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def test_lookup_is_routed_to_the_owner(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Any worker answers a Message-ID lookup, proxying to the worker owning the key."""
+    items = generate_traffic(8, 30, 4, START)
+    args = worker_args(tmp_path)
+    with (
+        WorkerProcess(broker, tmp_path / "a", *args) as a,
+        WorkerProcess(broker, tmp_path / "b", *args) as b,
+    ):
+        await produce_traffic(broker.bootstrap, items)
+        want = expected_events(items)
+        await settle(
+            broker.bootstrap, "pec.state-changes", expected=sum(want.values()), timeout=120
+        )
+        states = await latest_states(broker.bootstrap)
+        assert len(states) >= 30
+        assert processed(a) > 0  # each owns part of the keys: half the lookups are proxied
+        assert processed(b) > 0
+        for key, recipients in states.items():
+            for worker in (a, b):
+                status, body = lookup(worker, key)
+                assert status == 200, body
+                assert {r["address"]: r["state"] for r in body["recipients"]} == recipients
+        status, body = lookup(a, "nobody <no-such-message@x>")
+        assert status == 404
+        assert body["error"] == "unknown message"
