@@ -149,7 +149,12 @@ def parse_daticert(data: bytes) -> tuple[Daticert | None, tuple[Defect, ...]]:
         parser.Parse(data, True)
     except _RefusedError as refused:
         return None, (refused.defect,)
-    except (expat.ExpatError, ValueError, UnicodeError) as exc:
+    except (
+        expat.ExpatError,
+        ValueError,
+        UnicodeError,
+        LookupError,
+    ) as exc:  # LookupError: unknown encoding
         return None, (Defect("daticert-malformed", str(exc)[:200]),)
     if collector.root != "postacert":
         return None, (Defect("daticert-malformed", f"root element is <{collector.root}>"),)

@@ -113,6 +113,13 @@ def test_malformed_and_wrong_root() -> None:
     assert parse_daticert(b"")[1][0].code == "daticert-malformed"
 
 
+def test_unknown_encoding_is_a_defect() -> None:
+    """An XML declaration naming an unknown encoding is malformed, not an exception."""
+    dc, defects = parse_daticert(b'<?xml version="1.0" encoding="YTF-8"?><postacert tipo="x"/>')
+    assert dc is None
+    assert defects[0].code == "daticert-malformed"
+
+
 def test_bad_timestamp_is_a_defect() -> None:
     """A timestamp that does not parse leaves ``timestamp`` empty and says why."""
     xml = (
