@@ -78,7 +78,7 @@ async def test_initial_sync_publishes_every_message_byte_exact(
 async def test_mail_appended_during_idle_arrives_within_seconds(
     dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
 ) -> None:
-    """A message APPENDed while the agent IDLEs reaches Kafka in well under 5 s."""
+    """A message APPENDed while the agent IDLEs reaches Kafka within seconds."""
     users = fresh_users(3)
     config = write_config(tmp_path, broker, dovecot, users)
     async with in_process_agent(config) as agent:
@@ -92,9 +92,9 @@ async def test_mail_appended_during_idle_arrives_within_seconds(
             await asyncio.to_thread(
                 dovecot.append, dovecot.user(index), "INBOX", message(f"idle-{index}")
             )
-            await wait_for_count(broker.bootstrap, "pec.raw", n + 1, timeout=10)
+            await wait_for_count(broker.bootstrap, "pec.raw", n + 1, timeout=15)
             delays.append(time.monotonic() - started)
-        assert max(delays) < 5, delays
+        assert max(delays) < 8, delays  # ~0.6 s idle machine; Dovecot alone waits 0.5 s
     records = await read_all(broker.bootstrap, "pec.raw")
     assert sorted(r.key.decode() for r in records) == [f"box-{i:04d}" for i in users]
 
@@ -127,6 +127,6 @@ async def test_server_without_idle_is_polled(broker: EmbeddedBroker, tmp_path: P
             started = time.monotonic()
             raw = message("polled")
             await asyncio.to_thread(server.append, server.user(1), "INBOX", raw)
-            (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=10)
-            assert time.monotonic() - started < 5
+            (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=15)
+            assert time.monotonic() - started < 8
     assert record.value == raw
