@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -181,3 +183,35 @@ async def test_response_too_large_for_the_parser_is_retried_in_smaller_batches(
         assert agent.metric("pectrack_imap_errors_total", {"kind": "parser"}) >= 1
     assert sorted(r.value for r in records) == sorted(raws)
     assert len(await read_all(broker.bootstrap, "pec.raw")) == 1500
+
+
+async def test_frozen_server_process_hits_the_command_timeout(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """A server process that stops answering (SIGSTOP) is a timeout; the agent reconnects."""
+    (index,) = fresh_users(1)
+    user = dovecot.user(index)
+    config = write_config(
+        tmp_path, broker, dovecot, [index], folders=("INBOX",), poll_seconds=1, command_timeout=2
+    )
+    frozen: list[int] = []
+    try:
+        async with in_process_agent(config) as agent:
+            await wait_until(
+                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 1, 20, "connection"
+            )
+            frozen = dovecot.imap_pids(user)
+            assert len(frozen) == 1
+            os.kill(frozen[0], signal.SIGSTOP)
+            await wait_until(
+                lambda: agent.metric("pectrack_imap_errors_total", {"kind": "timeout"}) >= 1,
+                15,
+                "a command timeout",
+            )
+            raw = message(f"after-freeze-{index}")
+            await asyncio.to_thread(dovecot.append, user, "INBOX", raw)
+            (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=20)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGKILL)
+    assert record.value == raw

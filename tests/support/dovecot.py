@@ -76,6 +76,7 @@ default_client_limit = 6000
 default_process_limit = 3000
 default_vsz_limit = 0
 imap_idle_notify_interval = 2 mins
+verbose_proctitle = yes
 namespace inbox {{
   inbox = yes
   separator = /
@@ -229,6 +230,19 @@ class Dovecot:
         subprocess.run(
             ["doveadm", "-c", str(self._conf), "kick", user], check=True, capture_output=True
         )
+
+    def imap_pids(self, user: str) -> list[int]:
+        """Pids of the ``imap`` processes serving ``user`` (titles like ``[user0001 ...]``)."""
+        assert self._master is not None
+        pids = []
+        for pid in _session_members(self._master.pid):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if title.startswith(b"dovecot/imap ") and f"[{user} ".encode() in title:
+                pids.append(pid)
+        return pids
 
     def log_text(self) -> str:
         path = self.dir / "dovecot.log"
