@@ -192,3 +192,55 @@ async def test_lookup_is_routed_to_the_owner(broker: EmbeddedBroker, tmp_path: P
         status, body = lookup(a, "nobody <no-such-message@x>")
         assert status == 404
         assert body["error"] == "unknown message"
+
+
+async def test_worker_killed_and_restarted_ends_in_the_same_state(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A lone worker SIGKILLed mid-stream and restarted: same final state, and after
+    dedup on event id exactly the oracle's events (replays only repeat ids)."""
+    items = generate_traffic(33, 400, 10, START)
+    want = expected_events(items)
+    args = worker_args(tmp_path)
+    worker = WorkerProcess(broker, tmp_path / "w", *args).start()
+    try:
+        await produce_traffic(broker.bootstrap, items)
+        seen = 0
+        for _ in range(200):  # wait until it is midway, then kill it
+            await asyncio.sleep(0.2)
+            seen = len(await read_all(broker.bootstrap, "pec.state-changes"))
+            if seen > 50:
+                break
+        worker.kill()
+        assert 0 < seen < sum(want.values())  # killed mid-stream, not after the end
+        worker.start()
+        events = await settle(
+            broker.bootstrap, "pec.state-changes", expected=sum(want.values()), timeout=240
+        )
+        assert_matches_oracle(items, events, await latest_states(broker.bootstrap))
+    finally:
+        worker.stop()
+
+
+async def test_deadline_timer_flags_overdue(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A sent message never accepted is flagged overdue by a running worker's timer."""
+    items = [i for i in generate_traffic(4, 6, 2, START) if i.folder == "Sent"]
+    late = generate_traffic(5, 2, 2, START.replace(day=3))  # daticert time moves on 2 days
+    args = (
+        "--trust", str(write_anchor(tmp_path)),
+        "--deadline-clock", "event",
+        "--acceptance-timeout-seconds", "3600",
+        "--deadline-interval-seconds", "1",
+    )  # fmt: skip
+    with WorkerProcess(broker, tmp_path / "w", *args):
+        await produce_traffic(broker.bootstrap, items + late)
+        deadline = asyncio.get_running_loop().time() + 90
+        overdue: set[str] = set()
+        while asyncio.get_running_loop().time() < deadline and len(overdue) < len(items):
+            await asyncio.sleep(1)
+            for record in await read_all(broker.bootstrap, "pec.state-changes"):
+                event = orjson.loads(record.value)
+                if event["type"] == "it.pec.overdue":
+                    assert event["data"]["reason"] == "no-acceptance"
+                    overdue.add(event["data"]["msgid"])
+    assert overdue == {item.truth.msgid for item in items}
