@@ -41,17 +41,11 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-# asn1crypto raises these, lazily, on malformed DER anywhere in the structure; cryptography
-# raises UnsupportedAlgorithm when a (corrupted) certificate's key type is unknown.
-_ASN1_ERRORS = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    AttributeError,
-    OverflowError,
-    UnsupportedAlgorithm,
-)
+# asn1crypto decodes lazily, so malformed DER can raise almost anything (ValueError,
+# TypeError, KeyError, IndexError, ...) anywhere in the structure, and cryptography adds
+# its own (UnsupportedAlgorithm, DuplicateExtension, InvalidVersion...). The signature
+# blob is untrusted input: every such error means "invalid", translated here, once.
+_ASN1_ERRORS = (Exception,)
 
 
 def verify(
@@ -238,9 +232,23 @@ def _signer_defects(signer: x509.Certificate, layout: Layout) -> tuple[Defect, .
         return (Defect("signer-without-email", _common_name(signer) or ""),)
     if not sender:
         return (Defect("signer-domain-unverifiable", "no From address"),)
-    if email.rpartition("@")[2] != sender.rpartition("@")[2]:
+    if not same_provider_domain(email.rpartition("@")[2], sender.rpartition("@")[2]):
         return (Defect("signer-domain-mismatch", f"signed by {email}, from {sender}"),)
     return ()
+
+
+def same_provider_domain(signer: str, sender: str) -> bool:
+    """``pec.aruba.it`` and ``aruba.it`` are one provider; ``pec.altrogestore.it`` is not.
+
+    Providers sign from ``posta-certificata@<domain>`` and some write their From with a
+    parent or child of the certificate's domain, so a label-boundary suffix match in
+    either direction counts; a bare public suffix (``it``) never does.
+    """
+    signer, sender = signer.lower().rstrip("."), sender.lower().rstrip(".")
+    if signer == sender:
+        return True
+    shorter, longer = sorted((signer, sender), key=len)
+    return shorter.count(".") >= 1 and longer.endswith("." + shorter)
 
 
 def _address(value: str) -> str:

@@ -220,3 +220,15 @@ def test_receipt_id_ignores_line_endings(pki: Pki, trust: TrustStore) -> None:
     raw = provider(pki).issue(notice(variant=ReceiptVariant.BREVE))
     as_lf = raw.replace(b"\r\n", b"\n")
     assert examine(raw, trust).receipt_id == examine(as_lf, trust).receipt_id
+
+
+def test_provider_domain_match() -> None:
+    """Parent/child domains of one provider match; other providers and bare TLDs do not."""
+    from pipeline.core.smime import same_provider_domain  # noqa: PLC0415
+
+    assert same_provider_domain("pec.aruba.it", "pec.aruba.it")
+    assert same_provider_domain("pec.aruba.it", "aruba.it")
+    assert same_provider_domain("legalmail.it", "pec.legalmail.it")
+    assert not same_provider_domain("pec.altrogestore.it", "pec.aruba.it")
+    assert not same_provider_domain("aruba.it", "notaruba.it")
+    assert not same_provider_domain("it", "aruba.it")
