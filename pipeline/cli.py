@@ -14,6 +14,7 @@ _SUBCOMMAND_MODULES = (
     "pipeline.simulate.cli",
     "pipeline.streams.cli",
     "agents.cli",
+    "pipeline.render_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
