@@ -50,9 +50,10 @@ class ConfigError(ValueError):
 
 
 class TlsMode(StrEnum):
-    """How the IMAP connection is protected: implicit TLS (993) or, for tests, none."""
+    """How the IMAP connection is protected: implicit TLS (993), STARTTLS (143), or none."""
 
     TLS = "tls"
+    STARTTLS = "starttls"
     PLAIN = "plain"
 
 

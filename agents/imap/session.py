@@ -108,12 +108,13 @@ class ImapSession:
         self.timeout = timeout
         loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[BaseException | None] = loop.create_future()
+        self._tls = ssl_context(box)
         self._client = aioimaplib.IMAP4(
             host=box.host,
             port=box.port,
             timeout=timeout,
             conn_lost_cb=self._connection_lost,
-            ssl_context=ssl_context(box),
+            ssl_context=self._tls if box.tls is TlsMode.TLS else None,
         )
         self.selected: str | None = None
 
@@ -123,6 +124,8 @@ class ImapSession:
         session = cls(box, timeout)
         try:
             await session._call(session._client.wait_hello_from_server())
+            if box.tls is TlsMode.STARTTLS:
+                await session._call(asyncio.wait_for(session._starttls(), timeout))
             response = await session._call(session._client.login(box.user, box.password.reveal()))
             if response.result != "OK":
                 raise ImapAuthError(f"mailbox {box.id}: login refused ({response.result})")
@@ -130,6 +133,26 @@ class ImapSession:
             await session.close()
             raise
         return session
+
+    async def _starttls(self) -> None:
+        """Upgrade the plain connection before LOGIN; no STARTTLS offered is a TLS failure.
+
+        aioimaplib has no STARTTLS helper: the command is sent, then asyncio's ``start_tls``
+        swaps the transport under the same protocol, and capabilities are read again.
+        """
+        protocol = self._client.protocol
+        if "STARTTLS" not in protocol.capabilities:
+            raise ImapTlsError(f"mailbox {self.box.id}: server does not offer STARTTLS")
+        command = aioimaplib.aioimaplib.Command("STARTTLS", protocol.new_tag())
+        response = await protocol.execute(command)
+        if response.result != "OK":
+            raise ImapTlsError(f"mailbox {self.box.id}: STARTTLS answered {response.result}")
+        assert self._tls is not None
+        loop = asyncio.get_running_loop()
+        protocol.transport = await loop.start_tls(
+            protocol.transport, protocol, self._tls, server_hostname=self.box.host
+        )
+        await protocol.capability()
 
     def _connection_lost(self, exc: BaseException | None) -> None:
         if not self._lost.done():

@@ -80,7 +80,7 @@ def test_secret_repr_is_masked() -> None:
     [
         ({"id": "a b", "user": "u", "password_env": "PW"}, "mailbox id"),
         ({"id": "a", "user": "u", "password_env": "PW", "folders": ["Sent"]}, "INBOX"),
-        ({"id": "a", "user": "u", "password_env": "PW", "tls": "starttls"}, "tls must be"),
+        ({"id": "a", "user": "u", "password_env": "PW", "tls": "ssl3"}, "tls must be"),
         ({"id": "a", "user": "u", "password_env": "PW", "port": 70000}, "port"),
         ({"id": "a", "user": "u", "password_env": "PW", "colour": "red"}, "unknown keys"),
         ({"id": "a", "user": "u", "password_env": "PW", "password_file": "f"}, "exactly one"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +36,37 @@ async def test_untrusted_certificate_is_refused_unless_opted_out_or_trusted(
                 await asyncio.sleep(0.1)
             assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": "box-0001"}) == 0
     assert sorted(r.key.decode() for r in records) == ["box-0002", "box-0003"]
+
+
+async def test_starttls_upgrades_before_login_and_verifies_the_certificate(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """tls = "starttls": with the CA trusted mail flows; with default trust it is refused."""
+    with Dovecot(users=2, starttls=True) as server:
+        for index in (1, 2):
+            server.append(server.user(index), "INBOX", message(f"starttls-{index}"))
+        extra = {2: [f'ca_file = "{server.cert_path}"']}
+        config = write_config(tmp_path, broker, server, [1, 2], tls="starttls", extra=extra)
+        async with in_process_agent(config) as agent:
+            (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=20)
+            deadline = time.monotonic() + 10
+            while agent.metric("pectrack_imap_errors_total", {"kind": "tls"}) < 1:
+                assert time.monotonic() < deadline, "no TLS error counted"
+                await asyncio.sleep(0.1)
+            assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": "box-0002"}) == 1
+    assert record.key == b"box-0002"
+
+
+async def test_starttls_mailbox_never_logs_in_in_clear_text(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """A server that offers no STARTTLS is a TLS failure, not a plain-text login."""
+    (index,) = fresh_users(1)
+    config = write_config(tmp_path, broker, dovecot, [index], tls="starttls")
+    async with in_process_agent(config) as agent:
+        deadline = time.monotonic() + 10
+        while agent.metric("pectrack_imap_errors_total", {"kind": "tls"}) < 1:
+            assert time.monotonic() < deadline, "no TLS error counted"
+            await asyncio.sleep(0.1)
+        assert agent.metric("pectrack_imap_errors_total", {"kind": "auth"}) == 0
+    assert f"user=<{dovecot.user(index)}>" not in dovecot.log_text()

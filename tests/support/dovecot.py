@@ -122,9 +122,16 @@ class Dovecot:
     """One Dovecot instance in ``directory`` with ``users`` maildir users."""
 
     def __init__(
-        self, *, users: int = 3, port: int | None = None, tls: bool = False, extra_conf: str = ""
+        self,
+        *,
+        users: int = 3,
+        port: int | None = None,
+        tls: bool = False,
+        starttls: bool = False,
+        extra_conf: str = "",
     ) -> None:
-        """``tls=True``: implicit TLS on ``port`` with a self-signed cert (``cert_path``).
+        """``tls=True``: implicit TLS on ``port`` with a self-signed cert (``cert_path``);
+        ``starttls=True``: plain port where TLS is required through STARTTLS.
 
         ``extra_conf`` is appended to dovecot.conf, e.g. ``imap_capability = IMAP4rev1``
         for a server without IDLE.
@@ -139,6 +146,7 @@ class Dovecot:
         self._binary = require_dovecot()
         self._conf = self.dir / "dovecot.conf"
         self.tls = tls
+        self.starttls = starttls
         self.cert_path = self.dir / "cert.pem"
         self.extra_conf = extra_conf
         self._master: subprocess.Popen[bytes] | None = None
@@ -163,7 +171,7 @@ class Dovecot:
             lines.append(f"{user_name(i)}:{{PLAIN}}{password(i)}:8:8::{home}::\n")
         (self.dir / "passwd").write_text("".join(lines))
         ssl_conf = "ssl = no"
-        if self.tls:
+        if self.tls or self.starttls:
             self._make_certificate()
             key = self.dir / "key.pem"
             ssl_conf = f"ssl = required\nssl_cert = <{self.cert_path}\nssl_key = <{key}"
@@ -253,11 +261,13 @@ class Dovecot:
     def connect(self, user: str) -> imaplib.IMAP4:
         index = int(user.removeprefix("user"))
         client: imaplib.IMAP4
+        context = ssl.create_default_context(cafile=str(self.cert_path))
         if self.tls:
-            context = ssl.create_default_context(cafile=str(self.cert_path))
             client = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context, timeout=30)
         else:
             client = imaplib.IMAP4(self.host, self.port, timeout=30)
+            if self.starttls:
+                client.starttls(context)
         client.login(user, password(index))
         return client
 
