@@ -255,6 +255,7 @@ class ImapSession:
         client = self._client
         idle = await self._call(asyncio.wait_for(client.idle_start(timeout=timeout), self.timeout))
         stopping = asyncio.ensure_future(stop.wait())
+        push: asyncio.Future[Any] | None = None
         news = False
         try:
             while not news:
@@ -262,7 +263,6 @@ class ImapSession:
                 waiting: set[asyncio.Future[Any]] = {push, stopping, self._lost}
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if not push.done():
-                    push.cancel()
                     if self._lost.done():
                         raise self._lost_error()
                     break
@@ -272,6 +272,8 @@ class ImapSession:
                 news = any(isinstance(x, bytes) and x.endswith(b"EXISTS") for x in lines)
         finally:
             stopping.cancel()
+            if push is not None:
+                push.cancel()
         if not self._lost.done():
             client.idle_done()
         await self._call(asyncio.wait_for(idle, self.timeout))

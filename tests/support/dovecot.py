@@ -261,13 +261,13 @@ class Dovecot:
     def connect(self, user: str) -> imaplib.IMAP4:
         index = int(user.removeprefix("user"))
         client: imaplib.IMAP4
-        context = ssl.create_default_context(cafile=str(self.cert_path))
         if self.tls:
+            context = ssl.create_default_context(cafile=str(self.cert_path))
             client = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context, timeout=30)
         else:
             client = imaplib.IMAP4(self.host, self.port, timeout=30)
             if self.starttls:
-                client.starttls(context)
+                client.starttls(ssl.create_default_context(cafile=str(self.cert_path)))
         client.login(user, password(index))
         return client
 
