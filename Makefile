@@ -47,8 +47,10 @@ unit: venv
 test: venv system-deps lint typecheck archcheck
 	$(BIN)/pytest -q
 
+# The whole system on simulated traffic until Ctrl-C; options: make demo DEMO_ARGS="--rate 10".
 demo: venv
-	$(BIN)/pectrack demo
+	@$(BIN)/python -c 'import pymap' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[test,demo]'
+	$(BIN)/pectrack demo $(DEMO_ARGS)
 
 # Hostile-input property tests (parser, verifier, daticert, MIME) with a large budget.
 fuzz: venv

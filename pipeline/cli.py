@@ -15,6 +15,8 @@ _SUBCOMMAND_MODULES = (
     "pipeline.streams.cli",
     "agents.cli",
     "pipeline.render_cli",
+    "pipeline.demo.cli",
+    "pipeline.events_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

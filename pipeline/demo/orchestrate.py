@@ -1,0 +1,167 @@
+"""The demo's child processes: each in its own process group, all stopped on exit.
+
+A :class:`Supervisor` starts children (logs in the run directory, pids in
+``children.pids``), stops them in reverse order of start (SIGTERM to the whole group,
+a grace period, then SIGKILL) and finally scans ``/proc`` for anything still in one of
+their process groups, so that no grandchild outlives the demo either::
+
+    with Supervisor(run_dir) as supervisor:
+        broker = supervisor.start("broker", [tansu, "broker", ...])
+        supervisor.wait_for_port("broker", 9092, timeout=20)
+    # every child and grandchild is gone here
+
+Errors: :class:`ChildFailedError` when a child exits or never opens its port during start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+__all__ = ["Child", "ChildFailedError", "Supervisor", "group_members"]
+
+
+class ChildFailedError(RuntimeError):
+    """A child process exited, or did not get ready, while the demo was starting."""
+
+
+@dataclass
+class Child:
+    name: str
+    stage: str  # children of one stage are stopped together
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def group_members(pgids: set[int]) -> list[int]:
+    """Pids of live processes (zombies excluded) whose process group is in ``pgids``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) in pgids:
+            found.append(int(entry.name))
+    return found
+
+
+class Supervisor:
+    """Owns every child of the demo; see the module docstring."""
+
+    def __init__(self, run_dir: Path, *, env: dict[str, str] | None = None) -> None:
+        self.run_dir = run_dir
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.children: list[Child] = []
+        self.pid_file = run_dir / "children.pids"
+
+    def start(self, name: str, argv: list[str], *, stage: str | None = None) -> Child:
+        log_path = self.run_dir / f"{name}.log"
+        log = log_path.open("ab")
+        proc = subprocess.Popen(  # noqa: S603 - argv built by the demo, no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            process_group=0,  # Ctrl-C reaches the demo only; it stops the children in order
+        )
+        child = Child(name, stage or name, proc, log_path, log)
+        self.children.append(child)
+        self._write_pids()
+        return child
+
+    def _write_pids(self) -> None:
+        lines = (f"{child.pid} {child.name}\n" for child in self.children)
+        self.pid_file.write_text("".join(lines))
+
+    def check(self) -> None:
+        """Raise :class:`ChildFailedError` if any child has exited."""
+        for child in self.children:
+            if not child.alive:
+                raise ChildFailedError(
+                    f"{child.name} exited with status {child.proc.returncode}; "
+                    f"end of {child.log_path}:\n{child.log_tail()}"
+                )
+
+    def wait_for_port(self, child: Child, port: int, timeout: float) -> None:
+        """Block until ``127.0.0.1:port`` accepts connections (the child still alive)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise ChildFailedError(f"{child.name} did not listen on port {port} within {timeout:.0f}s")
+
+    def stop(self, children: list[Child], grace: float) -> None:
+        """SIGTERM each child's group, wait up to ``grace`` s for all, then SIGKILL."""
+        for child in children:
+            if child.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in children:
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.proc.wait()
+            child.log.close()
+
+    def stop_all(self, grace: float = 15.0) -> list[int]:
+        """Stop every stage, the last started first (so the agent stops before the IMAP
+        server it reads and the broker goes last); return the pids that had to be killed
+        afterwards because they were still in a child's process group."""
+        stages: dict[str, list[Child]] = {}
+        for child in self.children:
+            stages.setdefault(child.stage, []).append(child)
+        for stage in reversed(stages.values()):
+            self.stop(stage, grace)
+        pgids = {child.pid for child in self.children}
+        leftovers = group_members(pgids)
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return leftovers
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_all()

@@ -1,0 +1,82 @@
+"""``pectrack events``: print a topic's records as JSON lines (default ``pec.state-changes``).
+
+    pectrack events --broker 127.0.0.1:9092                 # follow new events
+    pectrack events --broker 127.0.0.1:9092 --from-beginning --max 10 | jq .data.to_state
+
+Each line is one record's JSON value as the worker wrote it; a value that is not JSON is
+printed as ``{"raw": "..."}``. Reads without a consumer group: it never moves anyone's
+offsets. Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import orjson
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "events",
+        help="print pec.state-changes (or another topic) as JSON lines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--broker", default="127.0.0.1:9092", help="Kafka bootstrap host:port")
+    parser.add_argument(
+        "--topic", default="pec.state-changes", help="topic to print (default: pec.state-changes)"
+    )
+    parser.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest record, not the newest"
+    )
+    parser.add_argument(
+        "--max", type=int, default=0, metavar="N", help="stop after N records (default: never)"
+    )
+    parser.set_defaults(func=run)
+
+
+def line(value: bytes | None) -> bytes:
+    """One output line: the record's JSON re-serialized compactly, or ``{"raw": ...}``."""
+    try:
+        return orjson.dumps(orjson.loads(value or b"null"))
+    except orjson.JSONDecodeError:
+        return orjson.dumps({"raw": (value or b"").decode("utf-8", "replace")})
+
+
+async def follow(args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415 - heavy import, only here
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    consumer = AIOKafkaConsumer(
+        args.topic,
+        bootstrap_servers=args.broker,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        print(f"pectrack events: broker {args.broker}: {exc}", file=sys.stderr)
+        return 1
+    printed = 0
+    try:
+        async for record in consumer:
+            sys.stdout.buffer.write(line(record.value) + b"\n")
+            sys.stdout.buffer.flush()
+            printed += 1
+            if args.max and printed >= args.max:
+                break
+    finally:
+        await consumer.stop()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(follow(args))
+    except BrokenPipeError:  # piped into head: fine
+        return 0
