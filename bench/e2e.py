@@ -1,0 +1,588 @@
+"""End-to-end benchmark on the embedded broker: simulator -> pec.raw -> verify ->
+correlate -> pec.state-changes, with real ``pectrack worker`` processes.
+
+For each configuration (workers = partitions, in-flight messages preloaded):
+
+1. start a fresh broker (memory storage), create the topics, start the workers;
+2. preload the in-flight messages: Sent copies (one recipient each, never answered) so the
+   table holds that many tracked messages, and wait until each produced its event;
+3. **paced**: offer simulator traffic at ``--rate`` receipts/s (envelopes, Sent copies and
+   ordinary mail in their usual proportion come on top) for ``--seconds``;
+4. **burst**: produce ``--burst`` more records as fast as possible: the capacity.
+
+Delay = Kafka record timestamp of a receipt's first state-change event minus the record
+timestamp of the raw message (both CreateTime, same host clock), matched on ``receipt_id``.
+Baselines from the same run: a bare aiokafka consumer reading ``pec.raw`` alongside the
+workers (the broker's transport alone: its receive rate and produce->receive delay), and
+for scaling, the 1-worker and 1x in-flight figures.
+
+    .venv/bin/python -m bench.e2e                    # 2 workers, 1,000 receipts/s
+    .venv/bin/python -m bench.e2e --scaling          # also 1 and 4 workers, and 10x in-flight
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.common import Row, cpu_seconds, percentile, table
+from pipeline.core.examine import receipt_id
+from pipeline.core.model import Recipient, RecipientType
+from pipeline.core.parse import read_layout
+from pipeline.embedded import EmbeddedBroker, free_port
+from pipeline.settings import StreamSettings
+from pipeline.simulate import OriginalMessage, TrafficItem, generate_traffic, render_original
+from pipeline.simulate.ca import default_pki
+from pipeline.streams.topics import ensure_topics
+
+RECEIPTS_TARGET = 1000.0
+P99_TARGET = 2.0
+START = datetime(2024, 3, 1, 9, 0, 0)  # simulator time, naive = CET
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    receipt_id: str | None  # set for receipts: what their state-change events name
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    workers: int
+    inflight: int
+
+
+@dataclass
+class Result:
+    config: Config
+    offered: float  # receipts/s offered in the paced phase
+    sustained: float  # receipts/s whose events landed, paced phase
+    p50: float
+    p99: float
+    capacity: float  # receipts/s, burst phase
+    transport_rate: float  # receipts/s a bare consumer of pec.raw saw in the burst
+    transport_p50: float
+    transport_p99: float
+    matched: int
+    expected: int
+    worker_cpu: float  # seconds of CPU the workers used, both phases
+    broker_cpu: float
+
+
+def _record(item: TrafficItem) -> Record:
+    date = item.arrival_time.astimezone(UTC).isoformat()
+    headers = [
+        ("mailbox", item.mailbox.encode()),
+        ("folder", item.folder.encode()),
+        ("internal-date", date.encode()),
+    ]
+    rid = None
+    if item.truth.kind.is_receipt:
+        rid = receipt_id(read_layout(item.raw), item.raw)
+    return Record(item.mailbox.encode(), item.raw, headers, rid)
+
+
+def traffic(receipts: int, seed: int) -> list[Record]:
+    """Simulated mailbox traffic holding about ``receipts`` receipts, in arrival order."""
+    items = generate_traffic(
+        seed=seed,
+        messages=max(1, receipts * 10 // 27),
+        mailboxes=40,
+        start=START,
+        attachment_size=2048,
+    )
+    return [_record(item) for item in items]
+
+
+def sent_copies(count: int, start: int = 0) -> list[Record]:
+    """``count`` Sent copies that stay in flight (no receipt ever comes for them)."""
+    out = []
+    for n in range(start, start + count):
+        mailbox = f"inflight{n % 40:02d}@pec.aruba.it"
+        mail = OriginalMessage(
+            sender=mailbox,
+            recipients=(Recipient("ufficio@pec.comune.it", RecipientType.CERTIFICATO),),
+            subject=f"Pratica {n}",
+            msgid=f"<inflight.{n}@bench.client>",
+            date=datetime(2024, 3, 1, 8, 0, 0, tzinfo=UTC) + timedelta(seconds=n),
+            body="In allegato.\n",
+        )
+        headers = [("mailbox", mailbox.encode()), ("folder", b"Sent")]
+        out.append(Record(mailbox.encode(), render_original(mail), headers, None))
+    return out
+
+
+class Workers:
+    """``pectrack worker`` subprocesses; every one is stopped on exit."""
+
+    def __init__(self, settings: StreamSettings, count: int, work: Path) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs = [work / f"worker{n}.log" for n in range(count)]
+        for n in range(count):
+            argv = [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "worker",
+                "--broker",
+                settings.broker,
+                "--app-id",
+                settings.app_id,
+                "--partitions",
+                str(settings.partitions),
+                "--trust",
+                str(settings.trust),
+                "--metrics-port",
+                "0",
+                "--web-port",
+                str(free_port()),
+                "--datadir",
+                str(work / f"w{n}"),
+                "--log-level",
+                "warning",
+                "--verify-concurrency",
+                str(settings.verify_concurrency),
+            ]
+            with self.logs[n].open("ab") as log:
+                self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log))
+
+    def check(self) -> None:
+        for proc, log in zip(self.procs, self.logs, strict=True):
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise SystemExit(f"worker exited with {proc.returncode}:\n{tail}")
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs if p.poll() is None)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@dataclass
+class Watch:
+    """What the bench's own consumers saw: first state-change per receipt, raw arrivals."""
+
+    events: dict[str, int] = field(default_factory=dict)  # receipt_id -> event timestamp ms
+    subjects: set[str] = field(default_factory=set)  # msgids with any event
+    raw_delays: list[tuple[int, float]] = field(default_factory=list)  # (produced ms, delay s)
+    raw_seen: list[float] = field(default_factory=list)  # receive times (monotonic)
+    stop: bool = False
+
+
+async def _consume(bootstrap: str, topic: str, partitions: int, watch: Watch) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while not watch.stop:
+            batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
+            now_ms = time.time() * 1000
+            for records in batch.values():
+                for record in records:
+                    if topic == "pec.raw":
+                        watch.raw_delays.append(
+                            (record.timestamp, (now_ms - record.timestamp) / 1000)
+                        )
+                        continue
+                    event = orjson.loads(record.value)
+                    watch.subjects.add(event.get("subject") or "")
+                    rid = event["data"].get("receipt_id")
+                    if rid and rid not in watch.events:
+                        watch.events[rid] = record.timestamp
+    finally:
+        await consumer.stop()
+
+
+async def _produce(
+    producer: AIOKafkaProducer, records: Sequence[Record], rate: float
+) -> dict[str, int]:
+    """Send ``records`` (``rate`` records/s, 0: as fast as possible); receipt_id -> send ms."""
+    sent: dict[str, int] = {}
+    futures = []
+    started = time.monotonic()
+    for n, record in enumerate(records):
+        if rate > 0 and n % 20 == 0:
+            due = started + n / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        stamp = int(time.time() * 1000)
+        futures.append(
+            await producer.send(
+                "pec.raw", record.value, key=record.key, headers=record.headers, timestamp_ms=stamp
+            )
+        )
+        if record.receipt_id is not None:
+            sent.setdefault(record.receipt_id, stamp)
+    await asyncio.gather(*futures)
+    return sent
+
+
+async def _settle(watch: Watch, sent: dict[str, int], quiet: float, timeout: float) -> None:
+    """Wait until every receipt has its event, or no new event came for ``quiet`` s."""
+    deadline = time.monotonic() + timeout
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        done = sum(1 for rid in sent if rid in watch.events)
+        if done == len(sent):
+            return
+        if done != last:
+            last, last_change = done, time.monotonic()
+        elif time.monotonic() - last_change > quiet:
+            return
+        await asyncio.sleep(0.2)
+
+
+def _delays(watch: Watch, sent: dict[str, int]) -> list[float]:
+    return [(watch.events[rid] - ms) / 1000 for rid, ms in sent.items() if rid in watch.events]
+
+
+def _rate(watch: Watch, sent: dict[str, int]) -> float:
+    """Receipts whose event landed / (last event - first send): the drain rate."""
+    done = [watch.events[rid] for rid in sent if rid in watch.events]
+    if not done:
+        return 0.0
+    span = (max(done) - min(sent.values())) / 1000
+    return len(done) / span if span > 0 else 0.0
+
+
+def _window_rate(watch: Watch, sent: dict[str, int], skip: float = 1.0) -> float:
+    """Receipt events landing per second while traffic was offered (after ``skip`` s):
+    the offered rate if the pipeline keeps up, its capacity if it does not."""
+    start = min(sent.values()) + skip * 1000
+    end = max(sent.values())
+    if end <= start:
+        return _rate(watch, sent)
+    landed = sum(1 for rid in sent if start <= watch.events.get(rid, -1) <= end)
+    return landed / ((end - start) / 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The same traffic for every configuration (a fresh broker each time)."""
+
+    paced: list[Record]
+    burst: list[Record]
+    anchor: Path
+
+
+async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, work: Path) -> Result:
+    paced, burst, anchor = inputs.paced, inputs.burst, inputs.anchor
+    partitions = config.workers
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        settings = StreamSettings(
+            broker=broker.bootstrap,
+            app_id="bench",
+            partitions=partitions,
+            trust=str(anchor),
+            verify_concurrency=args.verify_concurrency,
+        )
+        await ensure_topics(settings)
+        watch = Watch()
+        consumers = [
+            asyncio.create_task(_consume(broker.bootstrap, topic, partitions, watch))
+            for topic in ("pec.raw", settings.state_changes_topic)
+        ]
+        producer = AIOKafkaProducer(
+            bootstrap_servers=broker.bootstrap,
+            enable_idempotence=False,
+            linger_ms=5,
+            max_request_size=16 << 20,
+            acks=-1,
+        )
+        await producer.start()
+        workers = Workers(settings, config.workers, work)
+        try:
+            # Preload: in-flight messages, and proof that every partition has an owner.
+            preload = sent_copies(config.inflight)
+            started = time.monotonic()
+            await _produce(producer, preload, 0)
+            wanted = {f"<inflight.{n}@bench.client>" for n in range(config.inflight)}
+            while len(wanted - watch.subjects) > 0:
+                workers.check()
+                if time.monotonic() - started > args.startup_timeout + config.inflight / 200:
+                    raise SystemExit(f"preload of {config.inflight} not processed in time")
+                await asyncio.sleep(0.2)
+            print(
+                f"    {config.workers} worker(s): {config.inflight:,} in flight after"
+                f" {time.monotonic() - started:.1f}s",
+                flush=True,
+            )
+            await asyncio.sleep(1.0)
+            cpu0, broker0 = workers.cpu(), cpu_seconds(broker.pid or 0)
+
+            record_rate = (
+                args.rate * len(paced) / max(1, sum(r.receipt_id is not None for r in paced))
+            )
+            sent = await _produce(producer, paced, record_rate)
+            offered = len(sent) / ((max(sent.values()) - min(sent.values())) / 1000 or 1)
+            await _settle(watch, sent, quiet=3.0, timeout=90.0)
+            delays = _delays(watch, sent)
+            sustained = _window_rate(watch, sent)
+            matched, expected = len(delays), len(sent)
+
+            raw_before = len(watch.raw_delays)
+            burst_sent = await _produce(producer, burst, 0)
+            await _settle(watch, burst_sent, quiet=3.0, timeout=120.0)
+            capacity = _rate(watch, burst_sent)
+            burst_raw = watch.raw_delays[raw_before:]
+            receipts_share = len(burst_sent) / max(1, len(burst))
+            first = min(ms for ms, _ in burst_raw) if burst_raw else 0
+            last = max(ms + d * 1000 for ms, d in burst_raw) if burst_raw else 1
+            transport = len(burst_raw) * receipts_share / max((last - first) / 1000, 1e-3)
+            paced_raw = [d for _, d in watch.raw_delays[config.inflight : raw_before]]
+            workers.check()
+            worker_cpu = workers.cpu() - cpu0
+            broker_cpu = cpu_seconds(broker.pid or 0) - broker0
+        finally:
+            watch.stop = True
+            workers.stop()
+            await producer.stop()
+            await asyncio.gather(*consumers, return_exceptions=True)
+    return Result(
+        config,
+        offered,
+        sustained,
+        percentile(delays, 50),
+        percentile(delays, 99),
+        capacity,
+        transport,
+        percentile(paced_raw, 50),
+        percentile(paced_raw, 99),
+        matched,
+        expected,
+        worker_cpu,
+        broker_cpu,
+    )
+
+
+def _report(result: Result) -> None:
+    c = result.config
+    print(
+        f"    {c.workers} worker(s), {c.inflight:,} in flight: offered {result.offered:,.0f}"
+        f" receipts/s, sustained {result.sustained:,.0f}/s, delay p50 {result.p50 * 1000:,.0f} ms"
+        f" p99 {result.p99 * 1000:,.0f} ms ({result.matched}/{result.expected} receipts matched);"
+        f" burst capacity {result.capacity:,.0f} receipts/s"
+        f" (transport {result.transport_rate:,.0f}/s);"
+        f" CPU workers {result.worker_cpu:.1f}s broker {result.broker_cpu:.1f}s",
+        flush=True,
+    )
+
+
+def rows_for(main: Result) -> list[Row]:
+    name = f"{main.config.workers} workers, {main.config.inflight:,} in flight"
+    ok_rate = main.sustained >= RECEIPTS_TARGET * 0.98 and main.p99 < P99_TARGET
+    return [
+        Row(
+            f"capacity (burst), {name}",
+            main.capacity,
+            "receipts/s",
+            main.transport_rate,
+            "bare consumer of pec.raw",
+            f">= {RECEIPTS_TARGET:,.0f} /s",
+            main.capacity >= RECEIPTS_TARGET,
+        ),
+        Row(
+            f"sustained at {main.offered:,.0f} offered, {name}",
+            main.sustained,
+            "receipts/s",
+            main.offered,
+            "offered",
+            f">= {RECEIPTS_TARGET:,.0f} /s, p99 < {P99_TARGET:.0f} s",
+            ok_rate,
+        ),
+        Row(
+            "delay raw -> state-change p50",
+            main.p50,
+            "s",
+            main.transport_p50,
+            "raw produce -> bare consumer",
+            "",
+            None,
+            lower_is_better=True,
+        ),
+        Row(
+            "delay raw -> state-change p99",
+            main.p99,
+            "s",
+            main.transport_p99,
+            "raw produce -> bare consumer",
+            f"< {P99_TARGET:.0f} s",
+            main.p99 < P99_TARGET,
+            lower_is_better=True,
+        ),
+    ]
+
+
+def scaling_rows(results: Sequence[Result]) -> list[Row]:
+    out: list[Row] = []
+    by = {(r.config.workers, r.config.inflight): r for r in results}
+    base_inflight = min(r.config.inflight for r in results)
+    one = by.get((1, base_inflight))
+    for result in results:
+        c = result.config
+        if c.inflight != base_inflight:
+            continue
+        out.append(
+            Row(
+                f"capacity, {c.workers} partition(s)/worker(s)",
+                result.capacity,
+                "receipts/s",
+                one.capacity if one else None,
+                "1 worker",
+                "",
+                None,
+            )
+        )
+        out.append(
+            Row(
+                f"p99 at offered rate, {c.workers} worker(s)",
+                result.p99,
+                "s",
+                one.p99 if one else None,
+                "1 worker",
+                f"< {P99_TARGET:.0f} s",
+                result.p99 < P99_TARGET,
+                lower_is_better=True,
+            )
+        )
+    for result in results:
+        c = result.config
+        base = by.get((c.workers, base_inflight))
+        if c.inflight == base_inflight or base is None:
+            continue
+        label = f"{c.inflight // base_inflight}x in flight ({c.inflight:,}), {c.workers} workers"
+        out.append(
+            Row(
+                f"capacity, {label}",
+                result.capacity,
+                "receipts/s",
+                base.capacity,
+                f"{base_inflight:,} in flight",
+                "",
+                None,
+            )
+        )
+        out.append(
+            Row(
+                f"p99 at offered rate, {label}",
+                result.p99,
+                "s",
+                base.p99,
+                f"{base_inflight:,} in flight",
+                f"< {P99_TARGET:.0f} s",
+                result.p99 < P99_TARGET,
+                lower_is_better=True,
+            )
+        )
+    return out
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="pectrack-bench-e2e-") as tmp:
+        yield Path(tmp)
+
+
+async def run(args: argparse.Namespace) -> tuple[list[Result], list[Row]]:
+    configs = [Config(args.workers, args.inflight)]
+    if args.scaling:
+        configs = [Config(n, args.inflight) for n in (1, 2, 4)]
+        configs.append(Config(2, args.inflight * 10))
+    started = time.monotonic()
+    paced_receipts = int(args.rate * args.seconds)
+    records = traffic(paced_receipts + args.burst, args.seed)
+    split = next(
+        (
+            n
+            for n in range(len(records))
+            if sum(r.receipt_id is not None for r in records[:n]) >= paced_receipts
+        ),
+        len(records) // 2,
+    )
+    paced, burst = records[:split], records[split:]
+    print(
+        f"e2e: {len(records):,} simulated records ({len(paced):,} paced, {len(burst):,} burst)"
+        f" built in {time.monotonic() - started:.0f}s",
+        flush=True,
+    )
+    results: list[Result] = []
+    with _workdir() as work:
+        anchor = work / "anchor.pem"
+        anchor.write_bytes(default_pki().anchor_pem())
+        for config in configs:
+            run_dir = work / f"w{config.workers}-i{config.inflight}"
+            run_dir.mkdir()
+            result = await _measure(config, args, Inputs(paced, burst, anchor), run_dir)
+            _report(result)
+            results.append(result)
+    main = next(r for r in results if r.config == Config(args.workers, args.inflight))
+    rows = rows_for(main)
+    if args.scaling:
+        rows += scaling_rows(results)
+    return results, rows
+
+
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(
+        prog="python -m bench.e2e", description=(__doc__ or "").splitlines()[0]
+    )
+    out.add_argument("--workers", type=int, default=2, help="workers = partitions (headline)")
+    out.add_argument("--rate", type=float, default=RECEIPTS_TARGET, help="offered receipts/s")
+    out.add_argument("--seconds", type=float, default=10.0, help="paced phase length")
+    out.add_argument("--burst", type=int, default=6000, help="receipts in the burst phase")
+    out.add_argument("--inflight", type=int, default=1000, help="tracked messages preloaded")
+    out.add_argument("--scaling", action="store_true", help="1, 2, 4 workers and 10x in flight")
+    out.add_argument("--seed", type=int, default=7)
+    out.add_argument(
+        "--verify-concurrency",
+        type=int,
+        default=StreamSettings().verify_concurrency,
+        help="verify tasks per worker (default: the worker's default)",
+    )
+    out.add_argument("--startup-timeout", type=float, default=90.0)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    args = parser().parse_args(argv)
+    _, rows = asyncio.run(run(args))
+    print()
+    print(table("End to end: raw -> verify -> correlate -> state-changes (embedded broker)", rows))
+    sys.stdout.flush()
+    return rows
+
+
+if __name__ == "__main__":
+    main()
