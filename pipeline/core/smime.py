@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from pipeline.core.mime import canonical_crlf
@@ -150,7 +151,7 @@ def _signature_ok(
     hash_algorithm: hashes.HashAlgorithm,
     algorithm: cms.SignedDigestAlgorithm,
 ) -> bool:
-    key = signer.public_key()
+    key = _public_key(signer)
     try:
         if isinstance(key, rsa.RSAPublicKey):
             if algorithm.signature_algo == "rsassa_pss":
@@ -165,6 +166,12 @@ def _signature_ok(
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
+
+
+@lru_cache(maxsize=4096)
+def _public_key(cert: x509.Certificate) -> CertificatePublicKeyTypes:
+    """The signer's key, decoded once per certificate rather than once per message."""
+    return cert.public_key()
 
 
 @lru_cache(maxsize=4096)
