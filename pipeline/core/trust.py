@@ -15,6 +15,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -33,6 +34,12 @@ def spki_fingerprint(cert: x509.Certificate) -> bytes:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(der).digest()
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _fingerprint(cert: x509.Certificate) -> bytes:
+    """SHA-256 of the certificate's DER, once per certificate (the path cache key)."""
+    return cert.fingerprint(_SHA256)
 
 
 def load_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
@@ -107,7 +114,7 @@ class TrustStore:
     ) -> TrustDecision:
         """Chain ``signer`` (via ``others`` from the CMS and the store's intermediates)
         to an anchor key, then check every non-anchor certificate is valid ``at``."""
-        key = (signer.fingerprint(_SHA256), *(c.fingerprint(_SHA256) for c in others))
+        key = (_fingerprint(signer), *(_fingerprint(c) for c in others))
         path_or_reason = self._paths.get(key)
         if path_or_reason is None:
             path_or_reason = self._build_path(signer, others)
