@@ -48,6 +48,7 @@ async def run_agent(
         publisher=publisher,
         cursors=cursors,
         metrics=metrics,
+        connecting=asyncio.Semaphore(config.limits.max_concurrent_connects),
         active=asyncio.Semaphore(config.limits.max_concurrent_syncs),
         stop=stop,
     )

@@ -118,6 +118,7 @@ class Limits:
     batch_max_bytes: int = 8 * 1024 * 1024
     command_timeout: float = 60.0
     max_concurrent_syncs: int = 32
+    max_concurrent_connects: int = 64
     idle_seconds: float = 25 * 60.0
     poll_seconds: float = 60.0
     backoff_base: float = 1.0

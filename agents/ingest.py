@@ -78,7 +78,10 @@ class WorkerContext:
     publisher: Publisher
     cursors: Cursors
     metrics: IngestMetrics
-    active: asyncio.Semaphore  # bounds concurrent connects and syncs, not idle connections
+    # Two bounds, so that servers that never answer (each holding a connect slot until
+    # the command timeout) cannot starve the syncs of mailboxes already connected.
+    connecting: asyncio.Semaphore  # connects + logins in progress
+    active: asyncio.Semaphore  # syncs in progress; idle connections hold neither
     stop: asyncio.Event
     open_session: Opener = ImapSession.open
 
@@ -100,9 +103,10 @@ class MailboxWorker:
         while not self.ctx.stop.is_set():
             session: Session | None = None
             try:
-                async with self.ctx.active:
+                async with self.ctx.connecting:
                     session = await self.ctx.open_session(self.box, self.ctx.limits.command_timeout)
-                    self._up(True)
+                self._up(True)
+                async with self.ctx.active:
                     await self._sync_all(session)
                 attempt = 0
                 await self._watch(session)

@@ -115,6 +115,7 @@ async def run_worker(server: FakeServer, kafka: FakeKafka, **limits: int) -> Col
         publisher=kafka,
         cursors=kafka,
         metrics=metrics,
+        connecting=asyncio.Semaphore(1),
         active=asyncio.Semaphore(1),
         stop=stop,
         open_session=open_session,

@@ -215,3 +215,40 @@ async def test_frozen_server_process_hits_the_command_timeout(
         for pid in frozen:
             os.kill(pid, signal.SIGKILL)
     assert record.value == raw
+
+
+async def test_servers_that_never_answer_do_not_starve_the_other_mailboxes(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """Two mailboxes on a silent server wait out their timeout; the others sync meanwhile."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)  # accept, then never send the IMAP greeting
+
+    blackhole = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = blackhole.sockets[0].getsockname()[1]
+    users = fresh_users(4)
+    for index in users[2:]:
+        dovecot.append(dovecot.user(index), "INBOX", message(f"starve-{index}"))
+    extra = {index: [f"port = {port}"] for index in users[:2]}
+    config = write_config(
+        tmp_path, broker, dovecot, users, extra=extra,
+        command_timeout=5, max_concurrent_syncs=1, max_concurrent_connects=4,
+    )  # fmt: skip
+    try:
+        async with in_process_agent(config) as agent:
+            started = time.monotonic()
+            records = await wait_for_count(broker.bootstrap, "pec.raw", 2, timeout=20)
+            assert time.monotonic() - started < 4.5, "good mailboxes waited for the silent ones"
+            await wait_until(
+                lambda: agent.metric("pectrack_imap_errors_total", {"kind": "timeout"}) >= 2,
+                15,
+                "the silent server's timeouts",
+            )
+    finally:
+        blackhole.close()
+        for writer in writers:
+            writer.close()
+        await blackhole.wait_closed()
+    assert sorted(r.key.decode() for r in records) == sorted(box(i) for i in users[2:])
