@@ -43,7 +43,9 @@ DEFAULT_PANELS = (
     "Delivery failures by reason",
     "Records processed by processor",
     "Processing lag by processor",
+    "Dead letters by reason",
     "Messages ingested by outcome",
+    "Sync age per mailbox",
     "Cursor lag per mailbox",
 )
 
@@ -167,7 +169,15 @@ def render(
     chart_rows = max(1, math.ceil(len(charts) / columns))
     figure = plt.figure(figsize=(18, 2.2 + 3.6 * chart_rows), dpi=80)
     figure.suptitle(title, fontsize=16, x=0.01, ha="left")
-    grid = figure.add_gridspec(1 + chart_rows, 1, height_ratios=[0.55] + [1.0] * chart_rows)
+    grid = figure.add_gridspec(
+        1 + chart_rows,
+        1,
+        height_ratios=[0.45] + [1.0] * chart_rows,
+        top=0.94,
+        bottom=0.05,
+        left=0.05,
+        right=0.98,
+    )
     band = grid[0].subgridspec(1, max(1, len(stats)))
     for index, (panel, series) in enumerate(stats):
         axis = figure.add_subplot(band[0, index])
@@ -181,11 +191,16 @@ def render(
     for index, (panel, series) in enumerate(charts):
         axis = figure.add_subplot(body[index // columns, index % columns])
         axis.set_title(panel.get("title", ""), fontsize=11, loc="left")
-        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")
+        defaults = panel.get("fieldConfig", {}).get("defaults", {})
+        unit = defaults.get("unit", "short")
+        log_scale = defaults.get("custom", {}).get("scaleDistribution", {}).get("type") == "log"
         for line in series:
-            if line.points:
-                times = [(t - end) / 60.0 for t, _ in line.points]
-                axis.plot(times, [v for _, v in line.points], label=line.legend, linewidth=1.4)
+            points = [(t, v) for t, v in line.points if v > 0 or not log_scale]
+            if points:
+                times = [(t - end) / 60.0 for t, _ in points]
+                axis.plot(times, [v for _, v in points], label=line.legend, linewidth=1.4)
+        if log_scale:
+            axis.set_yscale("log")
         axis.set_xlabel(f"minutes before {clock}", fontsize=8)
         axis.tick_params(labelsize=8)
         axis.set_ylabel({"s": "seconds", "ops": "per second"}.get(unit, ""), fontsize=8)

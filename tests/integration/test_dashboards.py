@@ -321,11 +321,11 @@ async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: 
             broker.bootstrap, [("pec.submissions", None, submission(i), []) for i in sent]
         )
         inbox = [i.raw for i in via_imap if i.folder != SENT]
-        server.append_many(server.user(1), "Sent", [i.raw for i in via_imap if i.folder == SENT])
-        server.append_many(server.user(1), "INBOX", inbox[: len(inbox) // 2])
+        server.deliver(server.user(1), "Sent", [i.raw for i in via_imap if i.folder == SENT])
+        server.deliver(server.user(1), "INBOX", inbox[: len(inbox) // 2])
         await produce(broker.bootstrap, raw_records(direct[:half]))
         await asyncio.sleep(2.5)  # at least two scrapes between the two halves
-        server.append_many(server.user(1), "INBOX", inbox[len(inbox) // 2 :])
+        server.deliver(server.user(1), "INBOX", inbox[len(inbox) // 2 :])
         await produce(
             broker.bootstrap,
             [*raw_records(direct[half:]), ("pec.raw", None, b"no mailbox header", [])],
