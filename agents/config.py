@@ -157,6 +157,8 @@ def parse_config(
         raise ConfigError("[kafka] bootstrap is required")
     kafka_settings = KafkaSettings(**_typed(kafka, KafkaSettings, "kafka"))
     limits = Limits(**_typed(_section(data, "limits"), Limits, "limits"))
+    if limits.idle_seconds > 29 * 60:
+        raise ConfigError("[limits] idle_seconds must stay under 29 minutes (RFC 2177)")
     defaults = _section(data, "mailbox_defaults")
     raw_boxes = data.get("mailbox", [])
     if not isinstance(raw_boxes, list) or not raw_boxes:

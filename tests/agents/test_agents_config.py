@@ -102,6 +102,7 @@ def test_limits_are_type_checked() -> None:
         ({"batch_max_messages": "10"}, "must be int"),
         ({"batch_max_messages": 0}, "positive"),
         ({"nonsense": 1}, "unknown key"),
+        ({"idle_seconds": 1800}, "RFC 2177"),
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_config(doc(box, limits=limits), {"PW": "x"})
