@@ -37,6 +37,7 @@ from pipeline.simulate.traffic import SENT, TrafficItem, generate_traffic
 from tests.deploy.promql import (
     DASHBOARDS,
     PanelExpr,
+    alert_rules,
     all_dashboard_exprs,
     metric_names,
     promtool_check_exprs,
@@ -255,7 +256,8 @@ def evaluate(prom: Prometheus, exprs: list[PanelExpr], exposed: set[str]) -> lis
 
 @pytest.mark.timeout(120)
 async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: Path) -> None:
-    """Each panel and variable query is valid, non-empty and not NaN on real pipeline metrics."""
+    """Each panel and variable query is valid, non-empty and not NaN on real pipeline metrics;
+    the alert rules load and evaluate without errors on the same data."""
     prometheus_bin = require_binary("prometheus")
     exprs = all_dashboard_exprs()
     offline = promtool_check_exprs([substitute(e.expr) for e in exprs], tmp_path)
@@ -345,6 +347,12 @@ async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: 
         )
         await prom.wait("sum(pec_dlq_total)", 1, 10, worker)
         await asyncio.sleep(2.5)  # the last values scraped
+
+        groups = prom.get("/api/v1/rules")["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        assert len(rules) == len(alert_rules()), "Prometheus did not load every alert rule"
+        unhealthy = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+        assert not unhealthy, unhealthy
 
         exposed = set(prom.get("/api/v1/label/__name__/values")["data"])
         problems = evaluate(prom, exprs, exposed)
