@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import tomllib
@@ -52,6 +53,8 @@ def test_kafka_runs_in_kraft_mode_from_the_official_image(compose: dict[str, Any
     env = kafka["environment"]
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].endswith("@kafka:9093")
+    cluster_id = env["CLUSTER_ID"]
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16, "KRaft needs a 16-byte id"
     assert not any("zookeeper" in name for name in compose["services"])
     assert "healthcheck" in kafka
 
