@@ -201,8 +201,14 @@ class DemoStack:
     ) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        stopped_by: list[str] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            stopped_by.append(sig.name)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         consumer = asyncio.create_task(self._follow_events(started))
         watch_started = time.monotonic()
         drawn = 0  # lines of the live block on screen (interactive mode only)
@@ -234,6 +240,8 @@ class DemoStack:
                 await consumer
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+        if stopped_by:
+            self._say(f"\npectrack demo: {stopped_by[0]}, stopping...")
         snapshot = await self.snapshot(time.monotonic() - started)
         self.out.write("\n".join(["", "final:", *render(snapshot), self._summary(snapshot)]))
         self.out.write("\n")
