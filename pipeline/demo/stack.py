@@ -133,6 +133,7 @@ class DemoStack:
                  "--metrics-port", str(ports.metrics),
                  "--web-port", str(ports.web),
                  "--datadir", str(self.run_dir / f"worker{index}-state"),
+                 "--session-timeout-seconds", "6",  # the broker waits ~half before a join
                  "--log-level", "warning"],
                 stage="workers",
             )  # fmt: skip
@@ -220,18 +221,19 @@ class DemoStack:
                 if duration and now - watch_started >= duration:
                     break
                 notes, self.notes = self.notes, []
-                if notes or now >= next_report:
+                due = now >= next_report
+                if notes or due:
+                    # Scrape first, then replace the block in one write: no blank flicker.
+                    lines = render(await self.snapshot(now - started)) if interactive or due else []
+                    text = "".join(note + "\n" for note in notes)
+                    text += "".join(line + "\n" for line in lines)
                     if interactive and drawn:
-                        self.out.write(f"\x1b[{drawn}F\x1b[J")  # back to the block's top
-                        drawn = 0
-                    if notes:
-                        self.out.write("\n".join(notes) + "\n")
-                    if interactive or now >= next_report:
-                        lines = render(await self.snapshot(now - started))
-                        self.out.write("\n".join(lines) + "\n")
-                        drawn = len(lines) if interactive else 0
-                        next_report = now + refresh
+                        text = f"\x1b[{drawn}F\x1b[J" + text  # back to the block's top
+                    self.out.write(text)
                     self.out.flush()
+                    drawn = len(lines) if interactive else 0
+                    if lines:
+                        next_report = now + refresh
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
         finally:
@@ -313,8 +315,11 @@ class DemoStack:
             await consumer.stop()
 
     def _print_lookup(self, key: str) -> None:
-        url = lookup_url(self.worker_ports[0].web, key)
-        self.notes.append(f"look up one delivered message:\n  curl -s '{url}'")
+        web = self.worker_ports[0].web
+        self.notes.append(
+            "look up one delivered message (any worker answers, routed to the key's owner):\n"
+            f"  curl -sG http://127.0.0.1:{web}/message/ --data-urlencode 'key={key}'"
+        )
 
 
 def lookup_url(web_port: int, key: str) -> str:

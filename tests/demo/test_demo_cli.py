@@ -10,15 +10,19 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pipeline.demo.orchestrate import group_members
+from pipeline.demo.stack import lookup_url
 
 pytestmark = pytest.mark.integration
 
 FIRST = re.compile(r"first state change after (\d+\.\d)s")
+LOOKUP = re.compile(r"curl -sG http://127\.0\.0\.1:(\d+)/message/ --data-urlencode 'key=(.+ <.+>)'")
 
 
 def demo_argv(workdir: Path, *extra: str) -> list[str]:
@@ -66,13 +70,14 @@ def test_a_timed_demo_delivers_reports_and_leaves_nothing_behind(tmp_path: Path)
     assert int(numbers["ingested"]) > 0  # the agent fetched from the IMAP server
     assert int(numbers["state_changes"]) >= int(numbers["delivered"])
     assert int(numbers["signature_failures"]) > 0  # the forged receipts were caught
-    assert "curl -s 'http://127.0.0.1:" in output  # a real lookup key was printed
+    assert LOOKUP.search(output) is not None, output[-3000:]  # a real lookup key was printed
     assert "none left running" in output
     assert_nothing_left(tmp_path)
 
 
 def test_sigint_stops_every_process_cleanly(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT) after the first state change: exit 0, two workers and all else gone."""
+    """The printed lookup answers for a delivered message; then Ctrl-C (SIGINT): exit 0,
+    two workers and everything else gone."""
     proc = subprocess.Popen(
         demo_argv(tmp_path, "--workers", "2", "--rate", "4"),
         stdout=subprocess.PIPE,
@@ -87,13 +92,19 @@ def test_sigint_stops_every_process_cleanly(tmp_path: Path) -> None:
     seen: list[str] = []
     try:
         deadline = time.monotonic() + 90
-        while not any(FIRST.search(text) for text in seen):
+        while not (any(FIRST.search(t) for t in seen) and any(LOOKUP.search(t) for t in seen)):
             assert time.monotonic() < deadline, "".join(seen)[-3000:]
             assert proc.poll() is None, "".join(seen)[-3000:]
             try:
                 seen.append(lines.get(timeout=1))
             except queue.Empty:
                 continue
+        lookup = next(m for m in map(LOOKUP.search, seen) if m is not None)
+        url = lookup_url(int(lookup.group(1)), lookup.group(2))
+        with urllib.request.urlopen(url, timeout=10) as response:
+            state = orjson.loads(response.read())
+        assert state["key"] == lookup.group(2)
+        assert "delivered" in {r["state"] for r in state["recipients"]}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
