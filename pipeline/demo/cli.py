@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     refresh = args.refresh or (1.0 if interactive else 10.0)
     supervisor = Supervisor(run_dir)
 
-    def on_signal(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt  # during start-up; the watch loop installs its own handlers
+    def on_signal(signum: int, _frame: Any) -> None:
+        supervisor.interrupt(signum)  # start-up checks it; the watch loop has its own handlers
 
     previous = {
         sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -142,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
                 interactive=interactive,
             )
         )
-    except KeyboardInterrupt:
-        print("\npectrack demo: stopping...", file=out, flush=True)
+    except InterruptedError as exc:
+        print(f"\npectrack demo: {exc}, stopping...", file=out, flush=True)
     except ChildFailedError as exc:
         print(f"pectrack demo: {exc}", file=sys.stderr, flush=True)
         status = 1

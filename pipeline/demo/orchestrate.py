@@ -10,16 +10,23 @@ their process groups, so that no grandchild outlives the demo either::
         supervisor.wait_for_port("broker", 9092, timeout=20)
     # every child and grandchild is gone here
 
+A signal during start-up is noted by :meth:`Supervisor.interrupt` and raised as
+:class:`InterruptedError` at the next :meth:`Supervisor.check`, never in the middle of
+starting a child (which could then run unrecorded). Each child also gets SIGKILL from
+the kernel if the demo itself dies without cleaning up (``PR_SET_PDEATHSIG``, Linux).
+
 Errors: :class:`ChildFailedError` when a child exits or never opens its port during start-up.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +34,8 @@ from types import TracebackType
 from typing import IO, Self
 
 __all__ = ["Child", "ChildFailedError", "Supervisor", "group_members"]
+
+_PR_SET_PDEATHSIG = 1
 
 
 class ChildFailedError(RuntimeError):
@@ -56,6 +65,12 @@ class Child:
             return ""
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGKILL when the demo's thread ends."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def group_members(pgids: set[int]) -> list[int]:
     """Pids of live processes (zombies excluded) whose process group is in ``pgids``."""
     found = []
@@ -81,6 +96,11 @@ class Supervisor:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.children: list[Child] = []
         self.pid_file = run_dir / "children.pids"
+        self.interrupted_by: str | None = None
+
+    def interrupt(self, signum: int) -> None:
+        """Note a stop request; the next :meth:`check` raises :class:`InterruptedError`."""
+        self.interrupted_by = signal.Signals(signum).name
 
     def start(self, name: str, argv: list[str], *, stage: str | None = None) -> Child:
         log_path = self.run_dir / f"{name}.log"
@@ -92,6 +112,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             env=self.env,
             process_group=0,  # Ctrl-C reaches the demo only; it stops the children in order
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - no threads yet
         )
         child = Child(name, stage or name, proc, log_path, log)
         self.children.append(child)
@@ -103,7 +124,10 @@ class Supervisor:
         self.pid_file.write_text("".join(lines))
 
     def check(self) -> None:
-        """Raise :class:`ChildFailedError` if any child has exited."""
+        """Raise :class:`InterruptedError` after a signal, :class:`ChildFailedError` if
+        any child has exited."""
+        if self.interrupted_by is not None:
+            raise InterruptedError(self.interrupted_by)
         for child in self.children:
             if not child.alive:
                 raise ChildFailedError(

@@ -242,6 +242,7 @@ class DemoStack:
                 await consumer
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)  # stopping now: a second Ctrl-C can't cut it
         if stopped_by:
             self._say(f"\npectrack demo: {stopped_by[0]}, stopping...")
         snapshot = await self.snapshot(time.monotonic() - started)
@@ -284,6 +285,7 @@ class DemoStack:
     async def _follow_events(self, started: float) -> None:
         """Note when the first state change is readable, and one key to look up."""
         from aiokafka import AIOKafkaConsumer  # noqa: PLC0415 - heavy import
+        from aiokafka.errors import KafkaError  # noqa: PLC0415
 
         consumer = AIOKafkaConsumer(
             STATE_CHANGES,
@@ -291,12 +293,12 @@ class DemoStack:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
-        while True:
-            try:
-                await consumer.start()
-                break
-            except Exception:  # topic or broker not ready yet: retry
-                await asyncio.sleep(0.5)
+        try:
+            await consumer.start()  # the broker is up: start() only fails if it died
+        except KafkaError as exc:
+            self.notes.append(f"cannot read {STATE_CHANGES}: {exc}")
+            await consumer.stop()
+            return
         try:
             async for record in consumer:
                 event = orjson.loads(record.value or b"{}")

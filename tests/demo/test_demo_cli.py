@@ -120,3 +120,27 @@ def test_sigint_stops_every_process_cleanly(tmp_path: Path) -> None:
     assert "none left running" in output
     assert {"worker1", "worker2"} <= set(children(tmp_path))
     assert_nothing_left(tmp_path)
+
+
+def test_sigterm_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
+    """A SIGTERM while the demo is still starting: no traceback, exit 0, nothing left."""
+    proc = subprocess.Popen(
+        demo_argv(tmp_path, "--workers", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    with proc.stdout:
+        head = [proc.stdout.readline() for _ in range(2)]  # "starting in", then the broker
+        assert "broker" in head[1], head
+        proc.send_signal(signal.SIGTERM)
+        output = "".join(head) + proc.stdout.read()
+    assert proc.wait(60) == 0, output
+    assert "SIGTERM, stopping..." in output
+    assert "Traceback" not in output
+    assert "none left running" in output
+    started = children(tmp_path)
+    assert "broker" in started
+    assert group_members(set(started.values())) == []

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from pipeline.demo.orchestrate import Supervisor, group_members
 
@@ -58,3 +63,39 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Pat
     assert 0.9 <= time.monotonic() - started < 5
     assert group_members({child.pid}) == []
     assert child.proc.returncode == -9
+
+
+def test_a_signal_during_start_up_is_raised_at_the_next_check(tmp_path: Path) -> None:
+    """interrupt() only notes the signal; check() then raises InterruptedError naming it."""
+    supervisor = Supervisor(tmp_path)
+    supervisor.check()
+    supervisor.interrupt(signal.SIGTERM)
+    with pytest.raises(InterruptedError, match="SIGTERM"):
+        supervisor.check()
+
+
+PARENT = """
+import sys, time
+from pathlib import Path
+from pipeline.demo.orchestrate import Supervisor
+child = Supervisor(Path(sys.argv[1])).start("sleeper", ["sleep", "300"])
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_children_die_with_a_killed_demo(tmp_path: Path) -> None:
+    """If the demo is SIGKILLed (no cleanup runs), the kernel kills its children too."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    parent.stdout.close()
+    assert _alive(child_pid)
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child_pid)
