@@ -212,6 +212,7 @@ def tracked_to_dict(tracked: Tracked) -> dict[str, Any]:
         "mailbox": tracked.mailbox,
         "msgid": message.msgid,
         "sender": message.sender,
+        "submitted": message.submitted,
         "submitted_at": _iso(message.submitted_at),
         "accepted_at": _iso(message.accepted_at),
         "recipients": [
@@ -248,6 +249,7 @@ def tracked_from_dict(data: dict[str, Any]) -> Tracked:
             submitted_at=_dt(data["submitted_at"]),
             accepted_at=_dt(data["accepted_at"]),
             recipients=recipients,
+            submitted=bool(data["submitted"]),
         )
         return Tracked(
             key=data["key"],

@@ -148,6 +148,7 @@ class MessageState:
     submitted_at: datetime | None
     accepted_at: datetime | None
     recipients: tuple[RecipientState, ...]
+    submitted: bool = False  # the sent message itself was seen (not only its receipts)
 
     def recipient(self, address: str) -> RecipientState | None:
         return next((r for r in self.recipients if r.address == address), None)
@@ -220,9 +221,12 @@ def submit(
         for address in dict.fromkeys(recipients)
         if address not in known
     )
-    submitted_at = at if state.submitted_at is None or at is None else min(state.submitted_at, at)
+    submitted_at = state.submitted_at
+    if at is not None:
+        submitted_at = at if submitted_at is None else min(submitted_at, at)
     return replace(
         state,
+        submitted=True,
         sender=state.sender or sender,
         submitted_at=submitted_at,
         recipients=_sorted(state.recipients + added),

@@ -73,7 +73,7 @@ class Tracked:
     @property
     def is_orphan(self) -> bool:
         """Receipts seen, but the sent message itself not (yet)."""
-        return self.message.submitted_at is None
+        return not self.message.submitted
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,13 @@
 """The correlate processor: ``pec.receipts`` -> lifecycle -> events and message state.
 
 Stateful: one table entry per correlation key (a faust Table backed by its changelog).
-Order of effects, for at-least-once with idempotent state: events are sent and
-acknowledged first, then the table is written. A crash in between replays the record:
-the state does not have it yet, so the same events (same ids) are sent again and a
-consumer deduping on ``id`` sees each once. A crash after the table write replays a
-record whose receipt id the state already holds: nothing is sent twice.
+Order of effects, for at-least-once with idempotent state: the events and the new
+message state are sent and acknowledged first, then the table is written. A crash in
+between replays the record: the state does not have it yet, so the same events (same
+ids) and the same message state are sent again, and a consumer deduping on ``id`` sees
+each event once. A crash after the table write replays a record whose receipt id the
+state already holds: nothing is sent twice. (faust flushes changelog writes before it
+commits a source offset, so a committed record's table write is never lost.)
 """
 
 from __future__ import annotations
@@ -93,10 +95,10 @@ class Correlator:
             if isinstance(observation, Evidence):
                 provider = self.metrics.provider_label(observation.provider)
                 self.metrics.receipts.labels(observation.kind, provider).inc()
-            self.table[key] = dumps(tracked_to_dict(updated))
             await self.sink.send(
                 self.settings.message_state_topic, key, dumps(message_state_to_dict(updated))
             )
+            self.table[key] = dumps(tracked_to_dict(updated))  # last: see the module docstring
         self.metrics.processed.labels("correlate").inc()
 
     def _count(self, event: TrackEvent) -> None:

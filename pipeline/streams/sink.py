@@ -17,10 +17,14 @@ class Sink(Protocol):
 
 @dataclass
 class FaustSink:
-    """Sends through the app's producer and waits for the acknowledgement (acks=all).
+    """Sends through the app's producer now and waits for the acknowledgement (acks=all).
 
-    Waiting matters: the correlate processor updates its table only after its events are
-    acknowledged, so a crash in between re-emits (same event ids) instead of losing them.
+    ``force=True`` matters: by default faust *attaches* a message sent inside an agent to
+    the source offset and publishes it only at the next commit, while table changelog
+    writes flush on their own schedule. A worker killed in between would then have its
+    table updated but its events never sent, and the replay would see a duplicate and
+    send nothing: lost events. Sending now and awaiting the ack, before the table write,
+    turns that crash into a replay of the same event ids instead.
     """
 
     topics: dict[str, Any]
@@ -28,7 +32,7 @@ class FaustSink:
     async def send(
         self, topic: str, key: bytes, value: bytes, headers: Headers | None = None
     ) -> None:
-        pending = await self.topics[topic].send(key=key, value=value, headers=headers)
+        pending = await self.topics[topic].send(key=key, value=value, headers=headers, force=True)
         await pending
 
 

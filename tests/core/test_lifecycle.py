@@ -151,6 +151,18 @@ def test_submission_keeps_types_from_acceptance() -> None:
     state = submit(state, "me@pec.example.it", (EXT.address, CERT.address), T0)
     assert state.recipient(EXT.address).type is RecipientType.ESTERNO  # type: ignore[union-attr]
     assert state.submitted_at == T0
+    assert state.submitted
+
+
+def test_submission_without_date_keeps_the_known_time() -> None:
+    """A second, undated registration neither erases the submission time nor orphans."""
+    state = submit(new_message("<m@client>"), None, (CERT.address,), T0)
+    state = submit(state, None, (CERT.address,), None)
+    assert state.submitted_at == T0
+    assert state.submitted
+    undated = submit(new_message("<n@client>"), None, (CERT.address,), None)
+    assert undated.submitted
+    assert undated.submitted_at is None
 
 
 def _message(kind: Kind, error: ErrorCode | None = None, detail: str | None = None) -> PecMessage:
