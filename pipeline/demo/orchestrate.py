@@ -173,7 +173,9 @@ class Supervisor:
         for stage in reversed(stages.values()):
             self.stop(stage, grace)
         pgids = {child.pid for child in self.children}
-        leftovers = group_members(pgids)
+        deadline = time.monotonic() + 2.0  # grandchildren got the same SIGTERM: let them end
+        while (leftovers := group_members(pgids)) and time.monotonic() < deadline:
+            time.sleep(0.02)
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

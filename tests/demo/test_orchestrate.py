@@ -15,7 +15,7 @@ from pipeline.demo.orchestrate import Supervisor, group_members
 
 # A child that starts a grandchild in its group, and one that ignores SIGTERM.
 SPAWNER = ["sh", "-c", "sleep 300 & sleep 300"]
-STUBBORN = ["sh", "-c", "trap '' TERM; sleep 300 & wait; sleep 300"]
+STUBBORN = ["sh", "-c", "trap '' TERM; sleep 300 & echo trapped; wait; sleep 300"]
 
 
 def _alive(pid: int) -> bool:
@@ -44,8 +44,10 @@ def test_stop_all_leaves_no_child_or_grandchild(tmp_path: Path) -> None:
     """SIGTERM to each group ends the children and the grandchildren they started."""
     supervisor = Supervisor(tmp_path)
     children = [supervisor.start(f"c{n}", SPAWNER) for n in range(3)]
-    time.sleep(0.3)  # let each shell start its background sleep
     pgids = {child.pid for child in children}
+    deadline = time.monotonic() + 10
+    while len(group_members(pgids)) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)  # each shell starts its background sleep
     assert len(group_members(pgids)) >= 6
     leftovers = supervisor.stop_all(grace=5)
     assert leftovers == []
@@ -57,7 +59,9 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Pat
     """A process that traps SIGTERM is SIGKILLed (with its group) once the grace ends."""
     supervisor = Supervisor(tmp_path)
     child = supervisor.start("stubborn", STUBBORN)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while "trapped" not in child.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.02)  # SIGTERM must come after the trap is set, even on a busy machine
     started = time.monotonic()
     supervisor.stop_all(grace=1.0)
     assert 0.9 <= time.monotonic() - started < 5
