@@ -32,8 +32,8 @@ system-deps:
 	fi
 
 lint: venv
-	$(BIN)/ruff check pipeline agents tests bench
-	$(BIN)/ruff format --check pipeline agents tests bench
+	$(BIN)/ruff check pipeline agents tests bench deploy
+	$(BIN)/ruff format --check pipeline agents tests bench deploy
 
 typecheck: venv
 	$(BIN)/mypy
