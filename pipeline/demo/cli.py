@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import signal
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 
 from pipeline.demo.orchestrate import ChildFailedError, Supervisor
 from pipeline.demo.stack import DemoStack, StackOptions
+from pipeline.embedded import BrokerError
 
 __all__ = ["register", "run"]
 
@@ -106,8 +108,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def command_started() -> float:
+    """When this process began, on the ``time.monotonic()`` scale (Linux: from
+    ``/proc/self/stat``, so interpreter start-up and imports count; else: now)."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22: starttime
+        since_boot = ticks / os.sysconf("SC_CLK_TCK")
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic()
+    return time.monotonic() - max(0.0, age)
+
+
 def run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
+    started = command_started()
     run_dir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="pectrack-demo-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     out = sys.stdout
@@ -144,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except InterruptedError as exc:
         print(f"\npectrack demo: {exc}, stopping...", file=out, flush=True)
-    except ChildFailedError as exc:
+    except (ChildFailedError, BrokerError) as exc:
         print(f"pectrack demo: {exc}", file=sys.stderr, flush=True)
         status = 1
     finally:
