@@ -31,7 +31,8 @@ def main() -> int:
         rows = core.main(["--seconds", "2", "--repeats", "3", "--memory-count", "20000"])
         summary.append(table("Core: parse + classify + verify, one core", rows))
     if "e2e" not in args.skip:
-        rows = e2e.main(["--scaling", "--seconds", "5", "--burst", "3000", "--inflight", "500"])
+        small = ["--seconds", "3", "--burst", "1500", "--inflight", "300", "--drain-timeout", "45"]
+        rows = e2e.main(["--scaling", *small])
         summary.append(table("End to end on the embedded broker", rows))
     if "ingest" not in args.skip:
         if os.geteuid() != 0:

@@ -347,14 +347,14 @@ async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, wor
             )
             sent = await _produce(producer, paced, record_rate)
             offered = len(sent) / ((max(sent.values()) - min(sent.values())) / 1000 or 1)
-            await _settle(watch, sent, quiet=3.0, timeout=90.0)
+            await _settle(watch, sent, quiet=3.0, timeout=args.drain_timeout)
             delays = _delays(watch, sent)
             sustained = _window_rate(watch, sent)
             matched, expected = len(delays), len(sent)
 
             raw_before = len(watch.raw_delays)
             burst_sent = await _produce(producer, burst, 0)
-            await _settle(watch, burst_sent, quiet=3.0, timeout=120.0)
+            await _settle(watch, burst_sent, quiet=3.0, timeout=args.drain_timeout)
             capacity = _rate(watch, burst_sent)
             burst_raw = watch.raw_delays[raw_before:]
             receipts_share = len(burst_sent) / max(1, len(burst))
@@ -572,6 +572,12 @@ def parser() -> argparse.ArgumentParser:
         help="verify tasks per worker (default: the worker's default)",
     )
     out.add_argument("--startup-timeout", type=float, default=90.0)
+    out.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        help="longest wait for a phase's events; what has not landed counts as missing",
+    )
     return out
 
 
