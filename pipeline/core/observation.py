@@ -111,14 +111,17 @@ def observe_message(
     return SuspectReceipt(key, mailbox, message.msgid, _suspect(examined))
 
 
+def suspect_event(integrity: Integrity, trust: Trust) -> EventType:
+    """How a receipt that does not count is reported: the first check it failed."""
+    if integrity is not Integrity.VALID:
+        return EventType.SIGNATURE_INVALID
+    if trust is not Trust.TRUSTED:
+        return EventType.UNTRUSTED_SIGNER
+    return EventType.RECEIPT_REJECTED
+
+
 def _suspect(examined: Examined) -> Suspect:
-    signature = examined.signature
-    if signature.integrity is not Integrity.VALID:
-        event = EventType.SIGNATURE_INVALID
-    elif signature.trust is not Trust.TRUSTED:
-        event = EventType.UNTRUSTED_SIGNER
-    else:
-        event = EventType.RECEIPT_REJECTED
+    event = suspect_event(examined.signature.integrity, examined.signature.trust)
     reason = "; ".join(str(d) for d in examined.disqualifying_defects)[:500]
     return Suspect(
         receipt_id=examined.receipt_id,

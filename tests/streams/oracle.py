@@ -14,9 +14,15 @@ from collections.abc import Iterable
 
 from pipeline.core.correlate import correlation_key
 from pipeline.core.lifecycle import Receipt, event_for
-from pipeline.core.model import Integrity, Kind, PecMessage, Trust
-from pipeline.core.observation import Evidence, Submission, SuspectReceipt, apply_observation
-from pipeline.core.tracker import Deadlines, EventType, Suspect, Tracked
+from pipeline.core.model import Kind, PecMessage
+from pipeline.core.observation import (
+    Evidence,
+    Submission,
+    SuspectReceipt,
+    apply_observation,
+    suspect_event,
+)
+from pipeline.core.tracker import Deadlines, Suspect, Tracked
 from pipeline.simulate.traffic import SENT, TrafficItem, Truth, expected_states
 
 EventShape = tuple[str, str | None, str, str | None, str | None]  # key, recipient, type, from, to
@@ -57,12 +63,7 @@ def _observation(item: TrafficItem) -> Submission | Evidence | SuspectReceipt | 
             receipt_id, event, truth.recipients, truth.delivery_recipient, truth.timestamp
         )
         return Evidence(key, item.mailbox, truth.msgid, receipt, truth.kind.value, truth.provider)
-    if truth.integrity is not Integrity.VALID:
-        reason = EventType.SIGNATURE_INVALID
-    elif truth.trust is not Trust.TRUSTED:
-        reason = EventType.UNTRUSTED_SIGNER
-    else:
-        reason = EventType.RECEIPT_REJECTED
+    reason = suspect_event(truth.integrity, truth.trust)
     suspect = Suspect(receipt_id, reason, truth.kind.value, truth.delivery_recipient, "", None)
     return SuspectReceipt(key, item.mailbox, truth.msgid, suspect)
 
