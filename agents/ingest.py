@@ -24,8 +24,14 @@ from agents.config import KafkaSettings, Limits, MailboxConfig
 from agents.cursor import FolderCursor, FolderStatus, plan_folder
 from agents.imap.session import ImapError, ImapParserError, ImapProtocolError, ImapSession
 from agents.logs import log_event
-from agents.publish import PublishError
-from agents.records import FetchedMessage, OutRecord, dead_letter_record, raw_record
+from agents.publish import PublishError, RecordsRejectedError
+from agents.records import (
+    FetchedMessage,
+    OutRecord,
+    dead_letter_record,
+    header_section,
+    raw_record,
+)
 from pipeline.metrics import IngestMetrics
 
 __all__ = ["Cursors", "MailboxWorker", "Opener", "Publisher", "Session", "WorkerContext"]
@@ -229,18 +235,12 @@ class MailboxWorker:
     ) -> int:
         """Fetch and publish one batch (or dead-letter one message); returns its last UID."""
         box, kafka = self.box, self.ctx.kafka
-        records: list[OutRecord]
         if isinstance(step, Oversized):
-            head = await session.header_section(step.uid)
+            head = header_section(await session.header_section(step.uid))  # bounded
             reason = f"too-large: {step.size} bytes > {self.ctx.limits.max_message_bytes}"
-            records = [
-                dead_letter_record(kafka.dead_letter_topic, box.id, folder, uidvalidity,
-                                   step.uid, reason=reason, size=step.size, header_section=head)
-            ]  # fmt: skip
-            log_event(log, logging.WARNING, "message.dead_letter", mailbox=box.id,
-                      folder=folder, uid=step.uid, reason=reason)  # fmt: skip
-            await self._publish(records)
-            self.metrics.messages.labels("dead_letter").inc()
+            await self._dead_letter(
+                folder, uidvalidity, step.uid, size=step.size, head=head, reason=reason
+            )
             return step.uid
         started = time.perf_counter()
         fetched = await session.fetch(step.uids)
@@ -250,10 +250,41 @@ class MailboxWorker:
             log_event(log, logging.INFO, "message.vanished", mailbox=box.id, folder=folder,
                       uids=missing[:20], count=len(missing))  # fmt: skip
         records = [raw_record(kafka.topic, box.id, folder, uidvalidity, m) for m in fetched]
-        await self._publish(records)
-        self.metrics.messages.labels("published").inc(len(records))
-        self.metrics.bytes.inc(sum(len(r.value) for r in records))
+        rejected: frozenset[int] = frozenset()
+        try:
+            await self._publish(records)
+        except RecordsRejectedError as exc:
+            # Kafka's own size limit (max.message.bytes) can be below ours: the rest of
+            # the batch is acknowledged; the refused ones are dead-lettered, not retried.
+            rejected = exc.indices
+            for index in sorted(rejected):
+                message = fetched[index]
+                reason = f"kafka-rejected: {exc.reason}"
+                head = header_section(message.raw)
+                await self._dead_letter(
+                    folder,
+                    uidvalidity,
+                    message.uid,
+                    size=len(message.raw),
+                    head=head,
+                    reason=reason,
+                )
+        published = [r for i, r in enumerate(records) if i not in rejected]
+        self.metrics.messages.labels("published").inc(len(published))
+        self.metrics.bytes.inc(sum(len(r.value) for r in published))
         return step.uids[-1]
+
+    async def _dead_letter(
+        self, folder: str, uidvalidity: int, uid: int, *, size: int, head: bytes, reason: str
+    ) -> None:
+        record = dead_letter_record(
+            self.ctx.kafka.dead_letter_topic, self.box.id, folder, uidvalidity, uid,
+            reason=reason, size=size, header_section=head,
+        )  # fmt: skip
+        log_event(log, logging.WARNING, "message.dead_letter", mailbox=self.box.id,
+                  folder=folder, uid=uid, reason=reason)  # fmt: skip
+        await self._publish([record])
+        self.metrics.messages.labels("dead_letter").inc()
 
     async def _publish(self, records: Sequence[OutRecord]) -> None:
         started = time.perf_counter()

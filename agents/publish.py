@@ -13,16 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from agents.config import KafkaSettings
 from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
 from agents.records import OutRecord
 
-__all__ = ["CursorStore", "KafkaPublisher", "PublishError", "read_cursors"]
+__all__ = [
+    "CursorStore",
+    "KafkaPublisher",
+    "PublishError",
+    "RecordsRejectedError",
+    "read_cursors",
+]
 
 _TOPIC_EXISTS = 36
 
@@ -31,6 +38,18 @@ class PublishError(Exception):
     """Kafka did not take a record (or the cursor topic could not be read)."""
 
     kind = "kafka"
+
+
+class RecordsRejectedError(PublishError):
+    """Kafka acknowledged a batch except the records at ``indices`` (too large for it)."""
+
+    def __init__(self, indices: frozenset[int], reason: str) -> None:
+        super().__init__(f"Kafka rejected {len(indices)} record(s): {reason}")
+        self.indices = indices
+        self.reason = reason
+
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
 class KafkaPublisher:
@@ -74,21 +93,45 @@ class KafkaPublisher:
             await admin.close()
 
     async def publish(self, records: Sequence[OutRecord]) -> None:
-        """Produce ``records`` and return once Kafka acknowledged all of them."""
+        """Produce ``records`` and return once Kafka acknowledged all of them.
+
+        Raises :class:`RecordsRejectedError` when the only failures are records Kafka
+        finds too large (every other record is then acknowledged), else
+        :class:`PublishError`.
+        """
+        outcomes: list[BaseException | asyncio.Future[Any]] = []
         try:
-            pending = [
-                await self._producer.send(
-                    r.topic, r.value, key=r.key, headers=list(r.headers) or None
-                )
-                for r in records
-            ]
-            await asyncio.gather(*pending)
+            for r in records:
+                headers = list(r.headers) or None
+                try:
+                    outcomes.append(
+                        await self._producer.send(r.topic, r.value, key=r.key, headers=headers)
+                    )
+                except _TOO_LARGE as exc:  # refused client-side, before sending
+                    outcomes.append(exc)
+            waited = [o for o in outcomes if isinstance(o, asyncio.Future)]
+            await asyncio.gather(*waited, return_exceptions=True)
         except KafkaError as exc:
             raise PublishError(f"Kafka refused a record: {type(exc).__name__}") from None
+        errors = {i: _outcome(o) for i, o in enumerate(outcomes)}
+        failed = {i: e for i, e in errors.items() if e is not None}
+        if not failed:
+            return
+        if all(isinstance(e, _TOO_LARGE) for e in failed.values()):
+            raise RecordsRejectedError(frozenset(failed), "record too large for Kafka")
+        kind = next(type(e).__name__ for e in failed.values() if not isinstance(e, _TOO_LARGE))
+        raise PublishError(f"Kafka refused a record: {kind}")
 
     async def stop(self) -> None:
         with contextlib.suppress(KafkaError):
             await self._producer.stop()
+
+
+def _outcome(outcome: BaseException | asyncio.Future[Any]) -> BaseException | None:
+    """The error of one send (a local refusal or the acknowledgement future), if any."""
+    if isinstance(outcome, BaseException):
+        return outcome
+    return outcome.exception()
 
 
 class CursorStore:

@@ -22,6 +22,7 @@ __all__ = [
     "OutRecord",
     "content_key",
     "dead_letter_record",
+    "header_section",
     "internaldate_iso",
     "message_id",
     "raw_record",
@@ -60,6 +61,12 @@ def message_id(raw: bytes) -> bytes | None:
     if match is None:
         return None
     return re.sub(rb"\r?\n[ \t]+", b" ", match.group(1)).strip() or None
+
+
+def header_section(raw: bytes, limit: int = 64 * 1024) -> bytes:
+    """The header section up to and including the empty line, at most ``limit`` bytes."""
+    end = _HEADER_END.search(raw, 0, limit)
+    return raw[: end.end()] if end else raw[:limit]
 
 
 def content_key(raw: bytes) -> str:

@@ -6,6 +6,7 @@ from agents.records import (
     FetchedMessage,
     content_key,
     dead_letter_record,
+    header_section,
     internaldate_iso,
     message_id,
     raw_record,
@@ -63,3 +64,9 @@ def test_internaldate_iso_tolerates_garbage() -> None:
     assert internaldate_iso(None) == ""
     assert internaldate_iso("yesterday") == ""
     assert internaldate_iso(" 1-Jan-2026 00:00:00 +0000") == "2026-01-01T00:00:00+00:00"
+
+
+def test_header_section_stops_at_the_blank_line_and_is_bounded() -> None:
+    """Dead letters carry headers only; a message without a blank line is cut at the limit."""
+    assert header_section(b"A: 1\r\nB: 2\r\n\r\nbody") == b"A: 1\r\nB: 2\r\n\r\n"
+    assert header_section(b"x" * 100, limit=10) == b"x" * 10

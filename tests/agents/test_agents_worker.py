@@ -12,7 +12,7 @@ from agents.config import KafkaSettings, Limits, MailboxConfig, Secret, TlsMode
 from agents.cursor import FolderCursor, FolderStatus
 from agents.imap.session import ImapParserError
 from agents.ingest import MailboxWorker, Session, WorkerContext
-from agents.publish import PublishError
+from agents.publish import PublishError, RecordsRejectedError
 from agents.records import FetchedMessage, OutRecord
 from pipeline.metrics import IngestMetrics
 
@@ -81,7 +81,8 @@ class FakeSession:
 class FakeKafka:
     """Publisher and cursor store sharing one event log; can refuse the Nth publish."""
 
-    def __init__(self, refuse: set[int] | None = None) -> None:
+    def __init__(self, refuse: set[int] | None = None, kafka_limit: int | None = None) -> None:
+        self.kafka_limit = kafka_limit  # Kafka's own max.message.bytes, below the agent's
         self.events: list[tuple[str, object]] = []
         self.cursors: dict[tuple[str, str], FolderCursor] = {}
         self.refuse = refuse or set()
@@ -91,7 +92,15 @@ class FakeKafka:
         self.calls += 1
         if self.calls in self.refuse:
             raise PublishError("refused")
-        self.events.append(("publish", [dict(r.headers)["uid"] for r in records]))
+        limit = self.kafka_limit
+        too_big = {i for i, r in enumerate(records) if limit is not None and len(r.value) > limit}
+        kept = [r for i, r in enumerate(records) if i not in too_big]
+        self.events.append(("publish", [dict(r.headers)["uid"] for r in kept]))
+        for record in kept:
+            if "reason" in dict(record.headers):
+                self.events.append(("dead_letter", dict(record.headers)["reason"]))
+        if too_big:
+            raise RecordsRejectedError(frozenset(too_big), "record too large for Kafka")
 
     def get(self, mailbox_id: str, folder: str) -> FolderCursor | None:
         return self.cursors.get((mailbox_id, folder))
@@ -171,6 +180,7 @@ async def test_oversized_message_is_dead_lettered_in_uid_order() -> None:
         ("publish", [b"1"]),
         ("commit", 1),
         ("publish", [b"2"]),
+        ("dead_letter", b"too-large: 100 bytes > 50"),
         ("commit", 2),
         ("publish", [b"3"]),
         ("commit", 3),
@@ -185,3 +195,18 @@ async def test_new_uidvalidity_resyncs_from_uid_one() -> None:
     await run_worker(server, kafka)
     assert kafka.events == [("publish", [b"1", b"2"]), ("commit", 2)]
     assert kafka.cursors[("m1", "INBOX")] == FolderCursor(200, 2)
+
+
+async def test_records_kafka_refuses_as_too_large_are_dead_lettered_not_retried() -> None:
+    """Kafka's own size limit below the agent's: that message goes to the dead letters."""
+    server = FakeServer({1: b"a", 2: b"S: x\r\n\r\n" + b"b" * 100, 3: b"c"})
+    kafka = FakeKafka(kafka_limit=50)
+    registry = await run_worker(server, kafka)
+    assert kafka.events == [
+        ("publish", [b"1", b"3"]),
+        ("publish", [b"2"]),
+        ("dead_letter", b"kafka-rejected: record too large for Kafka"),
+        ("commit", 3),
+    ]
+    published = {"outcome": "published"}
+    assert registry.get_sample_value("pectrack_ingest_messages_total", published) == 2
