@@ -279,15 +279,13 @@ def _rate(watch: Watch, sent: dict[str, int]) -> float:
     return len(done) / span if span > 0 else 0.0
 
 
-def _window_rate(watch: Watch, sent: dict[str, int], skip: float = 1.0) -> float:
-    """Receipt events landing per second while traffic was offered (after ``skip`` s):
-    the offered rate if the pipeline keeps up, its capacity if it does not."""
-    start = min(sent.values()) + skip * 1000
-    end = max(sent.values())
-    if end <= start:
+def _event_rate(watch: Watch, sent: dict[str, int]) -> float:
+    """Receipt events per second from the phase's first event to its last: the offered
+    rate when the pipeline keeps up, its capacity when it does not."""
+    done = sorted(watch.events[rid] for rid in sent if rid in watch.events)
+    if len(done) < 2 or done[-1] == done[0]:
         return _rate(watch, sent)
-    landed = sum(1 for rid in sent if start <= watch.events.get(rid, -1) <= end)
-    return landed / ((end - start) / 1000)
+    return (len(done) - 1) / ((done[-1] - done[0]) / 1000)
 
 
 async def _preload(
@@ -358,7 +356,7 @@ async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, wor
             offered = len(sent) / ((max(sent.values()) - min(sent.values())) / 1000 or 1)
             await _settle(watch, sent, quiet=3.0, timeout=args.drain_timeout)
             delays = _delays(watch, sent)
-            sustained = _window_rate(watch, sent)
+            sustained = _event_rate(watch, sent)
             matched, expected = len(delays), len(sent)
 
             raw_before = len(watch.raw_delays)
