@@ -9,12 +9,16 @@ way a provider's mail store would (an IMAP client idling on the folder is told a
         await server.deliver("mario.rossi@pec.aruba.it", "INBOX", raw, when)
 
 The server offers IDLE, UIDPLUS and stable UIDVALIDITY, LOGIN without TLS (loopback
-only). Errors: :class:`ImapServerError` when pymap is not installed.
+only). pymap keeps every message parsed in memory (~3 MB a second at the demo's default
+rate), so :meth:`DemoImapServer.prune` expunges what was delivered long enough ago for
+the agent to have read it, as a user emptying the mailbox would.
+Errors: :class:`ImapServerError` when pymap is not installed.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import deque
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -43,6 +47,7 @@ class DemoImapServer:
         self.port = port
         self._stack: AsyncExitStack | None = None
         self._config: Any = None
+        self._delivered: deque[tuple[float, str, str, int]] = deque()  # (at, user, folder, uid)
 
     async def start(self) -> Self:
         try:
@@ -105,15 +110,33 @@ class DemoImapServer:
         self._config.set_cache[user] = (mailbox_set, FilterSet())
         return mailbox_set
 
-    async def deliver(self, user: str, folder: str, raw: bytes, when: datetime) -> None:
-        """Store ``raw`` in ``user``'s ``folder`` (INTERNALDATE ``when``), as new mail."""
+    async def deliver(
+        self, user: str, folder: str, raw: bytes, when: datetime, *, at: float = 0.0
+    ) -> int:
+        """Store ``raw`` in ``user``'s ``folder`` (INTERNALDATE ``when``) as new mail and
+        return its UID; ``at`` (any clock) is what :meth:`prune` compares."""
         from pymap.parsing.message import AppendMessage  # noqa: PLC0415
 
         if self._config is None:
             raise ImapServerError("server not started")
         mailbox_set = await self._folders(user)
         mailbox = await mailbox_set.get_mailbox(folder)
-        await mailbox.append(AppendMessage(raw, when), recent=True)
+        message = await mailbox.append(AppendMessage(raw, when), recent=True)
+        uid: int = message.uid
+        self._delivered.append((at, user, folder, uid))
+        return uid
+
+    async def prune(self, delivered_before: float) -> int:
+        """Expunge every message delivered with ``at`` < ``delivered_before``; return how many."""
+        doomed: dict[tuple[str, str], list[int]] = {}
+        while self._delivered and self._delivered[0][0] < delivered_before:
+            _at, user, folder, uid = self._delivered.popleft()
+            doomed.setdefault((user, folder), []).append(uid)
+        for (user, folder), uids in doomed.items():
+            mailbox_set = await self._folders(user)
+            mailbox = await mailbox_set.get_mailbox(folder)
+            await mailbox.delete(uids)
+        return sum(len(uids) for uids in doomed.values())
 
     async def stop(self) -> None:
         stack, self._stack = self._stack, None

@@ -10,7 +10,8 @@ It serves every mailbox of :func:`~pipeline.demo.feed.demo_mailboxes` over IMAP 
 as simulated time passes, stores each message where a real provider would: receipts
 and envelopes in INBOX, the user's own copy in Sent. Every half second it rewrites the
 ``--status`` JSON file (``{"ready", "messages", "items", "faulty", "sim_time"}``) that
-the live view reads. SIGTERM or SIGINT stops it.
+the live view reads, and expunges mail delivered more than ``--retain-seconds`` ago
+(memory stays bounded; the agent has long fetched it). SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ async def serve(args: argparse.Namespace) -> int:
             now = time.monotonic()
             sim_now = clock.at(now)
             for item in feed.due(sim_now):
-                await server.deliver(item.mailbox, item.folder, item.raw, item.arrival_time)
+                await server.deliver(item.mailbox, item.folder, item.raw, item.arrival_time, at=now)
             if now >= next_status:
+                await server.prune(now - args.retain_seconds)
                 _write_status(
                     args.status,
                     {
@@ -92,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password-file", type=Path, required=True)
     parser.add_argument("--status", type=Path, required=True)
     parser.add_argument("--anchor-out", type=Path, required=True, help="trust anchor PEM")
+    parser.add_argument(
+        "--retain-seconds",
+        type=float,
+        default=60.0,
+        help="expunge mail this long after delivery: the agent has read it by then",
+    )
     args = parser.parse_args(argv)
     try:
         return asyncio.run(serve(args))

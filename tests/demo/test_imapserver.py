@@ -50,6 +50,25 @@ async def test_idle_client_is_told_of_a_delivery_and_fetches_it_by_uid() -> None
         await client.logout()
 
 
+async def test_prune_expunges_old_mail_and_uids_keep_growing() -> None:
+    """prune() removes what was delivered before the cut; later UIDs are never reused."""
+    port = free_port()
+    user = "giulia.bianchi@postecert.it"
+    async with DemoImapServer(USERS, port=port) as server:
+        uids = [
+            await server.deliver(user, "Sent", MAIL, datetime.now(UTC), at=at) for at in (1, 2, 3)
+        ]
+        assert await server.prune(2.5) == 2
+        assert await server.deliver(user, "Sent", MAIL, datetime.now(UTC), at=4) > uids[-1]
+        client = aioimaplib.IMAP4(host="127.0.0.1", port=port, timeout=10)
+        await client.wait_hello_from_server()
+        await client.login(user, "pw-2")
+        await client.select("Sent")
+        found = await client.uid_search("ALL")
+        await client.logout()
+    assert [int(uid) for uid in bytes(found.lines[0]).split()] == [uids[-1], uids[-1] + 1]
+
+
 async def test_wrong_password_is_refused() -> None:
     """LOGIN with another user's password fails: the server checks credentials."""
     port = free_port()
