@@ -197,7 +197,7 @@ def _find_signer(
             (
                 cert
                 for cert in certificates
-                if cert.serial_number == serial and cert.issuer.public_bytes() == issuer_der
+                if cert.serial_number == serial and _issuer_der(cert) == issuer_der
             ),
             None,
         )
@@ -226,6 +226,13 @@ def signer_email(cert: x509.Certificate) -> str | None:
     return str(attrs[0].value).lower() if attrs else None
 
 
+@lru_cache(maxsize=4096)
+def _issuer_der(cert: x509.Certificate) -> bytes:
+    """The issuer Name as DER, once per certificate (matched against every CMS sid)."""
+    return cert.issuer.public_bytes()
+
+
+@lru_cache(maxsize=4096)
 def _common_name(cert: x509.Certificate) -> str | None:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()
