@@ -22,10 +22,11 @@ import heapq
 import itertools
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pipeline.core.model import Kind
 from pipeline.simulate.ca import Pki, default_pki
+from pipeline.simulate.scenario import Scenario
 from pipeline.simulate.traffic import TrafficItem, TrafficMix, generate_traffic
 
 __all__ = ["MEAN_GAP_SECONDS", "SimClock", "TrafficFeed", "demo_mailboxes"]
@@ -39,16 +40,14 @@ _SUBMISSION_KINDS = (Kind.ACCETTAZIONE, Kind.NON_ACCETTAZIONE)
 def demo_mailboxes(count: int, pki: Pki | None = None) -> list[str]:
     """The ``count`` user mailboxes that :func:`generate_traffic` plays, in its order.
 
-    The generator names them internally; a chunk of traffic only shows those it used,
-    while the IMAP server and the agent need all of them before the first message.
+    A chunk of traffic only shows the mailboxes it used, while the IMAP server and the
+    agent need all of them before the first message: ask the scenario engine itself.
     """
-    from pipeline.simulate import traffic  # noqa: PLC0415 - the one private reach, pinned by a test
-
-    scenario = traffic._Scenario(
-        random.Random(0),  # noqa: S311 - unused: populate() draws nothing
+    scenario = Scenario(
+        random.Random(0),  # noqa: S311 - populate() draws nothing from it
         pki or default_pki(),
         TrafficMix(),
-        datetime(2024, 1, 1),  # unused by populate()
+        datetime(2024, 1, 1, tzinfo=UTC),  # unused by populate()
     )
     scenario.populate(count)
     return list(scenario.boxes)

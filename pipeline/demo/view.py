@@ -4,15 +4,16 @@ Pure: text in, text out. :func:`parse_metrics` reads Prometheus exposition text 
 workers' texts add up), :func:`quantile` estimates a percentile from histogram buckets
 the way PromQL's ``histogram_quantile`` does, and :func:`render` draws::
 
-    pectrack demo  00:42  simulated 2026-11-27 01:12 (2300x)  300 mailboxes
-      provider   submitted     212  stored in IMAP     905  forged/tampered    31
-      agent      ingested      880
-      workers    state changes 1404
-      ┌────────────┬───────────┬────────┬─────────┬──────────┬──────────┬───────────┐
-      │ in flight  │ delivered │ failed │ overdue │ p50      │ p99      │ sig. fail │
-      ├────────────┼───────────┼────────┼─────────┼──────────┼──────────┼───────────┤
-      │         17 │       240 │     21 │       4 │     1m01s│   1d02h  │        29 │
-      └────────────┴───────────┴────────┴─────────┴──────────┴──────────┴───────────┘
+    pectrack demo  00:48  simulated 2026-11-27 18:47 (2300x)  300 mailboxes
+      provider  submitted     230   stored in IMAP     842   forged/tampered    15
+      agent     ingested      841
+      workers   state changes     713   first state change after 7.9s
+      ┌───────────┬───────────┬────────┬─────────┬────────────┬────────────┬───────────┐
+      │ in flight │ delivered │ failed │ overdue │ p50 deliv. │ p99 deliv. │ sig. fail │
+      ├───────────┼───────────┼────────┼─────────┼────────────┼────────────┼───────────┤
+      │        38 │       247 │     42 │       6 │      1m03s │      1m59s │        14 │
+      └───────────┴───────────┴────────┴─────────┴────────────┴────────────┴───────────┘
+      latency: acceptance -> delivery receipt, daticert (simulated) time
 """
 
 from __future__ import annotations
