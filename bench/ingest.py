@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.records import message_id
 from pipeline.embedded import EmbeddedBroker, free_port
-from tests.integration.conftest import write_config
+from tests.support.agent import write_config
 from tests.support.dovecot import Dovecot, raise_inotify_limit
 from tests.support.mail import message
 

@@ -26,10 +26,13 @@ from agents.agent import run_agent
 from agents.config import AgentConfig, load_config
 from agents.shard import Shard
 from pipeline.embedded import EmbeddedBroker
+from tests.support.agent import write_config
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import running_broker
 
 SESSION_USERS = 400
+
+__all__ = ["AgentProcess", "InProcessAgent", "in_process_agent", "write_config"]
 
 
 @pytest.fixture(scope="session")
@@ -58,48 +61,6 @@ def fresh_users() -> Any:
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     with running_broker(tmp_path / "broker.log") as running:
         yield running
-
-
-def write_config(
-    directory: Path,
-    broker: EmbeddedBroker,
-    server: Dovecot,
-    users: list[int],
-    *,
-    folders: tuple[str, ...] = ("INBOX", "Sent"),
-    wrong_password: set[int] = frozenset(),  # type: ignore[assignment]
-    tls: str = "plain",
-    extra: dict[int, list[str]] | None = None,
-    **limits: Any,
-) -> Path:
-    """An agent TOML for ``users`` (passwords in files next to it) on these servers."""
-    settings = {"command_timeout": 10, "backoff_base": 0.2, "backoff_cap": 2, **limits}
-    lines = [
-        "[kafka]",
-        f'bootstrap = "{broker.bootstrap}"',
-        "idempotence = false",
-        "partitions = 3",
-        "[limits]",
-        *(f"{k} = {v}" for k, v in settings.items()),
-        "[mailbox_defaults]",
-        f'host = "{server.host}"',
-        f"port = {server.port}",
-        f'tls = "{tls}"',
-        f"folders = [{', '.join(repr(f).replace(chr(39), chr(34)) for f in folders)}]",
-    ]
-    for index in users:
-        secret = directory / f"secret-{index}"
-        secret.write_text(server.password(index) + ("-wrong" if index in wrong_password else ""))
-        lines += [
-            "[[mailbox]]",
-            f'id = "box-{index:04d}"',
-            f'user = "{server.user(index)}"',
-            f'password_file = "{secret.name}"',
-            *(extra or {}).get(index, []),
-        ]
-    path = directory / "agent.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 class InProcessAgent:
