@@ -47,6 +47,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a daemon and its children: reaped ones (cutime/cstime) and live ones."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid:
+            total += sum(int(f) for f in fields[11:15]) / tick
+        elif int(fields[3]) == pid:  # same session as the master
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def metric(port: int, name: str) -> float:
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -177,6 +195,7 @@ async def run(args: argparse.Namespace) -> None:
             all_dir, broker, server, users, folders=("INBOX", "Sent"), command_timeout=60
         )
         broker_cpu = cpu_seconds(broker.pid or 0)
+        dovecot_cpu = tree_cpu_seconds(server.master_pid() or 0)
         started = time.monotonic()
         agent = Agent(config, work / "agent.log")
         try:
@@ -184,10 +203,12 @@ async def run(args: argparse.Namespace) -> None:
             sync = time.monotonic() - started
             cpu = cpu_seconds(agent.proc.pid)
             broker_cpu = cpu_seconds(broker.pid or 0) - broker_cpu
+            dovecot_cpu = tree_cpu_seconds(server.master_pid() or 0) - dovecot_cpu
             total = args.mailboxes * args.messages
             print(f"initial sync: {total} messages ({args.size} B bodies) from {args.mailboxes}"
                   f" mailboxes in {sync:.1f}s = {total / sync:.0f} msg/s"
-                  f" (CPU: agent {cpu:.1f}s, broker {broker_cpu:.1f}s)")  # fmt: skip
+                  f" (CPU: agent {cpu:.1f}s, broker {broker_cpu:.1f}s,"
+                  f" Dovecot {dovecot_cpu:.1f}s)")  # fmt: skip
             agent.wait_connected(args.mailboxes, 120)
             time.sleep(3)  # all mailboxes back in IDLE
             rss = rss_kib(agent.proc.pid)
