@@ -26,7 +26,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-__all__ = ["BrokerError", "EmbeddedBroker", "LocalS3", "find_broker_binary", "free_port"]
+__all__ = [
+    "BrokerError",
+    "EmbeddedBroker",
+    "LocalS3",
+    "find_broker_binary",
+    "free_port",
+    "wait_for_port",
+]
 
 
 class BrokerError(RuntimeError):
