@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import sys
 import time
@@ -113,8 +114,8 @@ class DemoStack:
         )  # fmt: skip
         sup.wait_for_port(provider, self.imap_port, 60)
         self._up(
-            f"  imap      pymap on 127.0.0.1:{self.imap_port}: {self.options.mailboxes} "
-            f"mailboxes, traffic {self.options.rate:g} messages/s",
+            f"  imap      pymap on 127.0.0.1:{self.imap_port}, {self.options.mailboxes} "
+            f"mailboxes, {self.options.rate:g} msg/s",
             started,
         )
 
@@ -178,14 +179,17 @@ class DemoStack:
 
     def print_help_text(self) -> None:
         web = self.worker_ports[0].web
-        metrics = ", ".join(
-            f"http://127.0.0.1:{p}/metrics"
-            for p in [self.agent_metrics_port, *(w.metrics for w in self.worker_ports)]
-        )
+        endpoints = [("agent", self.agent_metrics_port)] + [
+            (f"worker{n}", ports.metrics) for n, ports in enumerate(self.worker_ports, start=1)
+        ]
+        metrics = [
+            f"  {'metrics' if n == 0 else '':<10}http://127.0.0.1:{port}/metrics  ({name})"
+            for n, (name, port) in enumerate(endpoints)
+        ]
         self._say(
             "\n".join(
                 [
-                    f"  metrics   {metrics}",
+                    *metrics,
                     f"  lookup    http://127.0.0.1:{web}/message/?key=<mailbox> <msgid>",
                     f"  watch     pectrack events --broker {self.bootstrap}",
                     f"  logs      {self.run_dir}/*.log",
@@ -225,6 +229,9 @@ class DemoStack:
                 if notes or due:
                     # Scrape first, then replace the block in one write: no blank flicker.
                     lines = render(await self.snapshot(now - started)) if interactive or due else []
+                    if interactive:  # one screen row per line, or the redraw goes astray
+                        width = shutil.get_terminal_size().columns - 1
+                        lines = [line[:width] for line in lines]
                     text = "".join(note + "\n" for note in notes)
                     text += "".join(line + "\n" for line in lines)
                     if interactive and drawn:
@@ -307,7 +314,7 @@ class DemoStack:
                     self.first_event_after = time.monotonic() - started
                     self.notes.append(
                         f"first state change after {self.first_event_after:.1f}s "
-                        f"(from the command to the event read from {STATE_CHANGES})"
+                        f"(command to event on {STATE_CHANGES})"
                     )
                 if data.get("to_state") == "delivered" and data.get("key"):
                     self.sample_key = str(data["key"])

@@ -8,12 +8,12 @@ the way PromQL's ``histogram_quantile`` does, and :func:`render` draws::
       provider  submitted     230   stored in IMAP     842   forged/tampered    15
       agent     ingested      841
       workers   state changes     713   first state change after 7.9s
-      ┌───────────┬───────────┬────────┬─────────┬────────────┬────────────┬───────────┐
-      │ in flight │ delivered │ failed │ overdue │ p50 deliv. │ p99 deliv. │ sig. fail │
-      ├───────────┼───────────┼────────┼─────────┼────────────┼────────────┼───────────┤
-      │        38 │       247 │     42 │       6 │      1m03s │      1m59s │        14 │
-      └───────────┴───────────┴────────┴─────────┴────────────┴────────────┴───────────┘
-      latency: acceptance -> delivery receipt, daticert (simulated) time
+      ┌───────────┬───────────┬────────┬─────────┬───────┬───────┬───────────┐
+      │ in flight │ delivered │ failed │ overdue │   p50 │   p99 │ sig. fail │
+      ├───────────┼───────────┼────────┼─────────┼───────┼───────┼───────────┤
+      │        38 │       247 │     42 │       6 │ 1m03s │ 1m59s │        14 │
+      └───────────┴───────────┴────────┴─────────┴───────┴───────┴───────────┘
+      p50/p99: acceptance to delivery receipt, in daticert (simulated) time
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
-_COLUMNS = ("in flight", "delivered", "failed", "overdue", "p50 deliv.", "p99 deliv.", "sig. fail")
+_COLUMNS = ("in flight", "delivered", "failed", "overdue", "p50", "p99", "sig. fail")
 
 
 def table(snap: Snapshot) -> list[str]:
@@ -216,5 +216,5 @@ def render(snap: Snapshot) -> list[str]:
         f"  agent     ingested  {snap.ingested:>7}",
         f"  workers   state changes {snap.state_changes:>7}   {first}",
         *("  " + line for line in table(snap)),
-        "  latency: acceptance -> delivery receipt, daticert (simulated) time",
+        "  p50/p99: acceptance to delivery receipt, in daticert (simulated) time",
     ]
