@@ -220,14 +220,14 @@ class MailboxWorker:
                 last = await self._step(session, folder, plan.uidvalidity, step)
                 await self.ctx.cursors.commit(box.id, folder, FolderCursor(plan.uidvalidity, last))
                 lag.set(max(newest - last, 0))
-            # UIDs listed by SEARCH but expunged before FETCH: move past them too.
             done += len(chunk)
             if big and (done % limits.progress_every < len(chunk) or done == total):
                 log_event(log, logging.INFO, "sync.progress", mailbox=box.id, folder=folder,
                           done=done, total=total)  # fmt: skip
-        cursor_now = self.ctx.cursors.get(box.id, folder)
-        if cursor_now is None or cursor_now.last_uid < newest:
-            await self.ctx.cursors.commit(box.id, folder, FolderCursor(plan.uidvalidity, newest))
+        # UIDs listed by SEARCH but expunged before FETCH: move past them too.
+        final = FolderCursor(plan.uidvalidity, newest)
+        if self.ctx.cursors.get(box.id, folder) != final:
+            await self.ctx.cursors.commit(box.id, folder, final)
         lag.set(0)
 
     async def _step(

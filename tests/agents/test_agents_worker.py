@@ -37,6 +37,7 @@ class FakeServer:
     uidvalidity: int = 100
     fail_fetch_over: int | None = None  # RecursionError-like failure above this batch size
     fetch_sizes: list[int] = field(default_factory=list)
+    vanished: set[int] = field(default_factory=set)  # listed by SEARCH, expunged before FETCH
 
 
 class FakeSession:
@@ -51,14 +52,15 @@ class FakeSession:
 
     async def select(self, folder: str) -> FolderStatus:
         self.selected = folder
-        top = max(self.server.messages, default=0)
+        top = max(set(self.server.messages) | self.server.vanished, default=0)
         return FolderStatus(self.server.uidvalidity, top + 1, len(self.server.messages))
 
     async def search_from(self, first_uid: int) -> list[int]:
-        return sorted(u for u in self.server.messages if u >= first_uid)
+        listed = set(self.server.messages) | self.server.vanished
+        return sorted(u for u in listed if u >= first_uid)
 
     async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]:
-        return [(u, len(self.server.messages[u])) for u in uids]
+        return [(u, len(self.server.messages[u])) for u in uids if u in self.server.messages]
 
     async def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
         self.server.fetch_sizes.append(len(uids))
@@ -210,3 +212,13 @@ async def test_records_kafka_refuses_as_too_large_are_dead_lettered_not_retried(
     ]
     published = {"outcome": "published"}
     assert registry.get_sample_value("pectrack_ingest_messages_total", published) == 2
+
+
+async def test_messages_expunged_between_search_and_fetch_are_passed_over() -> None:
+    """UIDs that vanish before FETCH don't block the cursor, even under a new UIDVALIDITY."""
+    server = FakeServer({}, uidvalidity=300, vanished={2, 3})
+    kafka = FakeKafka()
+    kafka.cursors[("m1", "INBOX")] = FolderCursor(100, 9)
+    await run_worker(server, kafka)
+    assert kafka.events == [("commit", 3)]
+    assert kafka.cursors[("m1", "INBOX")] == FolderCursor(300, 3)
