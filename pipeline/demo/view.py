@@ -4,7 +4,7 @@ Pure: text in, text out. :func:`parse_metrics` reads Prometheus exposition text 
 workers' texts add up), :func:`quantile` estimates a percentile from histogram buckets
 the way PromQL's ``histogram_quantile`` does, and :func:`render` draws::
 
-    pectrack demo  00:48  simulated 2026-11-27 18:47 (2300x)  300 mailboxes
+    pectrack demo  00:48  simulated 2026-11-27 18:47 UTC (2300x)  300 mailboxes
       provider  submitted     230   stored in IMAP     842   forged/tampered    15
       agent     ingested      841
       workers   state changes     713   first state change after 7.9s
@@ -202,7 +202,7 @@ def table(snap: Snapshot) -> list[str]:
 def render(snap: Snapshot) -> list[str]:
     """Every line of one refresh (no trailing newlines)."""
     minutes, seconds = divmod(int(snap.elapsed), 60)
-    sim = f"  simulated {snap.sim_time[:16].replace('T', ' ')}" if snap.sim_time else ""
+    sim = f"  simulated {snap.sim_time[:16].replace('T', ' ')} UTC" if snap.sim_time else ""
     speed = f" ({snap.speed:.0f}x)" if snap.speed else ""
     first = (
         f"first state change after {snap.first_event_after:.1f}s"

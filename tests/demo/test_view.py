@@ -102,7 +102,7 @@ def test_render_shows_progress_and_the_table() -> None:
     lines = render(snapshot(messages=12, items=50, sim_time="2026-11-27T08:30:00+00:00"))
     text = "\n".join(lines)
     assert "first state change after 8.2s" in text or "first state change after 8.3s" in text
-    assert "simulated 2026-11-27 08:30" in text
+    assert "simulated 2026-11-27 08:30 UTC" in text
     header = next(line for line in lines if "delivered" in line and "in flight" in line)
     values = lines[lines.index(header) + 2].strip().strip("│").split("│")
     assert [v.strip() for v in values] == ["5", "12", "4", "1", "40s", "1m00s", "3"]
