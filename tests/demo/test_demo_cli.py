@@ -50,8 +50,7 @@ def summary(output: str) -> dict[str, str]:
 
 
 def test_a_timed_demo_delivers_reports_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    """--duration 40: time to first state change printed, a table with deliveries, exit 0,
-    and no child (or grandchild) process afterwards."""
+    """--duration 40 prints the first-event time and deliveries, exits 0, leaves no process."""
     result = subprocess.run(
         demo_argv(tmp_path, "--duration", "40", "--workers", "1", "--rate", "5"),
         capture_output=True,
@@ -76,8 +75,7 @@ def test_a_timed_demo_delivers_reports_and_leaves_nothing_behind(tmp_path: Path)
 
 
 def test_sigint_stops_every_process_cleanly(tmp_path: Path) -> None:
-    """The printed lookup answers for a delivered message; then Ctrl-C (SIGINT): exit 0,
-    two workers and everything else gone."""
+    """The printed lookup URL answers; then SIGINT exits 0 with every process gone."""
     proc = subprocess.Popen(
         demo_argv(tmp_path, "--workers", "2", "--rate", "4"),
         stdout=subprocess.PIPE,
