@@ -8,7 +8,7 @@
 
     [mailbox_defaults]                 # merged under every [[mailbox]]
     host = "imaps.pec.aruba.it"
-    folders = ["INBOX", "Posta inviata"]
+    folders = ["INBOX", "\\Sent"]         # "\\Sent": whichever folder has that attribute
 
     [[mailbox]]
     id = "comune-x"
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "SPECIAL_USE",
     "AgentConfig",
     "ConfigError",
     "KafkaSettings",
@@ -41,6 +42,10 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+# A folder given as a special-use attribute (RFC 6154) is looked up with LIST at each
+# login: ``"\\Sent"`` finds "Posta inviata" on one provider and "Sent" on another.
+SPECIAL_USE = frozenset({"\\Sent", "\\Archive"})
 
 _MAILBOX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
@@ -248,6 +253,9 @@ def _mailbox(box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path)
         raise ConfigError(f"{where}: folders must be a list of folder names")
     if "INBOX" not in folders or len(set(folders)) != len(folders):
         raise ConfigError(f"{where}: folders must include INBOX once (and the Sent folder)")
+    for folder in folders:
+        if folder.startswith("\\") and folder not in SPECIAL_USE:
+            raise ConfigError(f"{where}: {folder!r}: special-use names are {sorted(SPECIAL_USE)}")
     verify = box.get("verify_tls", True)
     if not isinstance(verify, bool):
         raise ConfigError(f"{where}: verify_tls must be true or false")

@@ -49,6 +49,8 @@ class Session(Protocol):
 
     async def select(self, folder: str) -> FolderStatus: ...
 
+    async def special_use(self) -> dict[str, str]: ...
+
     async def search_from(self, first_uid: int) -> list[int]: ...
 
     async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]: ...
@@ -103,6 +105,7 @@ class MailboxWorker:
         self.metrics = ctx.metrics
         self.metrics.mailbox_up.labels(box.id).set(0)
         self.batch_max = ctx.limits.batch_max_messages
+        self.folders: tuple[str, ...] = box.folders  # special-use names resolved per login
 
     async def run(self) -> None:
         attempt = 0
@@ -112,6 +115,7 @@ class MailboxWorker:
                 async with self.ctx.connecting:
                     session = await self.ctx.open_session(self.box, self.ctx.limits.command_timeout)
                 self._up(True)
+                self.folders = await self._resolve_folders(session)
                 async with self.ctx.active:
                     await self._sync_all(session)
                 attempt = 0
@@ -176,9 +180,24 @@ class MailboxWorker:
                 elif news:
                     await self._sync_folder(session, "INBOX")
 
+    async def _resolve_folders(self, session: Session) -> tuple[str, ...]:
+        """Replace ``\\Sent``-style entries by the server's folder with that attribute."""
+        if not any(f.startswith("\\") for f in self.box.folders):
+            return self.box.folders
+        by_use = await session.special_use()
+        resolved: list[str] = []
+        for folder in self.box.folders:
+            name = by_use.get(folder, "") if folder.startswith("\\") else folder
+            if not name:
+                log_event(log, logging.WARNING, "folder.special_use_missing",
+                          mailbox=self.box.id, attribute=folder)  # fmt: skip
+            elif name not in resolved:
+                resolved.append(name)
+        return tuple(resolved)
+
     async def _sync_all(self, session: Session) -> None:
         # INBOX last, so it stays selected for IDLE.
-        for folder in sorted(self.box.folders, key=lambda f: f == "INBOX"):
+        for folder in sorted(self.folders, key=lambda f: f == "INBOX"):
             await self._sync_folder(session, folder)
         self.metrics.last_sync.labels(self.box.id).set(time.time())
 

@@ -27,6 +27,7 @@ __all__ = [
     "messages",
     "search_uids",
     "sizes",
+    "special_use_folders",
 ]
 
 _FETCH = re.compile(rb"^\d+ FETCH \(")
@@ -38,6 +39,10 @@ _CODE = {
     "uidnext": re.compile(rb"\[UIDNEXT (\d+)\]"),
 }
 _EXISTS = re.compile(rb"^(\d+) EXISTS$")
+_LIST = re.compile(
+    rb'^\((?P<attributes>[^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) '
+    rb'(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<atom>\S+))$'
+)
 
 Lines = Sequence[bytes | bytearray]
 
@@ -73,6 +78,30 @@ def folder_status(lines: Lines) -> FolderStatus:
     # UIDNEXT is optional in old servers; without it, "something may be new" is the safe guess.
     uidnext = found.get("uidnext", 2**32)
     return FolderStatus(found["uidvalidity"], uidnext, exists)
+
+
+def special_use_folders(lines: Lines) -> dict[str, str]:
+    """``{attribute: folder}`` from a LIST answer, e.g. ``{"\\Sent": "Posta inviata"}``.
+
+    Lines look like ``(\\HasNoChildren \\Sent) "/" "Posta inviata"``; a name may be
+    quoted (with ``\\"`` escapes) or an atom. The first folder with an attribute wins.
+    """
+    found: dict[str, str] = {}
+    for line in lines[:-1]:
+        if isinstance(line, bytearray):
+            continue
+        match = _LIST.match(line)
+        if match is None:
+            continue
+        name = match.group("quoted")
+        folder = (
+            re.sub(rb"\\(.)", rb"\1", name).decode("utf-8", "replace")
+            if name is not None
+            else match.group("atom").decode("utf-8", "replace")
+        )
+        for attribute in match.group("attributes").decode("ascii", "replace").split():
+            found.setdefault("\\" + attribute.lstrip("\\").capitalize(), folder)
+    return found
 
 
 def search_uids(lines: Lines, first_uid: int) -> list[int]:

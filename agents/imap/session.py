@@ -157,6 +157,13 @@ class ImapSession:
     def _connection_lost(self, exc: BaseException | None) -> None:
         if not self._lost.done():
             self._lost.set_result(exc)
+        # aioimaplib leaves in-flight commands waiting forever for a dead connection. One
+        # sent under its state lock (CAPABILITY right after the greeting) then holds that
+        # lock, and a cancelled waiter on it (the hello wait) never finishes: end them all.
+        protocol = self._client.protocol
+        for command in [protocol.pending_sync_command, *protocol.pending_async_commands.values()]:
+            if command is not None:
+                command.close(b"connection lost", "BYE")
 
     @property
     def supports_idle(self) -> bool:
@@ -228,6 +235,11 @@ class ImapSession:
                 protocol.state = aioimaplib.aioimaplib.SELECTED
             protocol.state_condition.notify_all()
         return response
+
+    async def special_use(self) -> dict[str, str]:
+        """``{"\\Sent": "Posta inviata", ...}``: folders by special-use attribute (LIST)."""
+        response = await self._call(self._client.list('""', "*"))
+        return parse.special_use_folders(self._check(response, "LIST"))
 
     async def search_from(self, first_uid: int) -> list[int]:
         """UIDs ``>= first_uid`` in the selected folder, ascending."""

@@ -19,6 +19,10 @@ def doc(*boxes: Mapping[str, object], **extra: object) -> dict[str, object]:
     return {**BASE, "mailbox": list(boxes), **extra}
 
 
+def box_doc() -> dict[str, object]:
+    return {"id": "a", "user": "u", "password_env": "PW"}
+
+
 def test_defaults_are_merged_and_tls_verification_is_on() -> None:
     """A mailbox inherits mailbox_defaults; TLS on port 993 with verification by default."""
     config = parse_config(
@@ -28,6 +32,8 @@ def test_defaults_are_merged_and_tls_verification_is_on() -> None:
     assert box.host == "imap.example.it"
     assert (box.tls, box.port, box.verify_tls) == (TlsMode.TLS, 993, True)
     assert box.folders == ("INBOX", "Posta inviata")
+    sent = parse_config(doc({**box_doc(), "folders": ["INBOX", "\\Sent"]}), {"PW": "x"})
+    assert sent.mailboxes[0].folders == ("INBOX", "\\Sent")
     assert box.password.reveal() == "s3cret"
     assert config.kafka.idempotence is False
     assert config.kafka.topic == "pec.raw"
@@ -85,6 +91,10 @@ def test_secret_repr_is_masked() -> None:
         ({"id": "a", "user": "u", "password_env": "PW", "colour": "red"}, "unknown keys"),
         ({"id": "a", "user": "u", "password_env": "PW", "password_file": "f"}, "exactly one"),
         ({"id": "a", "password_env": "PW"}, "user is required"),
+        (
+            {"id": "a", "user": "u", "password_env": "PW", "folders": ["INBOX", "\\Bogus"]},
+            "special-use",
+        ),
     ],
 )
 def test_invalid_mailboxes_are_rejected(box: dict[str, object], message: str) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agents.imap.parse import ParseError, folder_status, messages, search_uids, sizes
+from agents.imap.parse import (
+    ParseError,
+    folder_status,
+    messages,
+    search_uids,
+    sizes,
+    special_use_folders,
+)
 
 SELECT = [
     b"FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)",
@@ -58,3 +65,18 @@ def test_messages_keep_literal_bytes_and_skip_flag_updates() -> None:
     assert [(m.uid, m.raw) for m in got] == [(1, b"a\r\n\xffb"), (2, b"z")]
     assert got[1].internaldate == "26-Nov-2026 12:12:38 +0000"
     assert isinstance(got[0].raw, bytes)
+
+
+def test_special_use_folders_from_list() -> None:
+    """Attributes map to folder names: quoted, escaped, atom, NIL delimiter, any case."""
+    lines = [
+        b'(\\HasNoChildren) "/" INBOX',
+        b'(\\HasNoChildren \\sent) "/" "Posta inviata"',
+        b'(\\Archive) NIL "Old \\"2019\\""',
+        b'(\\HasChildren \\Sent) "." Sent',
+        b"List completed (0.001 + 0.000 secs).",
+    ]
+    found = special_use_folders(lines)
+    assert found["\\Sent"] == "Posta inviata"  # the first \Sent wins
+    assert found["\\Archive"] == 'Old "2019"'
+    assert found["\\Haschildren"] == "Sent"

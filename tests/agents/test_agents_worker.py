@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry
 
@@ -54,6 +54,9 @@ class FakeSession:
         self.selected = folder
         top = max(set(self.server.messages) | self.server.vanished, default=0)
         return FolderStatus(self.server.uidvalidity, top + 1, len(self.server.messages))
+
+    async def special_use(self) -> dict[str, str]:
+        return {"\\Sent": "Posta inviata"}
 
     async def search_from(self, first_uid: int) -> list[int]:
         listed = set(self.server.messages) | self.server.vanished
@@ -112,7 +115,9 @@ class FakeKafka:
         self.cursors[(mailbox_id, folder)] = cursor
 
 
-async def run_worker(server: FakeServer, kafka: FakeKafka, **limits: int) -> CollectorRegistry:
+async def run_worker(
+    server: FakeServer, kafka: FakeKafka, folders: tuple[str, ...] = ("INBOX",), **limits: int
+) -> CollectorRegistry:
     stop = asyncio.Event()
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry)
@@ -131,7 +136,7 @@ async def run_worker(server: FakeServer, kafka: FakeKafka, **limits: int) -> Col
         stop=stop,
         open_session=open_session,
     )
-    await asyncio.wait_for(MailboxWorker(BOX, ctx).run(), 5)
+    await asyncio.wait_for(MailboxWorker(replace(BOX, folders=folders), ctx).run(), 5)
     return registry
 
 
@@ -222,3 +227,11 @@ async def test_messages_expunged_between_search_and_fetch_are_passed_over() -> N
     await run_worker(server, kafka)
     assert kafka.events == [("commit", 3)]
     assert kafka.cursors[("m1", "INBOX")] == FolderCursor(300, 3)
+
+
+async def test_special_use_folder_is_resolved_at_login() -> None:
+    """A ``\\Sent`` entry becomes the server's folder with that attribute."""
+    server = FakeServer({1: b"a"})
+    kafka = FakeKafka()
+    await run_worker(server, kafka, folders=("INBOX", "\\Sent"))
+    assert set(kafka.cursors) == {("m1", "INBOX"), ("m1", "Posta inviata")}

@@ -130,3 +130,17 @@ async def test_server_without_idle_is_polled(broker: EmbeddedBroker, tmp_path: P
             (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=15)
             assert time.monotonic() - started < 8
     assert record.value == raw
+
+
+async def test_sent_folder_found_by_special_use(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """``folders = ["INBOX", "\\\\Sent"]`` ingests the folder the server marks \\Sent."""
+    (index,) = fresh_users(1)
+    raw = message(f"special-use-{index}")
+    dovecot.append(dovecot.user(index), "Sent", raw)
+    config = write_config(tmp_path, broker, dovecot, [index], folders=("INBOX", "\\Sent"))
+    async with in_process_agent(config):
+        (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=20)
+    assert header(record, "folder") == "Sent"
+    assert record.value == raw
