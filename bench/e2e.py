@@ -191,7 +191,7 @@ class Watch:
     events: dict[str, int] = field(default_factory=dict)  # receipt_id -> event timestamp ms
     subjects: set[str] = field(default_factory=set)  # msgids with any event
     raw_delays: list[tuple[int, float]] = field(default_factory=list)  # (produced ms, delay s)
-    raw_seen: list[float] = field(default_factory=list)  # receive times (monotonic)
+    count: int = 0  # state-change records seen
     stop: bool = False
 
 
@@ -217,6 +217,7 @@ async def _consume(bootstrap: str, topic: str, partitions: int, watch: Watch) ->
                             (record.timestamp, (now_ms - record.timestamp) / 1000)
                         )
                         continue
+                    watch.count += 1
                     event = orjson.loads(record.value)
                     watch.subjects.add(event.get("subject") or "")
                     rid = event["data"].get("receipt_id")
@@ -252,15 +253,14 @@ async def _produce(
 
 
 async def _settle(watch: Watch, sent: dict[str, int], quiet: float, timeout: float) -> None:
-    """Wait until every receipt has its event, or no new event came for ``quiet`` s."""
+    """Wait until every receipt has its event, or no event at all came for ``quiet`` s."""
     deadline = time.monotonic() + timeout
     last, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
-        done = sum(1 for rid in sent if rid in watch.events)
-        if done == len(sent):
+        if all(rid in watch.events for rid in sent):
             return
-        if done != last:
-            last, last_change = done, time.monotonic()
+        if watch.count != last:  # any event: the pipeline may still be on older records
+            last, last_change = watch.count, time.monotonic()
         elif time.monotonic() - last_change > quiet:
             return
         await asyncio.sleep(0.2)
