@@ -6,9 +6,10 @@ For each configuration (workers = partitions, in-flight messages preloaded):
 1. start a fresh broker (memory storage), create the topics, start the workers;
 2. preload the in-flight messages: Sent copies (one recipient each, never answered) so the
    table holds that many tracked messages, and wait until each produced its event;
-3. **paced**: offer simulator traffic at ``--rate`` receipts/s (envelopes, Sent copies and
+3. **light**: ``--light-rate`` receipts/s for ``--light-seconds``: the delay under capacity;
+4. **paced**: offer simulator traffic at ``--rate`` receipts/s (envelopes, Sent copies and
    ordinary mail in their usual proportion come on top) for ``--seconds``;
-4. **burst**: produce ``--burst`` more records as fast as possible: the capacity.
+5. **burst**: produce ``--burst`` more receipts as fast as possible: the capacity.
 
 Delay = Kafka record timestamp of a receipt's first state-change event minus the record
 timestamp of the raw message (both CreateTime, same host clock), matched on ``receipt_id``.
