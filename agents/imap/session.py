@@ -159,11 +159,13 @@ class ImapSession:
             self._lost.set_result(exc)
         # aioimaplib leaves in-flight commands waiting forever for a dead connection. One
         # sent under its state lock (CAPABILITY right after the greeting) then holds that
-        # lock, and a cancelled waiter on it (the hello wait) never finishes: end them all.
+        # lock, and a cancelled waiter on it (the hello wait) never finishes: fail them all
+        # the way aioimaplib fails a timed-out command (an exception, never a response).
         protocol = self._client.protocol
         for command in [protocol.pending_sync_command, *protocol.pending_async_commands.values()]:
             if command is not None:
-                command.close(b"connection lost", "BYE")
+                command._exception = ConnectionResetError("connection lost")
+                command.close(b"", "BYE")
 
     @property
     def supports_idle(self) -> bool:
