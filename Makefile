@@ -59,5 +59,19 @@ fuzz: venv
 bench: venv
 	$(BIN)/python -m bench
 
+# Long fault runs (docs/reliability.md): the seeded chaos test with more traffic and fault
+# rounds, broker SIGKILLs on a durable local-S3 store (moto), and a 60 s broker outage.
+# Reproduce a run: make soak SOAK_SEED=<the seed it printed>.
+.PHONY: soak
+SOAK_SEED ?= $(shell date +%s)
+SOAK_MESSAGES ?= 400
+SOAK_ROUNDS ?= 24
+soak: venv system-deps
+	@$(BIN)/python -c 'import moto' 2>/dev/null || $(BIN)/python -m pip install -q 'moto[server]'
+	CHAOS_SEED=$(SOAK_SEED) CHAOS_MESSAGES=$(SOAK_MESSAGES) CHAOS_ROUNDS=$(SOAK_ROUNDS) \
+	CHAOS_BROKER=kill CHAOS_SETTLE_TIMEOUT=900 FAULT_BROKER_OUTAGE=60 \
+	  $(BIN)/pytest -q -s --timeout 3600 tests/integration/test_chaos.py \
+	  tests/integration/test_faults_broker.py tests/integration/test_faults_imap.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
