@@ -38,6 +38,10 @@ __all__ = ["Cursors", "MailboxWorker", "Opener", "Publisher", "Session", "Worker
 
 log = logging.getLogger(__name__)
 
+# A RFC822.SIZE answer is one line per message and aioimaplib recurses once per line:
+# a few hundred lines per query stay far below Python's recursion limit.
+SIZE_QUERY_MAX = 200
+
 
 class Session(Protocol):
     """What the worker needs from an IMAP connection (:class:`ImapSession` in production)."""
@@ -228,7 +232,9 @@ class MailboxWorker:
         for chunk in chunked(uids, self.batch_max):
             if self.ctx.stop.is_set():
                 return
-            sizes = await session.sizes(chunk)
+            sizes: list[tuple[int, int]] = []
+            for part in chunked(chunk, SIZE_QUERY_MAX):
+                sizes += await session.sizes(part)
             steps = plan_batches(
                 sizes,
                 max_messages=self.batch_max,
