@@ -50,7 +50,7 @@ def emitted() -> RecordingSink:
     table: dict[bytes, bytes] = {}
     clock = EventClock("event")
     verifier = Verifier(settings, TrustStore.from_bytes(anchor_pem()), sink, metrics)
-    correlator = Correlator(settings, sink, metrics, table, clock)
+    correlator = Correlator(settings, sink, metrics, table, clock, "changelog")
     scanner = DeadlineScanner(settings, sink, metrics, table, clock)
 
     async def run() -> None:

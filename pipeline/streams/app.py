@@ -99,6 +99,8 @@ def build(
         key_type=bytes,
         value_type=bytes,
     )
+    changelog = table.changelog_topic.get_topic_name()
+    topics[changelog] = table.changelog_topic
     registry = registry or CollectorRegistry()
     metrics = StreamMetrics(registry)
     out = sink or FaustSink(topics)
@@ -114,8 +116,8 @@ def build(
         table=table,
         topics=topics,
         verifier=Verifier(settings, trust_store, out, metrics),
-        correlator=Correlator(settings, out, metrics, table, clock),
-        scanner=DeadlineScanner(settings, out, metrics, table, clock),
+        correlator=Correlator(settings, out, metrics, table.data, clock, changelog),
+        scanner=DeadlineScanner(settings, out, metrics, table.data, clock),
     )
     _register(pipeline, out)
     return pipeline
@@ -164,7 +166,7 @@ def _register(p: Pipeline, sink: Sink) -> None:
     @app.agent(p.topics[settings.receipts_topic], name="pectrack.correlate")
     async def correlate(stream: Any) -> None:
         async for event in stream.events():
-            await p.correlator.handle(event.key, event.value)
+            await p.correlator.handle(event.key, event.value, event.message.partition)
             p.metrics.lag.labels("correlate").set(_lag(event))
 
     @app.agent(p.topics[settings.submissions_topic], name="pectrack.register")

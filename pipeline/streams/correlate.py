@@ -2,12 +2,18 @@
 
 Stateful: one table entry per correlation key (a faust Table backed by its changelog).
 Order of effects, for at-least-once with idempotent state: the events and the new
-message state are sent and acknowledged first, then the table is written. A crash in
-between replays the record: the state does not have it yet, so the same events (same
-ids) and the same message state are sent again, and a consumer deduping on ``id`` sees
-each event once. A crash after the table write replays a record whose receipt id the
-state already holds: nothing is sent twice. (faust flushes changelog writes before it
-commits a source offset, so a committed record's table write is never lost.)
+message state are sent and acknowledged first, then the table's changelog record, and
+only then does the handler return (and faust may commit the source offset). A crash
+before the changelog ack replays the record: the state does not have it yet, so the
+same events (same ids) and message state are sent again, and a consumer deduping on
+``id`` sees each event once. A crash after it replays a record whose receipt id the
+restored state already holds: nothing is sent twice.
+
+The changelog record is written here, awaited, rather than by faust's
+``table[key] = value``: faust buffers that write and its pre-commit flush gives up after
+100 ms without progress, so under load a source offset could be committed while the
+state change was still in a buffer — and a SIGKILL then lost it (seen in the failover
+test as transitions that skipped a state).
 """
 
 from __future__ import annotations
@@ -63,17 +69,21 @@ class EventClock:
 
 @dataclass
 class Correlator:
+    """``store`` is the table's local data (faust ``Table.data``); ``changelog`` the name
+    of the topic that backs it, written through ``sink`` to the record's own partition."""
+
     settings: StreamSettings
     sink: Sink
     metrics: StreamMetrics
-    table: MutableMapping[bytes, bytes]
+    store: MutableMapping[bytes, bytes]
     clock: EventClock
+    changelog: str
 
     @property
     def deadlines(self) -> Deadlines:
         return Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
 
-    async def handle(self, key: bytes, value: bytes) -> None:
+    async def handle(self, key: bytes, value: bytes, partition: int | None = None) -> None:
         try:
             observation = observation_from_dict(loads(value))
         except (DecodeError, orjson.JSONDecodeError) as exc:
@@ -82,7 +92,7 @@ class Correlator:
             )
             self.metrics.dlq.labels("bad-observation").inc()
             return
-        stored = self.table.get(key)
+        stored = self.store.get(key)
         tracked = tracked_from_dict(loads(stored)) if stored is not None else None
         updated, events = apply_observation(tracked, observation, self.deadlines)
         for event in events:
@@ -98,7 +108,9 @@ class Correlator:
             await self.sink.send(
                 self.settings.message_state_topic, key, dumps(message_state_to_dict(updated))
             )
-            self.table[key] = dumps(tracked_to_dict(updated))  # last: see the module docstring
+            encoded = dumps(tracked_to_dict(updated))
+            await self.sink.send(self.changelog, key, encoded, partition=partition)
+            self.store[key] = encoded  # last: see the module docstring
         self.metrics.processed.labels("correlate").inc()
 
     def _count(self, event: TrackEvent) -> None:

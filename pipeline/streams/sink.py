@@ -10,7 +10,12 @@ Headers = list[tuple[str, bytes]]
 
 class Sink(Protocol):
     async def send(
-        self, topic: str, key: bytes, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
         """Send one record and return once the broker has acknowledged it."""
 
@@ -30,9 +35,16 @@ class FaustSink:
     topics: dict[str, Any]
 
     async def send(
-        self, topic: str, key: bytes, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
-        pending = await self.topics[topic].send(key=key, value=value, headers=headers, force=True)
+        pending = await self.topics[topic].send(
+            key=key, value=value, headers=headers, partition=partition, force=True
+        )
         await pending
 
 
@@ -41,8 +53,17 @@ class RecordingSink:
     """A fake at the boundary: keeps what was sent, per topic."""
 
     sent: dict[str, list[tuple[bytes, bytes, Headers]]] = field(default_factory=dict)
+    partitions: dict[str, list[int | None]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # topics in the order sent
 
     async def send(
-        self, topic: str, key: bytes, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
         self.sent.setdefault(topic, []).append((key, value, list(headers or [])))
+        self.partitions.setdefault(topic, []).append(partition)
+        self.order.append(topic)

@@ -136,6 +136,14 @@ async def test_correlate_full_lifecycle(pipeline: Any) -> None:
     state = records(sink, "pec.message-state")[-1]
     assert {r["address"]: r["state"] for r in state["recipients"]}[CERTIFIED] == "delivered"
     assert p.table[KEY] is not None
+    # the state change is written to the changelog, on the record's partition, after the
+    # events and the message state were acknowledged
+    changelog = p.table.changelog_topic.get_topic_name()
+    assert [key for key, _, _ in sink.sent[changelog]] == [KEY] * 3
+    correlated = [t for t in sink.order if t != "pec.receipts"]
+    for position, topic in enumerate(correlated):
+        if topic == changelog:  # the last write for its record: nothing of it follows
+            assert correlated[position - 1] == "pec.message-state"
     assert (
         metric(p, "pec_receipts_total", kind="avvenuta-consegna", provider="ARUBA PEC S.p.A.") == 1
     )
