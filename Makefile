@@ -69,7 +69,7 @@ SOAK_ROUNDS ?= 24
 soak: venv system-deps
 	@$(BIN)/python -c 'import moto' 2>/dev/null || $(BIN)/python -m pip install -q 'moto[server]'
 	CHAOS_SEED=$(SOAK_SEED) CHAOS_MESSAGES=$(SOAK_MESSAGES) CHAOS_ROUNDS=$(SOAK_ROUNDS) \
-	CHAOS_BROKER=kill CHAOS_SETTLE_TIMEOUT=900 FAULT_BROKER_OUTAGE=60 \
+	CHAOS_BROKER=kill CHAOS_SETTLE_TIMEOUT=300 FAULT_BROKER_OUTAGE=60 \
 	  $(BIN)/pytest -q -s --timeout 3600 tests/integration/test_chaos.py \
 	  tests/integration/test_faults_broker.py tests/integration/test_faults_imap.py
 

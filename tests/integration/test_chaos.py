@@ -27,6 +27,7 @@ import signal
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +74,7 @@ class Report:
     lost: int = 0
     duplicates_after_dedup: int = 0
     recovery_seconds: float = 0.0
+    worker_exits: int = 0
     faults: list[str] = field(default_factory=list)
 
     def text(self) -> str:
@@ -85,7 +87,9 @@ class Report:
             f" ({self.repeats_before_dedup} repeats before dedup on id)\n"
             f"  lost:                                {self.lost}\n"
             f"  duplicates visible after dedup:      {self.duplicates_after_dedup}\n"
-            f"  recovery time after the last fault:  {self.recovery_seconds:.1f} s"
+            f"  recovery time after the last fault:  {self.recovery_seconds:.1f} s\n"
+            f"  workers that exited on their own:    {self.worker_exits}"
+            " (restarted, as a supervisor would)"
         )
 
 
@@ -198,7 +202,11 @@ def published_order(
 
 
 async def wait_for_events(
-    bootstrap: str, want: Counter[EventShape], timeout: float, quiet: float = 4.0
+    bootstrap: str,
+    want: Counter[EventShape],
+    timeout: float,
+    tick: Callable[[], object],
+    quiet: float = 4.0,
 ) -> tuple[list[bytes], float]:
     """State-change values once every wanted event arrived and ``quiet`` s passed with no
     new record; and when the last wanted one was first seen (monotonic)."""
@@ -207,6 +215,7 @@ async def wait_for_events(
     values: list[bytes] = []
     last_len, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
+        tick()
         values = [r.value for r in await read_all(bootstrap, "pec.state-changes") if r.value]
         now = time.monotonic()
         if len(values) != last_len:
@@ -250,9 +259,21 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
         for worker in workers.values():
             stack.callback(worker.stop)
             worker.start()
+
+        def supervise() -> None:
+            """Restart a worker that exited by itself (a deployment's restart policy);
+            a worker killed by the schedule is restarted by the schedule."""
+            for name, worker in workers.items():
+                if name not in down and worker.proc is not None and worker.proc.poll() is not None:
+                    print(f"  {name} exited with {worker.proc.returncode}: restarted")
+                    report.worker_exits += 1
+                    worker.start()
+
+        down: set[str] = set()
         agent.start()
         last_restart = time.monotonic()
         for wave, fault in zip(waves, [*schedule, None], strict=True):
+            supervise()
             await asyncio.to_thread(deliver_wave, server, users, wave)
             report.sent += len(wave)
             if fault is None:
@@ -264,6 +285,7 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
             if fault == "agent":
                 agent.kill()
             elif fault in workers:
+                down.add(fault)
                 workers[fault].kill()
             elif fault == "imap":
                 await asyncio.to_thread(kill_dovecot, server)
@@ -276,6 +298,7 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
                 agent.start()
             elif fault in workers:
                 workers[fault].start()
+                down.discard(fault)
             elif fault == "imap":
                 await asyncio.to_thread(server.start)
             elif fault == "broker-cut":
@@ -291,6 +314,7 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
             ingested = {(header(r, "mailbox"), header(r, "folder"), header(r, "uid")) for r in raw}
             if len(ingested) >= len(items) or time.monotonic() > deadline:
                 break
+            supervise()
             await asyncio.sleep(0.5)
         records = [
             (header(r, "mailbox"), header(r, "folder"), header(r, "uidvalidity"),
@@ -305,7 +329,9 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
 
         # -- events: the oracle over the published order, deduplicated on id --
         want = expected_events(order)
-        values, complete_at = await wait_for_events(broker.bootstrap, want, SETTLE_TIMEOUT)
+        values, complete_at = await wait_for_events(
+            broker.bootstrap, want, SETTLE_TIMEOUT, supervise
+        )
         got, report.repeats_before_dedup = shapes(values)
         report.state_changes = sum(got.values())
         report.lost += sum((want - got).values())
