@@ -152,8 +152,8 @@ class Workers:
                 str(work / f"w{n}"),
                 "--log-level",
                 "warning",
-                "--verify-concurrency",
-                str(settings.verify_concurrency),
+                "--batch-size",
+                str(settings.batch_size),
             ]
             with self.logs[n].open("ab") as log:
                 self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log))
@@ -376,7 +376,7 @@ async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, wor
             app_id="bench",
             partitions=partitions,
             trust=str(inputs.anchor),
-            verify_concurrency=args.verify_concurrency,
+            batch_size=args.batch_size,
         )
         await ensure_topics(settings)
         watch = Watch()
@@ -587,10 +587,10 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--scaling", action="store_true", help="1, 2, 4 workers and 10x in flight")
     out.add_argument("--seed", type=int, default=7)
     out.add_argument(
-        "--verify-concurrency",
+        "--batch-size",
         type=int,
-        default=StreamSettings().verify_concurrency,
-        help="verify tasks per worker (default: the worker's default)",
+        default=StreamSettings().batch_size,
+        help="records each processor handles together (default: the worker's default)",
     )
     out.add_argument("--startup-timeout", type=float, default=90.0)
     out.add_argument(

@@ -27,7 +27,10 @@ class StreamSettings:
     message_state_topic: str = "pec.message-state"
     dlq_topic: str = "pec.dlq"
     table_name: str = "pectrack-messages"
-    verify_concurrency: int = 2
+    # Records handled together: one wait for all their acknowledgements instead of one
+    # per record. ``batch_seconds`` bounds how long a partial batch waits.
+    batch_size: int = 200
+    batch_seconds: float = 0.02
     trust: str | None = None  # PEM file or directory; None: the bundled AgID CA1
     acceptance_timeout_seconds: float = 1800.0
     delivery_window_seconds: float = 86400.0
@@ -53,8 +56,8 @@ class StreamSettings:
         return timedelta(seconds=self.delivery_window_seconds)
 
     def validate(self) -> StreamSettings:
-        if self.partitions < 1 or self.verify_concurrency < 1:
-            raise ValueError("partitions and verify_concurrency must be at least 1")
+        if self.partitions < 1 or self.batch_size < 1:
+            raise ValueError("partitions and batch_size must be at least 1")
         if self.deadline_clock not in ("wall", "event"):
             raise ValueError(
                 f"deadline_clock must be 'wall' or 'event', not {self.deadline_clock!r}"

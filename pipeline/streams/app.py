@@ -155,19 +155,19 @@ def _register(p: Pipeline, sink: Sink) -> None:
 
     @app.agent(
         p.topics[settings.raw_topic],
-        concurrency=settings.verify_concurrency,
         name="pectrack.verify",
     )
     async def verify(stream: Any) -> None:
-        async for event in stream.events():
-            await p.verifier.handle(event.key, event.value, _headers(event))
-            p.metrics.lag.labels("verify").set(_lag(event))
+        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+            await p.verifier.handle_batch([(e.key, e.value, _headers(e)) for e in events])
+            p.metrics.lag.labels("verify").set(_lag(events[-1]))
 
     @app.agent(p.topics[settings.receipts_topic], name="pectrack.correlate")
     async def correlate(stream: Any) -> None:
-        async for event in stream.events():
-            await p.correlator.handle(event.key, event.value, event.message.partition)
-            p.metrics.lag.labels("correlate").set(_lag(event))
+        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+            batch = [(e.key, e.value, e.message.partition) for e in events]
+            await p.correlator.handle_batch(batch)
+            p.metrics.lag.labels("correlate").set(_lag(events[-1]))
 
     @app.agent(p.topics[settings.submissions_topic], name="pectrack.register")
     async def register(stream: Any) -> None:

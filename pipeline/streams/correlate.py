@@ -18,7 +18,7 @@ test as transitions that skipped a state).
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,7 +39,7 @@ from pipeline.core.observation import Evidence, apply_observation
 from pipeline.core.tracker import Deadlines, EventType, Tracked, TrackEvent
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
-from pipeline.streams.sink import Sink
+from pipeline.streams.sink import Record, Sink
 
 FAILED = (DeliveryState.DELIVERY_FAILED, DeliveryState.VIRUS, DeliveryState.REJECTED)
 SUSPECT_EVENTS = (
@@ -84,34 +84,50 @@ class Correlator:
         return Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
 
     async def handle(self, key: bytes, value: bytes, partition: int | None = None) -> None:
-        try:
-            observation = observation_from_dict(loads(value))
-        except (DecodeError, orjson.JSONDecodeError) as exc:
-            await self.sink.send(
-                self.settings.dlq_topic, key, value, [("reason", str(exc)[:200].encode())]
-            )
-            self.metrics.dlq.labels("bad-observation").inc()
-            return
-        stored = self.store.get(key)
-        tracked = tracked_from_dict(loads(stored)) if stored is not None else None
-        updated, events = apply_observation(tracked, observation, self.deadlines)
-        for event in events:
-            self.clock.observe(event.at)
-            await self.sink.send(
-                self.settings.state_changes_topic, key, dumps(event_to_dict(event))
-            )
-            self._count(event)
-        if updated != tracked:
-            if isinstance(observation, Evidence):
-                provider = self.metrics.provider_label(observation.provider)
-                self.metrics.receipts.labels(observation.kind, provider).inc()
-            await self.sink.send(
-                self.settings.message_state_topic, key, dumps(message_state_to_dict(updated))
-            )
-            encoded = dumps(tracked_to_dict(updated))
-            await self.sink.send(self.changelog, key, encoded, partition=partition)
+        await self.handle_batch([(key, value, partition)])
+
+    async def handle_batch(self, batch: Sequence[tuple[bytes, bytes, int | None]]) -> None:
+        """Apply records in order; publish their events and message states (one wait
+        for all acks), then their table changelog records (a second wait), then the
+        local store. Records of one key in a batch are applied one after the other."""
+        outputs: list[Record] = []
+        changes: dict[bytes, tuple[bytes, int | None]] = {}
+        working: dict[bytes, Tracked | None] = {}
+        for key, value, partition in batch:
+            try:
+                observation = observation_from_dict(loads(value))
+            except (DecodeError, orjson.JSONDecodeError) as exc:
+                reason = [("reason", str(exc)[:200].encode())]
+                outputs.append(Record(self.settings.dlq_topic, key, value, reason))
+                self.metrics.dlq.labels("bad-observation").inc()
+                continue
+            if key in working:
+                tracked = working[key]
+            else:
+                stored = self.store.get(key)
+                tracked = tracked_from_dict(loads(stored)) if stored is not None else None
+            updated, events = apply_observation(tracked, observation, self.deadlines)
+            for event in events:
+                self.clock.observe(event.at)
+                outputs.append(
+                    Record(self.settings.state_changes_topic, key, dumps(event_to_dict(event)))
+                )
+                self._count(event)
+            working[key] = updated
+            if updated != tracked:
+                if isinstance(observation, Evidence):
+                    provider = self.metrics.provider_label(observation.provider)
+                    self.metrics.receipts.labels(observation.kind, provider).inc()
+                state = dumps(message_state_to_dict(updated))
+                outputs.append(Record(self.settings.message_state_topic, key, state))
+                changes[key] = (dumps(tracked_to_dict(updated)), partition)
+        await self.sink.send_all(outputs)
+        await self.sink.send_all(
+            [Record(self.changelog, k, v, partition=part) for k, (v, part) in changes.items()]
+        )
+        for key, (encoded, _) in changes.items():
             self.store[key] = encoded  # last: see the module docstring
-        self.metrics.processed.labels("correlate").inc()
+        self.metrics.processed.labels("correlate").inc(len(batch))
 
     def _count(self, event: TrackEvent) -> None:
         metrics = self.metrics

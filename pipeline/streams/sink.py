@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Headers = list[tuple[str, bytes]]
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers | None = None
+    partition: int | None = None
+
+
 class Sink(Protocol):
+    async def send_all(self, records: Sequence[Record]) -> None:
+        """Send records in order; return once the broker acknowledged every one."""
+
     async def send(
         self,
         topic: str,
@@ -34,6 +48,18 @@ class FaustSink:
 
     topics: dict[str, Any]
 
+    async def send_all(self, records: Sequence[Record]) -> None:
+        # Enqueue in order (the producer keeps per-partition order), then wait for all
+        # acknowledgements together: one round trip for a batch, not one per record.
+        pending = [
+            await self.topics[r.topic].send(
+                key=r.key, value=r.value, headers=r.headers, partition=r.partition, force=True
+            )
+            for r in records
+        ]
+        if pending:
+            await asyncio.gather(*pending)
+
     async def send(
         self,
         topic: str,
@@ -42,10 +68,7 @@ class FaustSink:
         headers: Headers | None = None,
         partition: int | None = None,
     ) -> None:
-        pending = await self.topics[topic].send(
-            key=key, value=value, headers=headers, partition=partition, force=True
-        )
-        await pending
+        await self.send_all([Record(topic, key, value, headers, partition)])
 
 
 @dataclass
@@ -56,6 +79,12 @@ class RecordingSink:
     partitions: dict[str, list[int | None]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # topics in the order sent
 
+    async def send_all(self, records: Sequence[Record]) -> None:
+        for r in records:
+            self.sent.setdefault(r.topic, []).append((r.key, r.value, list(r.headers or [])))
+            self.partitions.setdefault(r.topic, []).append(r.partition)
+            self.order.append(r.topic)
+
     async def send(
         self,
         topic: str,
@@ -64,6 +93,4 @@ class RecordingSink:
         headers: Headers | None = None,
         partition: int | None = None,
     ) -> None:
-        self.sent.setdefault(topic, []).append((key, value, list(headers or [])))
-        self.partitions.setdefault(topic, []).append(partition)
-        self.order.append(topic)
+        await self.send_all([Record(topic, key, value, headers, partition)])

@@ -6,7 +6,7 @@ came from (``mailbox``, ``folder``, ``internal-date``: see ``agents.records``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +17,7 @@ from pipeline.core.parse import Limits
 from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
-from pipeline.streams.sink import Headers, Sink
+from pipeline.streams.sink import Headers, Record, Sink
 
 
 @dataclass
@@ -30,32 +30,43 @@ class Verifier:
     async def handle(
         self, key: bytes | None, raw: bytes | None, headers: Mapping[str, bytes]
     ) -> None:
+        await self.sink.send_all(self.plan(key, raw, headers))
+
+    async def handle_batch(
+        self, batch: Sequence[tuple[bytes | None, bytes | None, Mapping[str, bytes]]]
+    ) -> None:
+        """Verify a batch; return once every resulting record is acknowledged."""
+        await self.sink.send_all([r for item in batch for r in self.plan(*item)])
+
+    def plan(
+        self, key: bytes | None, raw: bytes | None, headers: Mapping[str, bytes]
+    ) -> list[Record]:
+        """The records one raw message leads to (none for mail that is ignored)."""
+        self.metrics.processed.labels("verify").inc()
         mailbox = _text(headers.get("mailbox")) or _text(key)
         folder = _text(headers.get("folder")) or "INBOX"
         if not mailbox or raw is None:
-            await self._dead_letter(key, raw or b"", headers, "no-mailbox-or-value")
-            return
+            return [self._dead_letter(key, raw or b"", headers, "no-mailbox-or-value")]
         examined = examine(
             raw, self.trust, Limits(max_message_bytes=self.settings.max_message_bytes)
         )
         received = _date(_text(headers.get("internal-date")))
         outcome = observe_message(examined, mailbox, folder, received)
         if isinstance(outcome, Unroutable):
-            await self._dead_letter(key, raw, headers, outcome.reason)
-        elif isinstance(outcome, Ignored):
+            return [self._dead_letter(key, raw, headers, outcome.reason)]
+        if isinstance(outcome, Ignored):
             self.metrics.ignored.labels(outcome.reason).inc()
-        else:
-            value = dumps(observation_to_dict(outcome))
-            await self.sink.send(self.settings.receipts_topic, outcome.key.encode(), value)
-        self.metrics.processed.labels("verify").inc()
+            return []
+        value = dumps(observation_to_dict(outcome))
+        return [Record(self.settings.receipts_topic, outcome.key.encode(), value)]
 
-    async def _dead_letter(
+    def _dead_letter(
         self, key: bytes | None, raw: bytes, headers: Mapping[str, bytes], reason: str
-    ) -> None:
+    ) -> Record:
         out: Headers = [(name, value) for name, value in headers.items() if name != "reason"]
         out.append(("reason", reason.encode()))
-        await self.sink.send(self.settings.dlq_topic, key or b"", raw, out)
         self.metrics.dlq.labels(reason).inc()
+        return Record(self.settings.dlq_topic, key or b"", raw, out)
 
 
 def _text(value: bytes | str | None) -> str:

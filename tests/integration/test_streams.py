@@ -31,7 +31,6 @@ START = datetime(2024, 3, 1, 9, tzinfo=UTC)
 def worker_args(tmp_path: Path, *extra: str) -> tuple[str, ...]:
     return (
         "--trust", str(write_anchor(tmp_path)),
-        "--verify-concurrency", "1",  # keeps each mailbox's records in arrival order
         "--deadline-clock", "event",
         "--acceptance-timeout-seconds", "1e9",  # deadlines are covered by unit tests
         "--delivery-window-seconds", "1e9",

@@ -139,7 +139,7 @@ async def test_correlate_full_lifecycle(pipeline: Any) -> None:
     # the state change is written to the changelog, on the record's partition, after the
     # events and the message state were acknowledged
     changelog = p.table.changelog_topic.get_topic_name()
-    assert [key for key, _, _ in sink.sent[changelog]] == [KEY] * 3
+    assert {key for key, _, _ in sink.sent[changelog]} == {KEY}  # one per key and batch
     correlated = [t for t in sink.order if t != "pec.receipts"]
     for position, topic in enumerate(correlated):
         if topic == changelog:  # the last write for its record: nothing of it follows
