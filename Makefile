@@ -60,16 +60,17 @@ bench: venv
 	$(BIN)/python -m bench
 
 # Long fault runs (docs/reliability.md): the seeded chaos test with more traffic and fault
-# rounds, broker SIGKILLs on a durable local-S3 store (moto), and a 60 s broker outage.
-# Reproduce a run: make soak SOAK_SEED=<the seed it printed>.
+# rounds, a 60 s broker outage, the IMAP fault tests. SOAK_BROKER=kill also SIGKILLs the
+# broker on durable local-S3 storage (moto). Reproduce a run: make soak SOAK_SEED=<printed>.
 .PHONY: soak
 SOAK_SEED ?= $(shell date +%s)
 SOAK_MESSAGES ?= 400
 SOAK_ROUNDS ?= 24
+SOAK_BROKER ?= cut
 soak: venv system-deps
 	@$(BIN)/python -c 'import moto' 2>/dev/null || $(BIN)/python -m pip install -q 'moto[server]'
 	CHAOS_SEED=$(SOAK_SEED) CHAOS_MESSAGES=$(SOAK_MESSAGES) CHAOS_ROUNDS=$(SOAK_ROUNDS) \
-	CHAOS_BROKER=kill CHAOS_SETTLE_TIMEOUT=300 FAULT_BROKER_OUTAGE=60 \
+	CHAOS_BROKER=$(SOAK_BROKER) CHAOS_SETTLE_TIMEOUT=300 FAULT_BROKER_OUTAGE=60 \
 	  $(BIN)/pytest -q -s --timeout 3600 tests/integration/test_chaos.py \
 	  tests/integration/test_faults_broker.py tests/integration/test_faults_imap.py
 
