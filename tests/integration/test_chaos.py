@@ -235,7 +235,8 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
     password anywhere (logs, topics, /metrics)."""
     rng = random.Random(SEED)
     report = Report(SEED)
-    print(f"\nchaos seed {SEED} (reproduce: CHAOS_SEED={SEED} make soak)")
+    print(f"\nchaos seed {SEED} (reproduce: CHAOS_SEED={SEED} CHAOS_MESSAGES={MESSAGES} "
+          f"CHAOS_ROUNDS={ROUNDS} CHAOS_BROKER={BROKER_MODE} pytest {__file__})")  # fmt: skip
     items = generate_traffic(SEED, MESSAGES, 4, START)
     ids = sorted({item.mailbox for item in items})
     users = {box_id: n for n, box_id in enumerate(ids, start=1)}
