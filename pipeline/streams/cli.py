@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import logging
 import sys
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pipeline.settings import StreamSettings, from_environment
@@ -66,6 +68,28 @@ def settings_from(args: argparse.Namespace) -> StreamSettings:
     return dataclasses.replace(settings, **changes).validate()
 
 
+def _wait_for_broker(
+    settings: StreamSettings,
+    ensure: Callable[[StreamSettings], Coroutine[Any, Any, list[str]]],
+    errors: type[Exception],
+) -> list[str]:
+    """Create the topics, retrying with backoff while the broker is unreachable: a worker
+    started before Kafka (or during an outage) waits for it, as the agent does."""
+    delay = 1.0
+    while True:
+        try:
+            return asyncio.run(ensure(settings))
+        except errors as exc:
+            print(
+                f"pectrack worker: broker {settings.broker} unreachable ({exc}); "
+                f"retrying in {delay:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 def run(args: argparse.Namespace) -> int:
     import faust  # noqa: PLC0415 - heavy import, only for this subcommand
     from aiokafka.errors import KafkaError  # noqa: PLC0415
@@ -81,11 +105,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TrustStoreError) as exc:
         print(f"pectrack worker: {exc}", file=sys.stderr)
         return 2
-    try:
-        created = asyncio.run(ensure_topics(settings))
-    except KafkaError as exc:
-        print(f"pectrack worker: broker {settings.broker}: {exc}", file=sys.stderr)
-        return 1
+    created = _wait_for_broker(settings, ensure_topics, KafkaError)
     if created:
         print(f"pectrack worker: created topics {', '.join(created)}", flush=True)
     if settings.metrics_port is not None:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.embedded import EmbeddedBroker
+from pipeline.embedded import EmbeddedBroker, free_port
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
 from tests.factories import write_anchor
 from tests.streams.oracle import EventShape, expected_events, final_states
@@ -245,3 +245,26 @@ async def test_deadline_timer_flags_overdue(broker: EmbeddedBroker, tmp_path: Pa
                     assert event["data"]["reason"] == "no-acceptance"
                     overdue.add(event["data"]["msgid"])
     assert overdue == {item.truth.msgid for item in items}
+
+
+async def test_worker_started_before_the_broker_waits_for_it(tmp_path: Path) -> None:
+    """A worker started before Kafka retries instead of exiting, then processes records."""
+    port = free_port()
+    worker = WorkerProcess(
+        EmbeddedBroker(port=port), tmp_path / "w", *worker_args(tmp_path)
+    ).start()
+    try:
+        await asyncio.sleep(3)
+        assert worker.proc is not None
+        assert worker.proc.poll() is None  # still waiting, not exited
+        with EmbeddedBroker(port=port) as broker:
+            items = generate_traffic(9, 10, 2, START)
+            await produce_traffic(broker.bootstrap, items)
+            want = expected_events(items)
+            events = await settle(
+                broker.bootstrap, "pec.state-changes", expected=sum(want.values()), timeout=120
+            )
+            assert_matches_oracle(items, events, await latest_states(broker.bootstrap))
+        assert "unreachable" in worker.log.read_text(errors="replace")
+    finally:
+        worker.stop()
