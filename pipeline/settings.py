@@ -28,8 +28,9 @@ class StreamSettings:
     dlq_topic: str = "pec.dlq"
     table_name: str = "pectrack-messages"
     # Records handled together: one wait for all their acknowledgements instead of one
-    # per record. ``batch_seconds`` bounds how long a partial batch waits.
-    batch_size: int = 200
+    # per record; ``batch_seconds`` bounds how long a partial batch waits. Opt-in (see
+    # ``pipeline.streams.app._batches``): 1 processes record by record.
+    batch_size: int = 1
     batch_seconds: float = 0.02
     trust: str | None = None  # PEM file or directory; None: the bundled AgID CA1
     acceptance_timeout_seconds: float = 1800.0

@@ -23,7 +23,7 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("state_changes_topic", "output: one event per transition"),
     ("message_state_topic", "output (compacted): latest state per message"),
     ("dlq_topic", "output: unroutable input"),
-    ("batch_size", "records handled (and acknowledged) together"),
+    ("batch_size", "records handled (and acknowledged) together; >1 is experimental"),
     ("batch_seconds", "longest wait to fill a batch"),
     ("trust", "trust anchors: PEM file or directory (default: bundled AgID CA1)"),
     ("acceptance_timeout_seconds", "no acceptance after this long: overdue"),

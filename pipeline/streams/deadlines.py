@@ -17,7 +17,7 @@ from pipeline.core.tracker import Deadlines, overdue_flags
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.correlate import EventClock, summarize
-from pipeline.streams.sink import Sink
+from pipeline.streams.sink import Record, Sink
 
 
 @dataclass
@@ -33,17 +33,22 @@ class DeadlineScanner:
         now = self.clock.now()
         deadlines = Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
         values = [tracked_from_dict(loads(value)) for value in list(self.table.values())]
-        requested = 0
-        if now is not None:
-            for tracked in values:
-                if overdue_flags(tracked, now, deadlines) - tracked.overdue:
-                    check = DeadlineCheck(tracked.key, tracked.mailbox, tracked.message.msgid, now)
-                    await self.sink.send(
-                        self.settings.receipts_topic,
-                        tracked.key.encode(),
-                        dumps(observation_to_dict(check)),
-                    )
-                    requested += 1
+        checks = [
+            DeadlineCheck(tracked.key, tracked.mailbox, tracked.message.msgid, now)
+            for tracked in values
+            if now is not None and overdue_flags(tracked, now, deadlines) - tracked.overdue
+        ]
+        await self.sink.send_all(
+            [
+                Record(
+                    self.settings.receipts_topic,
+                    check.key.encode(),
+                    dumps(observation_to_dict(check)),
+                )
+                for check in checks
+            ]
+        )
+        requested = len(checks)
         inflight, overdue, orphans = summarize(values)
         self.metrics.inflight.set(inflight)
         self.metrics.overdue.set(overdue)

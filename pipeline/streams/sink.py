@@ -23,16 +23,6 @@ class Sink(Protocol):
     async def send_all(self, records: Sequence[Record]) -> None:
         """Send records in order; return once the broker acknowledged every one."""
 
-    async def send(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        headers: Headers | None = None,
-        partition: int | None = None,
-    ) -> None:
-        """Send one record and return once the broker has acknowledged it."""
-
 
 @dataclass
 class FaustSink:
@@ -60,16 +50,6 @@ class FaustSink:
         if pending:
             await asyncio.gather(*pending)
 
-    async def send(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        headers: Headers | None = None,
-        partition: int | None = None,
-    ) -> None:
-        await self.send_all([Record(topic, key, value, headers, partition)])
-
 
 @dataclass
 class RecordingSink:
@@ -84,13 +64,3 @@ class RecordingSink:
             self.sent.setdefault(r.topic, []).append((r.key, r.value, list(r.headers or [])))
             self.partitions.setdefault(r.topic, []).append(r.partition)
             self.order.append(r.topic)
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        headers: Headers | None = None,
-        partition: int | None = None,
-    ) -> None:
-        await self.send_all([Record(topic, key, value, headers, partition)])
