@@ -161,7 +161,8 @@ class EmbeddedBroker:
 
     ``start()`` returns once the port accepts connections; ``stop()`` sends SIGTERM;
     ``kill()`` sends SIGKILL (with memory storage every record is then lost). The port is
-    kept across restarts so clients can reconnect.
+    kept across restarts so clients can reconnect. ``listen_port`` (default: ``port``) is
+    where the process listens while ``port`` is what it advertises, for a proxy in between.
     """
 
     def __init__(
@@ -171,9 +172,11 @@ class EmbeddedBroker:
         s3: LocalS3 | None = None,
         log_path: Path | None = None,
         binary: Path | None = None,
+        listen_port: int | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.listen_port = listen_port or self.port
         self._s3 = s3
         self._binary = binary
         self._process = _Process(log_path)
@@ -197,15 +200,17 @@ class EmbeddedBroker:
         if self.running:
             return self
         binary = self._binary or find_broker_binary()
-        url = f"tcp://{self.host}:{self.port}"
-        argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        listen = f"tcp://{self.host}:{self.listen_port}"
+        advertised = f"tcp://{self.host}:{self.port}"
+        argv = [str(binary), "broker", "--listener-url", listen,
+                "--advertised-listener-url", advertised]  # fmt: skip
         env = {**os.environ}
         if self._s3 is not None:
             argv += ["--storage-engine", f"s3://{self._s3.bucket}/"]
             env.update(self._s3.broker_env())
         proc = self._process.spawn(argv, env)
         try:
-            wait_for_port(self.host, self.port, timeout, proc)
+            wait_for_port(self.host, self.listen_port, timeout, proc)
         except BrokerError:
             self._process.stop(signal.SIGKILL, 5.0)
             raise

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
@@ -29,12 +27,9 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from pipeline.embedded import (
-    BrokerError,
     EmbeddedBroker,
     LocalS3,
-    find_broker_binary,
     free_port,
-    wait_for_port,
 )
 
 __all__ = ["ProxiedBroker", "TcpProxy"]
@@ -167,27 +162,11 @@ class ProxiedBroker(EmbeddedBroker):
     """
 
     def __init__(self, *, s3: LocalS3 | None = None, log_path: Path | None = None) -> None:
-        super().__init__(s3=s3, log_path=log_path)
-        self.listen_port = free_port()
+        super().__init__(s3=s3, log_path=log_path, listen_port=free_port())
         self.proxy = TcpProxy(self.host, self.listen_port, port=self.port)
 
     def start(self, timeout: float = 20.0) -> Self:
-        if self.running:
-            return self
-        listen = f"tcp://{self.host}:{self.listen_port}"
-        advertised = f"tcp://{self.host}:{self.port}"
-        argv = [str(find_broker_binary()), "broker", "--listener-url", listen,
-                "--advertised-listener-url", advertised]  # fmt: skip
-        env = {**os.environ}
-        if self._s3 is not None:
-            argv += ["--storage-engine", f"s3://{self._s3.bucket}/"]
-            env.update(self._s3.broker_env())
-        proc = self._process.spawn(argv, env)
-        try:
-            wait_for_port(self.host, self.listen_port, timeout, proc)
-        except BrokerError:
-            self._process.stop(signal.SIGKILL, 5.0)
-            raise
+        super().start(timeout)
         if not self.proxy.started:
             self.proxy.start()
         return self
