@@ -118,10 +118,11 @@ class MailboxWorker:
             try:
                 async with self.ctx.connecting:
                     session = await self.ctx.open_session(self.box, self.ctx.limits.command_timeout)
-                self._up(True)
+                self.metrics.connected.inc()
                 self.folders = await self._resolve_folders(session)
                 async with self.ctx.active:
                     await self._sync_all(session)
+                self._up(True)  # up = every folder synced, not merely logged in
                 attempt = 0
                 await self._watch(session)
             except (ImapError, PublishError) as exc:
@@ -135,13 +136,13 @@ class MailboxWorker:
             finally:
                 if session is not None:
                     self._up(False)
+                    self.metrics.connected.dec()
                     await session.close()
             if not self.ctx.stop.is_set() and attempt:
                 await self._sleep(self.backoff.delay(attempt - 1, self._rand.random))
 
     def _up(self, up: bool) -> None:
         self.metrics.mailbox_up.labels(self.box.id).set(1 if up else 0)
-        self.metrics.connected.inc() if up else self.metrics.connected.dec()
 
     def _failed(self, exc: ImapError | PublishError, attempt: int) -> None:
         if isinstance(exc, ImapError):

@@ -15,7 +15,7 @@ Ingest (``agents/``)::
     pectrack_ingest_publish_errors_total
     pectrack_ingest_mailboxes                   mailboxes this process owns
     pectrack_imap_connected_mailboxes
-    pectrack_imap_mailbox_up{mailbox}           1 while logged in, 0 while failing
+    pectrack_imap_mailbox_up{mailbox}           1 once every folder synced, 0 while failing
     pectrack_ingest_last_sync_timestamp_seconds{mailbox}
     pectrack_ingest_cursor_lag_messages{mailbox,folder}   newest UID on server - last published
 """
@@ -82,7 +82,7 @@ class IngestMetrics:
         )
         self.mailbox_up = Gauge(
             "pectrack_imap_mailbox_up",
-            "1 while the mailbox is logged in, 0 while it is failing or reconnecting.",
+            "1 once the mailbox synced every folder, 0 while failing or reconnecting.",
             ["mailbox"],
             registry=registry,
         )

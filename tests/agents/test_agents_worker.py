@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.config import KafkaSettings, Limits, MailboxConfig, Secret, TlsMode
 from agents.cursor import FolderCursor, FolderStatus
-from agents.imap.session import ImapParserError
+from agents.imap.session import ImapParserError, ImapProtocolError
 from agents.ingest import MailboxWorker, Session, WorkerContext
 from agents.publish import PublishError, RecordsRejectedError
 from agents.records import FetchedMessage, OutRecord
@@ -28,6 +28,8 @@ BOX = MailboxConfig(
     folders=("INBOX",),
 )
 
+UP = "pectrack_imap_mailbox_up"
+
 
 @dataclass
 class FakeServer:
@@ -38,6 +40,9 @@ class FakeServer:
     fail_fetch_over: int | None = None  # RecursionError-like failure above this batch size
     fetch_sizes: list[int] = field(default_factory=list)
     vanished: set[int] = field(default_factory=set)  # listed by SEARCH, expunged before FETCH
+    failed_selects: int = 0  # this many SELECTs answer NO, then the folder opens
+    up_at_select: list[float | None] = field(default_factory=list)
+    registry: CollectorRegistry | None = None
 
 
 class FakeSession:
@@ -51,6 +56,12 @@ class FakeSession:
         return True
 
     async def select(self, folder: str) -> FolderStatus:
+        if self.server.registry is not None:
+            up = self.server.registry.get_sample_value(UP, {"mailbox": "m1"})
+            self.server.up_at_select.append(up)
+        if self.server.failed_selects:
+            self.server.failed_selects -= 1
+            raise ImapProtocolError("NO cannot open the folder")
         self.selected = folder
         top = max(set(self.server.messages) | self.server.vanished, default=0)
         return FolderStatus(self.server.uidvalidity, top + 1, len(self.server.messages))
@@ -119,7 +130,7 @@ async def run_worker(
     server: FakeServer, kafka: FakeKafka, folders: tuple[str, ...] = ("INBOX",), **limits: int
 ) -> CollectorRegistry:
     stop = asyncio.Event()
-    registry = CollectorRegistry()
+    registry = server.registry or CollectorRegistry()
     metrics = IngestMetrics(registry)
 
     async def open_session(box: MailboxConfig, timeout: float) -> Session:
@@ -235,3 +246,15 @@ async def test_special_use_folder_is_resolved_at_login() -> None:
     kafka = FakeKafka()
     await run_worker(server, kafka, folders=("INBOX", "\\Sent"))
     assert set(kafka.cursors) == {("m1", "INBOX"), ("m1", "Posta inviata")}
+
+
+async def test_mailbox_that_logs_in_but_cannot_open_a_folder_is_never_up() -> None:
+    """Up means synced: logins that fail on SELECT keep the gauge at 0 between retries."""
+    registry = CollectorRegistry()
+    server = FakeServer({1: b"a"}, failed_selects=3, registry=registry)
+    kafka = FakeKafka()
+    await run_worker(server, kafka)
+    assert server.up_at_select[:4] == [0.0, 0.0, 0.0, 0.0]
+    assert registry.get_sample_value("pectrack_imap_errors_total", {"kind": "protocol"}) == 3
+    assert kafka.cursors[("m1", "INBOX")].last_uid == 1
+    assert registry.get_sample_value("pectrack_imap_connected_mailboxes") == 0

@@ -63,7 +63,7 @@ async def test_broker_outage_agent_and_worker_recover_without_help(
             dovecot.append(user, "Sent", make_sent_copy(msgid=after).raw)
             dovecot.append(user, "INBOX", make_pec(Kind.ACCETTAZIONE, msgid=after).raw)
             # a batch fails once aiokafka's 30 s request timeout expires; the mailbox then
-            # backs off (down), reconnects to IMAP (up) and blocks on Kafka again
+            # backs off (down), reconnects to IMAP and blocks on Kafka again
             seen_down = False
             while (elapsed := time.monotonic() - down_at) < OUTAGE + 25:
                 await asyncio.sleep(0.01)
