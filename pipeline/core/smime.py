@@ -12,12 +12,14 @@ the CRLF-canonicalised bytes of its first part. Checked in order:
    address the message comes from (``From: posta-certificata@pec.aruba.it``).
 
 The signing time and the trust store are arguments: nothing here reads a clock.
-asn1crypto stays lazy: only the fields below are decoded.
+The CMS is read by :mod:`pipeline.core.der` when it has the usual shape, else by
+asn1crypto (lazily: only the fields below are decoded); both give the same report.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
@@ -30,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from pipeline.core.der import SignedDataFields, read_signed_data
 from pipeline.core.mime import canonical_crlf
 from pipeline.core.model import Defect, Integrity, SignatureReport, Trust
 from pipeline.core.parse import DEFAULT_LIMITS, Layout, Limits, read_layout
@@ -79,6 +82,55 @@ def verify_layout(
 def _verify_cms(
     layout: Layout, trust: TrustStore, fallback_time: datetime | None
 ) -> SignatureReport:
+    """The DER fast path when it understands the blob, else asn1crypto: one outcome."""
+    assert layout.signature is not None
+    fields = read_signed_data(layout.signature)
+    if fields is not None:
+        try:
+            return _verify_fields(fields, layout, trust, fallback_time)
+        except _ASN1_ERRORS:
+            pass  # the asn1crypto path meets the same error and reports it
+    return _verify_asn1(layout, trust, fallback_time)
+
+
+def _verify_fields(
+    fields: SignedDataFields, layout: Layout, trust: TrustStore, fallback_time: datetime | None
+) -> SignatureReport:
+    """:func:`_verify_asn1` over fields read by :mod:`pipeline.core.der`."""
+    assert layout.signed_content is not None
+    certificates = _load_certificates(fields.certificates)
+    signer = _find_by_issuer(fields.issuer, fields.serial, certificates)
+    if signer is None:
+        return _report(
+            Integrity.INVALID, Trust.UNKNOWN, reason="no-signer-certificate", digest=fields.digest
+        )
+    hash_type = _HASHES[fields.digest]
+    if fields.signed_attrs is not None:
+        digest_ok = _digest_matches(fields.digest, layout.signed_content, fields.message_digest)
+        to_verify: list[bytes] = [fields.signed_attrs]
+    else:
+        digest_ok = True
+        to_verify = list(_content_candidates(layout.signed_content))
+    signature_ok = any(
+        _signature_ok(signer, fields.signature, data, hash_type(), lambda: fields.pss)
+        for data in to_verify
+    )
+    integrity = Integrity.VALID if digest_ok and signature_ok else Integrity.INVALID
+    return _outcome(
+        signer,
+        certificates,
+        integrity,
+        signing_time=fields.signing_time,
+        digest_name=fields.digest,
+        layout=layout,
+        trust=trust,
+        fallback_time=fallback_time,
+    )
+
+
+def _verify_asn1(
+    layout: Layout, trust: TrustStore, fallback_time: datetime | None
+) -> SignatureReport:
     assert layout.signed_content is not None
     assert layout.signature is not None
     info = cms.ContentInfo.load(layout.signature)
@@ -99,24 +151,48 @@ def _verify_cms(
 
     signed_attrs = signer_info["signed_attrs"]
     signing_time = None
-    candidates = _content_candidates(layout.signed_content)
     if signed_attrs.contents:  # absent (asn1crypto Void) when the content is signed directly
         attrs = {attr["type"].native: attr["values"][0] for attr in signed_attrs}
         expected = attrs["message_digest"].native if "message_digest" in attrs else None
         if "signing_time" in attrs:
             signing_time = attrs["signing_time"].native
-        digest_ok = any(hashlib.new(digest_name, data).digest() == expected for data in candidates)
+        digest_ok = _digest_matches(digest_name, layout.signed_content, expected)
         to_verify = [b"\x31" + signed_attrs.dump()[1:]]  # signed as a SET, stored as [0]
     else:
         digest_ok = True
-        to_verify = list(candidates)
+        to_verify = list(_content_candidates(layout.signed_content))
     signature = signer_info["signature"].native
     algorithm = signer_info["signature_algorithm"]
     signature_ok = any(
-        _signature_ok(signer, signature, data, hash_type(), algorithm) for data in to_verify
+        _signature_ok(
+            signer, signature, data, hash_type(), lambda: algorithm.signature_algo == "rsassa_pss"
+        )
+        for data in to_verify
     )
     integrity = Integrity.VALID if digest_ok and signature_ok else Integrity.INVALID
+    return _outcome(
+        signer,
+        certificates,
+        integrity,
+        signing_time=signing_time,
+        digest_name=digest_name,
+        layout=layout,
+        trust=trust,
+        fallback_time=fallback_time,
+    )
 
+
+def _outcome(
+    signer: x509.Certificate,
+    certificates: tuple[x509.Certificate, ...],
+    integrity: Integrity,
+    *,
+    signing_time: datetime | None,
+    digest_name: str,
+    layout: Layout,
+    trust: TrustStore,
+    fallback_time: datetime | None,
+) -> SignatureReport:
     at = signing_time or fallback_time
     defects = _signer_defects(signer, layout)
     reason: str | None = "no-signing-time"
@@ -138,6 +214,21 @@ def _verify_cms(
     )
 
 
+def _digest_matches(digest_name: str, content: bytes, expected: bytes | None) -> bool:
+    """Does the messageDigest match the canonical form, or else the stored bytes?
+
+    The stored bytes are hashed first: mail fetched over IMAP is already CRLF, so the
+    canonical form is the same bytes and neither the bare-LF scan nor a rewrite of a
+    large body is needed. Same answer as trying :func:`_content_candidates` in turn.
+    """
+    if expected is None:
+        return False
+    if hashlib.new(digest_name, content).digest() == expected:
+        return True
+    canonical = canonical_crlf(content)
+    return canonical is not content and hashlib.new(digest_name, canonical).digest() == expected
+
+
 def _content_candidates(content: bytes) -> tuple[bytes, ...]:
     """The canonical CRLF form first; the stored bytes as a fallback for odd signers."""
     canonical = canonical_crlf(content)
@@ -149,12 +240,13 @@ def _signature_ok(
     signature: bytes,
     data: bytes,
     hash_algorithm: hashes.HashAlgorithm,
-    algorithm: cms.SignedDigestAlgorithm,
+    is_pss: Callable[[], bool],
 ) -> bool:
+    """``is_pss`` is asked only for an RSA key (asn1crypto may raise on an unknown OID)."""
     key = _public_key(signer)
     try:
         if isinstance(key, rsa.RSAPublicKey):
-            if algorithm.signature_algo == "rsassa_pss":
+            if is_pss():
                 pss = padding.PSS(padding.MGF1(hash_algorithm), padding.PSS.AUTO)
                 key.verify(signature, data, pss, hash_algorithm)
             else:
@@ -192,15 +284,7 @@ def _find_signer(
 ) -> x509.Certificate | None:
     if sid.name == "issuer_and_serial_number":
         serial = sid.chosen["serial_number"].native
-        issuer_der = sid.chosen["issuer"].dump()
-        return next(
-            (
-                cert
-                for cert in certificates
-                if cert.serial_number == serial and _issuer_der(cert) == issuer_der
-            ),
-            None,
-        )
+        return _find_by_issuer(sid.chosen["issuer"].dump(), serial, certificates)
     key_id = sid.chosen.native
     for cert in certificates:
         try:
@@ -210,6 +294,19 @@ def _find_signer(
         if ski.digest == key_id:
             return cert
     return None
+
+
+def _find_by_issuer(
+    issuer_der: bytes, serial: int, certificates: tuple[x509.Certificate, ...]
+) -> x509.Certificate | None:
+    return next(
+        (
+            cert
+            for cert in certificates
+            if cert.serial_number == serial and _issuer_der(cert) == issuer_der
+        ),
+        None,
+    )
 
 
 @lru_cache(maxsize=4096)
