@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -47,30 +47,60 @@ class Headers:
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One MIME entity: parsed headers and the raw, still-encoded body."""
+    """One MIME entity: parsed headers and where its raw, still-encoded body lies.
+
+    The body is a span of ``source`` (the whole message), not a copy: a 2 MB envelope
+    nests four entities deep, and slicing each level cost more than verifying it.
+    """
 
     headers: Headers
-    body: bytes
+    source: bytes = field(repr=False)
+    start: int
+    end: int
     header_overflow: bool = False
+    _content_type: tuple[str, dict[str, str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    @property
+    def body(self) -> bytes:
+        """The raw body as a new ``bytes`` (a copy: prefer :attr:`view` for large parts)."""
+        return self.source[self.start : self.end]
+
+    @property
+    def view(self) -> memoryview:
+        """The raw body without copying it."""
+        return memoryview(self.source)[self.start : self.end]
 
     @property
     def content_type(self) -> tuple[str, dict[str, str]]:
-        return parse_content_type(self.headers.get("content-type"))
+        """Parsed once per part: the layout reader and the daticert search both ask."""
+        parsed = self._content_type
+        if parsed is None:
+            parsed = parse_content_type(self.headers.get("content-type"))
+            object.__setattr__(self, "_content_type", parsed)  # a cache, not a change
+        return parsed
 
     def decoded(self, limit: int) -> bytes | None:
         """The body with its Content-Transfer-Encoding undone, or ``None`` if broken/oversize."""
-        return decode_body(self.body, self.headers.get("content-transfer-encoding"), limit)
+        return decode_body(self.view, self.headers.get("content-transfer-encoding"), limit)
 
 
 def split_entity(raw: bytes, *, max_header_bytes: int) -> Part:
     """Split ``raw`` into headers and body. Oversized header blocks are cut and flagged."""
-    match = _HEADER_END.search(raw, 0, max_header_bytes + 4)
+    return entity_at(raw, 0, len(raw), max_header_bytes=max_header_bytes)
+
+
+def entity_at(source: bytes, start: int, end: int, *, max_header_bytes: int) -> Part:
+    """:func:`split_entity` of ``source[start:end]``, without copying the body."""
+    match = _HEADER_END.search(source, start, min(end, start + max_header_bytes + 4))
     if match is None:
-        if len(raw) > max_header_bytes:
-            return Part(parse_headers(raw[:max_header_bytes]), b"", header_overflow=True)
+        if end - start > max_header_bytes:
+            headers = parse_headers(source[start : start + max_header_bytes])
+            return Part(headers, source, end, end, header_overflow=True)
         # Headers only, or a body without a blank line before it (a broken part).
-        return Part(parse_headers(raw), b"")
-    return Part(parse_headers(raw[: match.start()]), raw[match.end() :])
+        return Part(parse_headers(source[start:end]), source, end, end)
+    return Part(parse_headers(source[start : match.start()]), source, match.end(), end)
 
 
 def parse_headers(block: bytes, max_fields: int = 500) -> Headers:
@@ -101,20 +131,18 @@ def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
 
 
 def _split_params(text: str) -> list[str]:
+    """Split on the semicolons outside double quotes (an even number of quotes before)."""
     if '"' not in text:
         return [chunk for chunk in text.split(";") if chunk.strip()]
     chunks: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        if char == ";" and not quoted:
-            chunks.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    chunks.append("".join(current))
+    pending: str | None = None
+    for piece in text.split(";"):
+        pending = piece if pending is None else f"{pending};{piece}"
+        if pending.count('"') % 2 == 0:
+            chunks.append(pending)
+            pending = None
+    if pending is not None:
+        chunks.append(pending)
     return [chunk for chunk in chunks if chunk.strip()]
 
 
@@ -131,38 +159,47 @@ def split_multipart(body: bytes, boundary: str, max_parts: int) -> list[bytes] |
     part ends without it: these are the bytes a detached signature covers. ``None`` when
     the boundary never occurs or there are more than ``max_parts`` parts.
     """
+    spans = multipart_spans(body, 0, len(body), boundary, max_parts)
+    return None if spans is None else [body[start:end] for start, end in spans]
+
+
+def multipart_spans(
+    source: bytes, begin: int, end: int, boundary: str, max_parts: int
+) -> list[tuple[int, int]] | None:
+    """:func:`split_multipart` of ``source[begin:end]`` as ``(start, end)`` offsets."""
     if not boundary or len(boundary) > 200:
         return None
     # bytes.find rather than a regex: every message has its own boundary, and compiling
     # a pattern per message cost more than the rest of the parse.
     dash_boundary = b"--" + boundary.encode("utf-8", "surrogateescape")
-    parts: list[bytes] = []
+    spans: list[tuple[int, int]] = []
     start: int | None = None
-    position = 0
-    while (found := body.find(dash_boundary, position)) >= 0:
+    position = begin
+    while (found := source.find(dash_boundary, position, end)) >= 0:
         position = found + len(dash_boundary)
-        if found > 0 and body[found - 1] != 0x0A:  # not at the start of a line
+        if found > begin and source[found - 1] != 0x0A:  # not at the start of a line
             continue
-        closing = body.startswith(b"--", position)
-        eol = body.find(b"\n", position)
-        rest = body[position + (2 if closing else 0) : len(body) if eol < 0 else eol]
+        closing = source.startswith(b"--", position, end)
+        eol = source.find(b"\n", position, end)
+        line_end = end if eol < 0 else eol
+        rest = source[position + (2 if closing else 0) : line_end]
         if rest.strip(b" \t\r"):  # "--boundaryX": a longer line, not a delimiter
             continue
         if start is not None:
-            cut = found - 1 if found >= 1 and body[found - 1] == 0x0A else found
-            if cut >= 1 and body[cut - 1] == 0x0D:
+            cut = found - 1 if found > begin and source[found - 1] == 0x0A else found
+            if cut > begin and source[cut - 1] == 0x0D:
                 cut -= 1
-            parts.append(body[start:cut])
-            if len(parts) > max_parts:
+            spans.append((start, max(start, cut)))
+            if len(spans) > max_parts:
                 return None
         if closing:  # what follows the close delimiter is the epilogue
-            return parts if start is not None else None
-        start = len(body) if eol < 0 else eol + 1
+            return spans if start is not None else None
+        start = end if eol < 0 else eol + 1
         position = start
     if start is None:
         return None
-    parts.append(body[start:])  # no close delimiter: keep what we have (a defect upstream)
-    return parts if len(parts) <= max_parts else None
+    spans.append((start, end))  # no close delimiter: keep what we have (a defect upstream)
+    return spans if len(spans) <= max_parts else None
 
 
 def canonical_crlf(data: bytes) -> bytes:
@@ -172,7 +209,7 @@ def canonical_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes | None:
+def decode_body(body: bytes | memoryview, encoding: str | None, limit: int) -> bytes | None:
     """Undo a Content-Transfer-Encoding; ``None`` if the result would pass ``limit`` bytes."""
     name = (encoding or "7bit").strip().lower()
     try:
@@ -185,7 +222,7 @@ def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes | None:
                 return None
             data = binascii.a2b_qp(body)
         else:
-            data = body
+            return bytes(body) if len(body) <= limit else None
     except (binascii.Error, ValueError):
         return None
     return data if len(data) <= limit else None

@@ -19,9 +19,10 @@ from pipeline.core.mime import (
     Headers,
     Part,
     decode_words,
+    entity_at,
+    multipart_spans,
     parse_content_type,
     split_entity,
-    split_multipart,
 )
 from pipeline.core.model import (
     Defect,
@@ -57,13 +58,14 @@ class Layout:
     """Where things are in a message: found once, shared by :func:`parse` and verification.
 
     ``signed_content`` is the first part of ``multipart/signed`` exactly as stored (not yet
-    CRLF-canonicalised); ``signature`` the decoded DER of ``smime.p7s``; ``children`` the
-    parts of the signed (or unsigned) ``multipart/mixed``.
+    CRLF-canonicalised; a view of the message's bytes, not a copy); ``signature`` the
+    decoded DER of ``smime.p7s``; ``children`` the parts of the signed (or unsigned)
+    ``multipart/mixed``.
     """
 
     headers: Headers
     signed: bool
-    signed_content: bytes | None
+    signed_content: memoryview | None
     signature: bytes | None
     children: tuple[Part, ...]
     defects: tuple[Defect, ...]
@@ -89,14 +91,14 @@ def read_layout(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Layout:
 
 
 def _read_signed(top: Part, boundary: str, limits: Limits, defects: list[Defect]) -> Layout:
-    raw_parts = split_multipart(top.body, boundary, limits.max_parts)
-    if not raw_parts:
+    source, max_header = top.source, limits.max_header_bytes
+    spans = multipart_spans(source, top.start, top.end, boundary, limits.max_parts)
+    if not spans:
         defects.append(Defect("mime-malformed", "multipart/signed without its boundary"))
         return Layout(top.headers, True, None, None, (), tuple(defects))
-    content_raw = raw_parts[0]
     signature = None
-    for raw_part in raw_parts[1:]:
-        part = split_entity(raw_part, max_header_bytes=limits.max_header_bytes)
+    for start, end in spans[1:]:
+        part = entity_at(source, start, end, max_header_bytes=max_header)
         if part.content_type[0] in SIGNATURE_TYPES:
             signature = part.decoded(limits.max_signature_bytes)
             if signature is None:
@@ -104,23 +106,28 @@ def _read_signed(top: Part, boundary: str, limits: Limits, defects: list[Defect]
             break
     else:
         defects.append(Defect("signature-part-missing", "multipart/signed without smime.p7s"))
-    content = split_entity(content_raw, max_header_bytes=limits.max_header_bytes)
+    content_start, content_end = spans[0]
+    content = entity_at(source, content_start, content_end, max_header_bytes=max_header)
     ctype, params = content.content_type
     if ctype.startswith("multipart/"):
         children = _children(content, params.get("boundary", ""), limits, defects)
     else:
         children = (content,)
-    return Layout(top.headers, True, content_raw, signature, children, tuple(defects))
+    signed_content = memoryview(source)[content_start:content_end]
+    return Layout(top.headers, True, signed_content, signature, children, tuple(defects))
 
 
 def _children(
     entity: Part, boundary: str, limits: Limits, defects: list[Defect]
 ) -> tuple[Part, ...]:
-    raw_parts = split_multipart(entity.body, boundary, limits.max_parts)
-    if raw_parts is None:
+    spans = multipart_spans(entity.source, entity.start, entity.end, boundary, limits.max_parts)
+    if spans is None:
         defects.append(Defect("mime-malformed", "multipart body without its boundary"))
         return ()
-    return tuple(split_entity(p, max_header_bytes=limits.max_header_bytes) for p in raw_parts)
+    max_header = limits.max_header_bytes
+    return tuple(
+        entity_at(entity.source, start, end, max_header_bytes=max_header) for start, end in spans
+    )
 
 
 def part_filename(part: Part) -> str:

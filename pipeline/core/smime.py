@@ -110,7 +110,7 @@ def _verify_fields(
         to_verify: list[bytes] = [fields.signed_attrs]
     else:
         digest_ok = True
-        to_verify = list(_content_candidates(layout.signed_content))
+        to_verify = list(_content_candidates(bytes(layout.signed_content)))
     signature_ok = any(
         _signature_ok(signer, fields.signature, data, hash_type(), lambda: fields.pss)
         for data in to_verify
@@ -160,7 +160,7 @@ def _verify_asn1(
         to_verify = [b"\x31" + signed_attrs.dump()[1:]]  # signed as a SET, stored as [0]
     else:
         digest_ok = True
-        to_verify = list(_content_candidates(layout.signed_content))
+        to_verify = list(_content_candidates(bytes(layout.signed_content)))
     signature = signer_info["signature"].native
     algorithm = signer_info["signature_algorithm"]
     signature_ok = any(
@@ -214,7 +214,7 @@ def _outcome(
     )
 
 
-def _digest_matches(digest_name: str, content: bytes, expected: bytes | None) -> bool:
+def _digest_matches(digest_name: str, content: memoryview, expected: bytes | None) -> bool:
     """Does the messageDigest match the canonical form, or else the stored bytes?
 
     The stored bytes are hashed first: mail fetched over IMAP is already CRLF, so the
@@ -225,8 +225,9 @@ def _digest_matches(digest_name: str, content: bytes, expected: bytes | None) ->
         return False
     if hashlib.new(digest_name, content).digest() == expected:
         return True
-    canonical = canonical_crlf(content)
-    return canonical is not content and hashlib.new(digest_name, canonical).digest() == expected
+    stored = bytes(content)
+    canonical = canonical_crlf(stored)
+    return canonical is not stored and hashlib.new(digest_name, canonical).digest() == expected
 
 
 def _content_candidates(content: bytes) -> tuple[bytes, ...]:

@@ -267,7 +267,7 @@ def test_pss_and_extra_attributes_give_the_same_report(pki: Pki, trust: TrustSto
     layout = LAYOUTS[0]  # the RSA provider
     assert layout.signed_content is not None
     identity = catalogue(pki)[0].signer
-    content = canonical_crlf(layout.signed_content)
+    content = canonical_crlf(bytes(layout.signed_content))
     cases = {"pss": _sign(identity, content, pss=True)}
     for size in range(300):
         blob = _sign(identity, content, extra=(_capabilities(size),))
