@@ -22,6 +22,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
+from functools import lru_cache
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -103,8 +104,26 @@ def entity_at(source: bytes, start: int, end: int, *, max_header_bytes: int) -> 
     return Part(parse_headers(source[start : match.start()]), source, match.end(), end)
 
 
+# Header blocks and Content-Type values that repeat from message to message (a provider's
+# daticert, text and smime.p7s part headers; their Content-Types) are parsed once. Only
+# short ones are kept, so hostile input can hold at most a few hundred KB here.
+_CACHED_CHARS = 256
+_CACHE_ENTRIES = 1024
+
+
 def parse_headers(block: bytes, max_fields: int = 500) -> Headers:
     """Unfold and split a header block; undecodable bytes survive as surrogates."""
+    if len(block) <= _CACHED_CHARS:
+        return _parse_short_headers(block, max_fields)
+    return _parse_headers(block, max_fields)
+
+
+@lru_cache(maxsize=_CACHE_ENTRIES)
+def _parse_short_headers(block: bytes, max_fields: int) -> Headers:
+    return _parse_headers(block, max_fields)  # Headers is immutable: safe to share
+
+
+def _parse_headers(block: bytes, max_fields: int) -> Headers:
     text = _FOLD.sub("", block.decode("utf-8", "surrogateescape"))
     fields: list[tuple[str, str]] = []
     for line in text.splitlines():
@@ -121,6 +140,20 @@ def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
     """``multipart/signed; boundary="b"`` -> (``"multipart/signed"``, ``{"boundary": "b"}``)."""
     if not value:
         return "text/plain", {}
+    if len(value) <= _CACHED_CHARS:
+        ctype, items = _parse_short_content_type(value)
+        return ctype, dict(items)  # a fresh dict: callers may keep or change theirs
+    ctype, params = _parse_content_type(value)
+    return ctype, params
+
+
+@lru_cache(maxsize=_CACHE_ENTRIES)
+def _parse_short_content_type(value: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    ctype, params = _parse_content_type(value)
+    return ctype, tuple(params.items())
+
+
+def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     head, _, rest = value.partition(";")
     params: dict[str, str] = {}
     for chunk in _split_params(rest):

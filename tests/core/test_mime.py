@@ -200,3 +200,18 @@ def test_spans_inside_a_larger_buffer_match_the_copy(
     assert (None if spans is None else [source[s:e] for s, e in spans]) == parts
     if spans is not None:
         assert all(len(head) <= s <= e <= len(head) + len(body) for s, e in spans)
+
+
+def test_short_header_blocks_and_content_types_are_cached_safely() -> None:
+    """Repeated short blocks share one parse; long ones are not kept; dicts stay private."""
+    short = (
+        b'Content-Type: application/xml; name="daticert.xml"\r\nContent-Transfer-Encoding: base64'
+    )
+    assert parse_headers(short) is parse_headers(short)
+    long = short + b"\r\nX-Padding: " + b"p" * 300
+    assert parse_headers(long) == parse_headers(long)
+    assert parse_headers(long) is not parse_headers(long)
+    value = 'application/xml; name="daticert.xml"'
+    first = parse_content_type(value)[1]
+    first["name"] = "changed"
+    assert parse_content_type(value) == ("application/xml", {"name": "daticert.xml"})
