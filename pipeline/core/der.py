@@ -63,6 +63,9 @@ class Tlv(NamedTuple):
         return self.body - self.start > 2 and (self.end - self.body) & 0xFF == 0x80
 
 
+_new_tlv = tuple.__new__
+
+
 def encode_oid(dotted: str) -> bytes:
     """``"1.2.840.113549.1.7.2"`` -> the contents octets of that OBJECT IDENTIFIER."""
     arcs = [int(arc) for arc in dotted.split(".")]
@@ -79,13 +82,11 @@ def encode_oid(dotted: str) -> bytes:
 
 def read_tlv(data: bytes, offset: int, limit: int) -> Tlv:
     """The element starting at ``offset``; it must end at or before ``limit``."""
-    if not 0 <= offset < limit <= len(data):
-        raise DerError(f"no element at {offset}")
+    if offset < 0 or offset + 2 > limit or limit > len(data):
+        raise DerError(f"no complete header at {offset}")
     tag = data[offset]
     if tag & 0x1F == 0x1F:
         raise DerError("high tag numbers are not used by the fields read here")
-    if offset + 1 >= limit:
-        raise DerError("truncated header")
     first = data[offset + 1]
     body = offset + 2
     if first < 0x80:
@@ -103,7 +104,7 @@ def read_tlv(data: bytes, offset: int, limit: int) -> Tlv:
     end = body + length
     if end > limit:
         raise DerError(f"length {length} at {offset} runs past its container")
-    return Tlv(tag, offset, body, end)
+    return _new_tlv(Tlv, (tag, offset, body, end))  # Tlv(...) without its Python __new__
 
 
 def children(data: bytes, parent: Tlv, depth: int) -> list[Tlv]:
@@ -113,9 +114,9 @@ def children(data: bytes, parent: Tlv, depth: int) -> list[Tlv]:
     if not parent.tag & 0x20:
         raise DerError("a primitive element has no children")
     found = []
-    offset = parent.body
-    while offset < parent.end:
-        element = read_tlv(data, offset, parent.end)
+    offset, end = parent.body, parent.end
+    while offset < end:
+        element = read_tlv(data, offset, end)
         found.append(element)
         offset = element.end
     return found
