@@ -42,6 +42,13 @@ def _fingerprint(cert: x509.Certificate) -> bytes:
     return cert.fingerprint(_SHA256)
 
 
+def chain_fingerprints(
+    signer: x509.Certificate, others: tuple[x509.Certificate, ...]
+) -> tuple[bytes, ...]:
+    """The key :meth:`TrustStore.evaluate` caches a verified path under."""
+    return (_fingerprint(signer), *(_fingerprint(c) for c in others))
+
+
 def load_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
     """Every certificate in PEM bytes (several allowed) or one DER certificate."""
     if b"-----BEGIN" in data:
@@ -111,10 +118,16 @@ class TrustStore:
         signer: x509.Certificate,
         others: tuple[x509.Certificate, ...],
         at: datetime,
+        *,
+        fingerprints: tuple[bytes, ...] | None = None,
     ) -> TrustDecision:
         """Chain ``signer`` (via ``others`` from the CMS and the store's intermediates)
-        to an anchor key, then check every non-anchor certificate is valid ``at``."""
-        key = (_fingerprint(signer), *(_fingerprint(c) for c in others))
+        to an anchor key, then check every non-anchor certificate is valid ``at``.
+
+        ``fingerprints`` is :func:`chain_fingerprints` of the same certificates, for a
+        caller that keeps it (hashing a certificate object costs more than this lookup).
+        """
+        key = fingerprints if fingerprints is not None else chain_fingerprints(signer, others)
         path_or_reason = self._paths.get(key)
         if path_or_reason is None:
             path_or_reason = self._build_path(signer, others)

@@ -232,3 +232,17 @@ def test_provider_domain_match() -> None:
     assert not same_provider_domain("pec.altrogestore.it", "pec.aruba.it")
     assert not same_provider_domain("aruba.it", "notaruba.it")
     assert not same_provider_domain("it", "aruba.it")
+
+
+def test_trust_key_given_or_computed_is_the_same(pki: Pki, trust: TrustStore) -> None:
+    """evaluate() with the caller's chain fingerprints decides as it does without them."""
+    from pipeline.core.trust import chain_fingerprints  # noqa: PLC0415
+
+    signer = pki.signer("ARUBA PEC S.p.A.", "pec.aruba.it").certificate
+    for at in (AT, datetime(2100, 1, 1, tzinfo=UTC)):
+        given = trust.evaluate(signer, (), at, fingerprints=chain_fingerprints(signer, ()))
+        assert given == trust.evaluate(signer, (), at)
+    assert trust.evaluate(signer, (), AT).trusted
+    assert trust.evaluate(signer, (), datetime(2100, 1, 1, tzinfo=UTC)).reason == (
+        "expired-at-signing-time"
+    )
