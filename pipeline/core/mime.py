@@ -94,14 +94,41 @@ def split_entity(raw: bytes, *, max_header_bytes: int) -> Part:
 
 def entity_at(source: bytes, start: int, end: int, *, max_header_bytes: int) -> Part:
     """:func:`split_entity` of ``source[start:end]``, without copying the body."""
-    match = _HEADER_END.search(source, start, min(end, start + max_header_bytes + 4))
-    if match is None:
+    blank = header_end(source, start, min(end, start + max_header_bytes + 4))
+    if blank is None:
         if end - start > max_header_bytes:
             headers = parse_headers(source[start : start + max_header_bytes])
             return Part(headers, source, end, end, header_overflow=True)
         # Headers only, or a body without a blank line before it (a broken part).
         return Part(parse_headers(source[start:end]), source, end, end)
-    return Part(parse_headers(source[start : match.start()]), source, match.end(), end)
+    return Part(parse_headers(source[start : blank[0]]), source, blank[1], end)
+
+
+def header_end(
+    source: bytes, start: int, endpos: int, window: int = 8192
+) -> tuple[int, int] | None:
+    """Where the first blank line (``\\r?\\n\\r?\\n``) in ``source[start:endpos]`` lies.
+
+    The same match as ``_HEADER_END.search(source, start, endpos)``, found with two
+    ``bytes.find`` over the first ``window`` bytes (where header blocks end) rather than
+    a regex stepping byte by byte; past the window, the regex.
+    """
+    limit = min(endpos, start + window)
+    lf = source.find(b"\n\n", start, limit)
+    crlf = source.find(b"\n\r\n", start, limit)
+    if lf < 0 and crlf < 0:
+        if limit == endpos:
+            return None
+        match = _HEADER_END.search(source, start, endpos)
+        return None if match is None else (match.start(), match.end())
+    # An earlier match would lie inside the window too, so the first found is the first.
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        newline, stop = crlf, crlf + 3
+    else:
+        newline, stop = lf, lf + 2
+    if newline > start and source[newline - 1] == 0x0D:  # the regex starts at that CR
+        return newline - 1, stop
+    return newline, stop
 
 
 # Header blocks and Content-Type values that repeat from message to message (a provider's

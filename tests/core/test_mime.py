@@ -12,6 +12,7 @@ from pipeline.core.mime import (
     decode_body,
     decode_words,
     entity_at,
+    header_end,
     multipart_spans,
     parse_content_type,
     parse_headers,
@@ -215,3 +216,20 @@ def test_short_header_blocks_and_content_types_are_cached_safely() -> None:
     first = parse_content_type(value)[1]
     first["name"] = "changed"
     assert parse_content_type(value) == ("application/xml", {"name": "daticert.xml"})
+
+
+@given(
+    st.binary(max_size=60).map(lambda b: bytes(b"\r\nxa"[x % 4] for x in b)),
+    st.integers(0, 70),
+    st.integers(0, 70),
+    st.integers(1, 12),
+)
+def test_header_end_matches_the_regex(data: bytes, start: int, endpos: int, window: int) -> None:
+    """Finding the blank line with bytes.find gives the regex's match, windowed or not."""
+    from pipeline.core.mime import _HEADER_END  # noqa: PLC0415 - the former way
+
+    start, endpos = min(start, len(data)), min(endpos, len(data))
+    match = _HEADER_END.search(data, start, endpos)
+    expected = None if match is None else (match.start(), match.end())
+    assert header_end(data, start, endpos, window) == expected
+    assert header_end(data, start, endpos) == expected
