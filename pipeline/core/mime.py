@@ -109,13 +109,22 @@ def header_end(
 ) -> tuple[int, int] | None:
     """Where the first blank line (``\\r?\\n\\r?\\n``) in ``source[start:endpos]`` lies.
 
-    The same match as ``_HEADER_END.search(source, start, endpos)``, found with two
-    ``bytes.find`` over the first ``window`` bytes (where header blocks end) rather than
-    a regex stepping byte by byte; past the window, the regex.
+    The same match as ``_HEADER_END.search(source, start, endpos)``, found with
+    ``bytes.find`` in the first ``window`` bytes (where header blocks end) rather than a
+    regex stepping byte by byte; past the window, the regex. The ending the mail uses
+    is searched first and the other only up to it: in CRLF mail an unbounded search
+    for LF LF would run to the end of the window.
     """
     limit = min(endpos, start + window)
-    lf = source.find(b"\n\n", start, limit)
-    crlf = source.find(b"\n\r\n", start, limit)
+    first = source.find(b"\n", start, limit)
+    if first < 0:
+        lf = crlf = -1
+    elif first > start and source[first - 1] == 0x0D:  # CRLF mail: CRLF CRLF ends it
+        crlf = source.find(b"\n\r\n", first, limit)
+        lf = source.find(b"\n\n", first, crlf + 2 if crlf >= 0 else limit)
+    else:  # LF mail; either order finds the first, the other search is only bounded
+        lf = source.find(b"\n\n", first, limit)
+        crlf = source.find(b"\n\r\n", first, lf + 2 if lf >= 0 else limit)
     if lf < 0 and crlf < 0:
         if limit == endpos:
             return None
