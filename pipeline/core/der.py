@@ -300,6 +300,9 @@ def _read_signer_info(blob: bytes, signer_info: Tlv, certificates: bytes) -> Sig
 
 def _algorithm(blob: bytes, element: Tlv) -> bytes:
     """An AlgorithmIdentifier's OID; its parameters (if any) are one element, not read."""
+    known = _ENCODED_ALGORITHMS.get(blob[element.start : element.end])
+    if known is not None:
+        return known
     found = children(blob, expect(element, SEQUENCE), 6)
     if not 1 <= len(found) <= 2:  # algorithm, parameters
         raise DerError("AlgorithmIdentifier has the wrong shape")
@@ -313,17 +316,65 @@ def _signed_attributes(blob: bytes, attrs: Tlv) -> tuple[bytes | None, datetime 
     message_digest: bytes | None = None
     signing_time: datetime | None = None
     for attr in children(blob, attrs, 6):
-        kind, values = _only(children(blob, expect(attr, SEQUENCE), 7), 2)
-        oid = blob[expect(kind, OID).body : kind.end]
-        first = children(blob, expect(values, SET), 8)[0]  # IndexError: none -> asn1crypto
-        if oid == _MESSAGE_DIGEST:
-            message_digest = blob[expect(first, OCTET_STRING).body : first.end]
-        elif oid == _SIGNING_TIME:
-            signing_time = read_time(blob, first)
-        elif oid == _CONTENT_TYPE:
-            expect(first, OID)
-        elif oid in _SEQUENCE_ATTRIBUTES:
-            expect(first, SEQUENCE)
+        for head, oid in _ATTRIBUTE_HEADS:  # the usual encodings, checked in one call each
+            if blob.startswith(head, attr.start):
+                value = attr.start + len(head)
+                if oid == _MESSAGE_DIGEST:
+                    message_digest = blob[value : attr.end]
+                elif oid == _SIGNING_TIME:
+                    signing_time = read_time(blob, Tlv(UTC_TIME, value - 2, value, attr.end))
+                break
         else:
-            raise DerError("signed attribute not read here")
+            message_digest, signing_time = _attribute(blob, attr, message_digest, signing_time)
     return message_digest, signing_time
+
+
+def _attribute(
+    blob: bytes, attr: Tlv, message_digest: bytes | None, signing_time: datetime | None
+) -> tuple[bytes | None, datetime | None]:
+    """One signed attribute read element by element: (messageDigest, signingTime)."""
+    kind, values = _only(children(blob, expect(attr, SEQUENCE), 7), 2)
+    oid = blob[expect(kind, OID).body : kind.end]
+    first = children(blob, expect(values, SET), 8)[0]  # IndexError: none -> asn1crypto
+    if oid == _MESSAGE_DIGEST:
+        message_digest = blob[expect(first, OCTET_STRING).body : first.end]
+    elif oid == _SIGNING_TIME:
+        signing_time = read_time(blob, first)
+    elif oid == _CONTENT_TYPE:
+        expect(first, OID)
+    elif oid in _SEQUENCE_ATTRIBUTES:
+        expect(first, SEQUENCE)
+    else:
+        raise DerError("signed attribute not read here")
+    return message_digest, signing_time
+
+
+def _attribute_head(oid: bytes, value_tag: int, value_length: int) -> bytes:
+    """``SEQUENCE { oid, SET { value } }`` up to the value's contents (short lengths)."""
+    kind = bytes((OID, len(oid))) + oid
+    values = bytes((SET, 2 + value_length, value_tag, value_length))
+    return bytes((SEQUENCE, len(kind) + len(values) + value_length)) + kind + values
+
+
+# Whole encodings that need no walking: each head fixes every tag and length up to the
+# value's contents, so a match reads exactly what _attribute() would. The contentType
+# value is any OID (it is not checked), a messageDigest is 20 or 32 bytes (SHA-1/256).
+_ATTRIBUTE_HEADS = (
+    (_attribute_head(_CONTENT_TYPE, OID, 9), _CONTENT_TYPE),
+    (_attribute_head(_SIGNING_TIME, UTC_TIME, 13), _SIGNING_TIME),
+    (_attribute_head(_MESSAGE_DIGEST, OCTET_STRING, 20), _MESSAGE_DIGEST),
+    (_attribute_head(_MESSAGE_DIGEST, OCTET_STRING, 32), _MESSAGE_DIGEST),
+)
+
+
+def _encoded_algorithms(oids: frozenset[bytes]) -> dict[bytes, bytes]:
+    """Each AlgorithmIdentifier as DER, without and with NULL parameters -> its OID."""
+    encoded = {}
+    for oid in oids:
+        kind = bytes((OID, len(oid))) + oid
+        encoded[bytes((SEQUENCE, len(kind))) + kind] = oid
+        encoded[bytes((SEQUENCE, len(kind) + 2)) + kind + bytes((NULL, 0))] = oid
+    return encoded
+
+
+_ENCODED_ALGORITHMS = _encoded_algorithms(frozenset(_DIGESTS) | _SIGNATURES)
