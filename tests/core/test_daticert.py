@@ -157,3 +157,35 @@ def test_never_raises_inside_a_field(text: str) -> None:
     head, tail = b"<postacert tipo='accettazione'><dati><msgid>", b"</msgid></dati></postacert>"
     dc, defects = parse_daticert(head + escaped + tail)
     assert dc is not None or defects
+
+
+_CHUNKY = st.lists(
+    st.sampled_from(
+        ["\n", "  ", "&amp;", "&#32;", "x", "<a>", "</a>", "<mittente>", "</mittente>", "é"]
+    ),
+    max_size=80,
+)
+
+
+@given(_CHUNKY, st.sampled_from(["intestazione", "dati"]))
+def test_direct_text_appends_read_what_the_capped_handler_reads(
+    pieces: list[str], section: str
+) -> None:
+    """Small documents let expat append text itself: the same result as the capped handler."""
+    from pipeline.core.daticert import _parse  # noqa: PLC0415 - the two text handlers
+
+    body = "".join(pieces).encode()
+    xml = b"<postacert tipo='accettazione'><" + section.encode() + b">" + body
+    xml += b"</" + section.encode() + b"><dati><msgid>" + body + b"</msgid></dati></postacert>"
+    assert _parse(xml, direct_text=True) == _parse(xml, direct_text=False)
+    assert parse_daticert(xml) == _parse(xml, direct_text=False)
+
+
+def test_chunk_cap_still_applies_to_large_documents() -> None:
+    """Over 4096 bytes the capped handler runs: 5000 space references keep 4096 chunks."""
+    spaces = b"&#32;" * 5000
+    xml = b"<postacert tipo='accettazione'><intestazione><mittente>" + spaces
+    xml += b"x</mittente></intestazione></postacert>"
+    dc, _ = parse_daticert(xml)
+    assert dc is not None
+    assert dc.mittente is None  # the cap kept only spaces; "x" came after it
