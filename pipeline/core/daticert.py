@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from xml.parsers import expat
 
 from pipeline.core.model import Defect
@@ -203,14 +204,30 @@ def _build(collector: _Collector) -> tuple[Daticert, tuple[Defect, ...]]:
 
 def parse_timestamp(giorno: str, ora: str, zona: str) -> datetime | None:
     """``13/11/2018`` ``16:39:27`` ``+0100`` -> an aware datetime; ``None`` if malformed."""
-    zone = _ZONE.match(zona.strip()) if zona else None
+    zone = _cached_zone(zona) if len(zona) <= _ZONE_CACHE_CHARS else _zone(zona)
+    if zone is None:
+        return None
     try:
-        if zone is None:
-            return None
-        sign = -1 if zone.group(1) == "-" else 1
-        offset = timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3)))
-        day, month, year = (int(x) for x in giorno.strip().split("/"))
-        hour, minute, second = (int(x) for x in ora.strip().split(":"))
-        return datetime(year, month, day, hour, minute, second, tzinfo=timezone(sign * offset))
+        day, month, year = map(int, giorno.strip().split("/"))
+        hour, minute, second = map(int, ora.strip().split(":"))
+        return datetime(year, month, day, hour, minute, second, tzinfo=zone)
     except (ValueError, OverflowError):
         return None
+
+
+_ZONE_CACHE_CHARS = 16  # "+0100", " +01:00 ": a provider uses one or two; others parse anew
+
+
+def _zone(zona: str) -> timezone | None:
+    """``+0100`` or ``-05:00`` -> a fixed offset; ``None`` if malformed or a day or more."""
+    zone = _ZONE.match(zona.strip()) if zona else None
+    if zone is None:
+        return None
+    sign = -1 if zone.group(1) == "-" else 1
+    try:
+        return timezone(sign * timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3))))
+    except (ValueError, OverflowError):
+        return None
+
+
+_cached_zone = lru_cache(maxsize=64)(_zone)

@@ -189,3 +189,32 @@ def test_chunk_cap_still_applies_to_large_documents() -> None:
     dc, _ = parse_daticert(xml)
     assert dc is not None
     assert dc.mittente is None  # the cap kept only spaces; "x" came after it
+
+
+def _parse_timestamp_uncached(giorno: str, ora: str, zona: str) -> datetime | None:
+    """The former parse_timestamp (a new timezone every call), the oracle below."""
+    import re  # noqa: PLC0415
+
+    zone = re.match(r"^([+-])(\d{2}):?(\d{2})$", zona.strip()) if zona else None
+    try:
+        if zone is None:
+            return None
+        sign = -1 if zone.group(1) == "-" else 1
+        offset = timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3)))
+        day, month, year = (int(x) for x in giorno.strip().split("/"))
+        hour, minute, second = (int(x) for x in ora.strip().split(":"))
+        return datetime(year, month, day, hour, minute, second, tzinfo=timezone(sign * offset))
+    except (ValueError, OverflowError):
+        return None
+
+
+@given(
+    st.from_regex(r"\A ?[0-9]{1,2}/[0-9]{1,2}/[0-9]{1,5} ?\Z") | st.text(max_size=12),
+    st.from_regex(r"\A[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}\Z") | st.text(max_size=10),
+    st.from_regex(r"\A ?[+-][0-9]{2}:?[0-9]{2} ?\Z") | st.text(max_size=20),
+)
+def test_cached_zones_read_like_before(giorno: str, ora: str, zona: str) -> None:
+    """Zones parsed once and shared: the same datetime (or None) as a fresh parse."""
+    got, expected = parse_timestamp(giorno, ora, zona), _parse_timestamp_uncached(giorno, ora, zona)
+    assert got == expected
+    assert repr(got) == repr(expected)  # the same wall time and offset, not only the instant
