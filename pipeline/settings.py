@@ -27,11 +27,11 @@ class StreamSettings:
     message_state_topic: str = "pec.message-state"
     dlq_topic: str = "pec.dlq"
     table_name: str = "pectrack-messages"
-    # Records handled together: one wait for all their acknowledgements instead of one
-    # per record; ``batch_seconds`` bounds how long a partial batch waits. Opt-in (see
-    # ``pipeline.streams.app._batches``): 1 processes record by record.
-    batch_size: int = 1
-    batch_seconds: float = 0.02
+    # Records already queued are handled together (at most ``batch_size``): one wait for
+    # all their acknowledgements instead of one per record; a batch never waits to fill
+    # (see ``pipeline.streams.batching``). 1 processes record by record.
+    batch_size: int = 200
+    batch_seconds: float = 0.5  # watchdog: a batch this old is handled whatever happens
     trust: str | None = None  # PEM file or directory; None: the bundled AgID CA1
     acceptance_timeout_seconds: float = 1800.0
     delivery_window_seconds: float = 86400.0

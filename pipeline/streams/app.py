@@ -6,13 +6,15 @@ workers with the same ``app_id`` form one consumer group and share the partition
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 from prometheus_client import CollectorRegistry
 
 from pipeline.codec import (
@@ -27,6 +29,7 @@ from pipeline.codec import (
 from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
+from pipeline.streams.batching import Batcher, Handler
 from pipeline.streams.correlate import Correlator, EventClock
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.sink import FaustSink, Record, Sink
@@ -47,6 +50,31 @@ class Pipeline:
     scanner: DeadlineScanner
 
 
+class _FlowControl(FlowControlEvent):
+    """Faust's flow control, except that resuming a flow that is already running keeps
+    what the queues hold.
+
+    Faust clears every stream queue on ``resume()``. After a rebalance it resumes flow to
+    read the changelogs, then resumes the stream partitions, seeks them to the committed
+    offsets and calls ``resume()`` again: records fetched between that seek and that
+    call were discarded while the fetch position had already moved past them, so they
+    were never handled nor committed — the partition lost them until the next restart
+    replayed them (seen in the two-worker SIGKILL test as missing events and a
+    committed offset stuck behind them). Clearing when flow was suspended is kept: those
+    records were fetched before the seek that follows every suspension.
+    """
+
+    def resume(self) -> None:
+        if not self.is_active():
+            super().resume()
+
+
+class _App(faust.App):
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return _FlowControl(loop=self.loop)
+
+
 def _wall() -> datetime:
     return datetime.now(UTC)
 
@@ -60,7 +88,7 @@ def build(
 ) -> Pipeline:
     """Create the app and register every processor. ``sink`` replaces Kafka in unit tests."""
     settings.validate()
-    app = faust.App(
+    app = _App(
         settings.app_id,
         broker=f"kafka://{settings.broker}",
         store="memory://",
@@ -151,20 +179,8 @@ def _lag(event: Any) -> float:
     return max(0.0, _wall().timestamp() - timestamp) if timestamp else 0.0
 
 
-async def _batches(stream: Any, settings: StreamSettings) -> AsyncIterator[list[Any]]:
-    """Events one at a time (``batch_size`` 1, the default), or in batches.
-
-    Batches (faust ``take_events``) tripled capacity in ``bench/e2e.py``, but a two-worker
-    run on the embedded broker stalled once after a worker was SIGKILLed (the survivor
-    took the partitions and then consumed nothing): until that is understood they are
-    opt-in. Either way each record's outputs are acknowledged before its table write.
-    """
-    if settings.batch_size == 1:
-        async for event in stream.events():
-            yield [event]
-    else:
-        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
-            yield list(events)
+def _batcher(app: faust.App, stream: Any, handler: Handler, settings: StreamSettings) -> Batcher:
+    return Batcher(app, stream, handler, settings.batch_size, settings.batch_seconds)
 
 
 def _register(p: Pipeline, sink: Sink) -> None:
@@ -175,16 +191,19 @@ def _register(p: Pipeline, sink: Sink) -> None:
         name="pectrack.verify",
     )
     async def verify(stream: Any) -> None:
-        async for events in _batches(stream, settings):
+        async def handle(events: Sequence[Any]) -> None:
             await p.verifier.handle_batch([(e.key, e.value, _headers(e)) for e in events])
             p.metrics.lag.labels("verify").set(_lag(events[-1]))
 
+        await _batcher(app, stream, handle, settings).run()
+
     @app.agent(p.topics[settings.receipts_topic], name="pectrack.correlate")
     async def correlate(stream: Any) -> None:
-        async for events in _batches(stream, settings):
-            batch = [(e.key, e.value, e.message.partition) for e in events]
-            await p.correlator.handle_batch(batch)
+        async def handle(events: Sequence[Any]) -> None:
+            await p.correlator.handle_batch([(e.key, e.value, e.message.partition) for e in events])
             p.metrics.lag.labels("correlate").set(_lag(events[-1]))
+
+        await _batcher(app, stream, handle, settings).run()
 
     @app.agent(p.topics[settings.submissions_topic], name="pectrack.register")
     async def register(stream: Any) -> None:
