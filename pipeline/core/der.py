@@ -228,7 +228,39 @@ def _only(found: list[Tlv], count: int) -> list[Tlv]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What the bytes of a signature up to its SignerInfo's digestAlgorithm say.
+
+    A provider's signatures share these bytes (headers with their lengths, the
+    certificates, the sid): the same bytes say the same, so they are read once per
+    provider (and length) and only the rest, which changes every message, is walked.
+    """
+
+    prefix: bytes  # blob[:tail]
+    certificates: bytes
+    issuer: bytes
+    serial: int
+    digest: str
+    tail: int  # where the SignerInfo's fields after digestAlgorithm start
+    end: int  # where the SignerInfo ends (the blob ends there too)
+
+
+_HEADS: dict[int, _Head] = {}  # by the blob's length; at most _MAX_HEADS
+_MAX_HEADS = 64
+
+
 def _read_content_info(blob: bytes) -> SignedDataFields:
+    head = _HEADS.get(len(blob))
+    if head is None or not blob.startswith(head.prefix):
+        head = _read_head(blob)
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[len(blob)] = head
+    return _read_tail(blob, head)
+
+
+def _read_head(blob: bytes) -> _Head:
     info = expect(read_tlv(blob, 0, len(blob)), SEQUENCE)
     if info.end != len(blob):
         raise DerError("bytes after the ContentInfo")
@@ -254,22 +286,33 @@ def _read_content_info(blob: bytes) -> SignedDataFields:
     if optional:
         raise DerError("unexpected SignedData field")
     (signer_info,) = _only(children(blob, expect(fields[-1], SET), 4), 1)
-    return _read_signer_info(blob, signer_info, certificates)
-
-
-def _read_signer_info(blob: bytes, signer_info: Tlv, certificates: bytes) -> SignedDataFields:
-    fields = children(blob, expect(signer_info, SEQUENCE), 5)
-    if not 5 <= len(fields) <= 7:
-        raise DerError("SignerInfo has the wrong number of fields")
-    expect(fields[0], INTEGER)
-    issuer, serial = _only(children(blob, expect(fields[1], SEQUENCE), 6), 2)
+    expect(signer_info, SEQUENCE)
+    version = expect(read_tlv(blob, signer_info.body, signer_info.end), INTEGER)
+    sid = expect(read_tlv(blob, version.end, signer_info.end), SEQUENCE)
+    issuer, serial = _only(children(blob, sid, 6), 2)
     if expect(issuer, SEQUENCE).header_ends_with_0x80:
         raise DerError("asn1crypto would re-encode this issuer")
-    digest_oid = _algorithm(blob, fields[2])
-    digest = _DIGESTS.get(digest_oid)
+    digest_algorithm = read_tlv(blob, sid.end, signer_info.end)
+    digest = _DIGESTS.get(_algorithm(blob, digest_algorithm))
     if digest is None:
         raise DerError("digest algorithm not read here")
-    rest = fields[3:]
+    return _Head(
+        prefix=blob[: digest_algorithm.end],
+        certificates=certificates,
+        issuer=blob[issuer.start : issuer.end],
+        serial=read_integer(blob, serial),
+        digest=digest,
+        tail=digest_algorithm.end,
+        end=signer_info.end,
+    )
+
+
+def _read_tail(blob: bytes, head: _Head) -> SignedDataFields:
+    """The SignerInfo after its digestAlgorithm: [0] signedAttrs?, signatureAlgorithm,
+    signature, [1] unsignedAttrs? (with the three before them: five to seven fields)."""
+    rest = children(blob, Tlv(SEQUENCE, head.tail, head.tail, head.end), 5)
+    if not 2 <= len(rest) <= 4:
+        raise DerError("SignerInfo has the wrong number of fields")
     attrs: Tlv | None = None
     if rest[0].tag == CONTEXT_0:
         attrs = rest.pop(0)
@@ -286,10 +329,10 @@ def _read_signer_info(blob: bytes, signer_info: Tlv, certificates: bytes) -> Sig
         message_digest, signing_time = _signed_attributes(blob, attrs)
         signed = b"\x31" + blob[attrs.start + 1 : attrs.end]  # signed as a SET, stored as [0]
     return SignedDataFields(
-        certificates=certificates,
-        issuer=blob[issuer.start : issuer.end],
-        serial=read_integer(blob, serial),
-        digest=digest,
+        certificates=head.certificates,
+        issuer=head.issuer,
+        serial=head.serial,
+        digest=head.digest,
         signed_attrs=signed,
         message_digest=message_digest,
         signing_time=signing_time,

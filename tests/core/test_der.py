@@ -394,3 +394,19 @@ def test_unmutated_messages_take_the_fast_path(trust: TrustStore) -> None:
         fast, slow = _both_paths(layout, trust)
         assert fast == slow
         assert (slow.integrity, slow.trust) == (Integrity.VALID, Trust.TRUSTED)
+
+
+def test_a_cached_head_is_used_only_for_the_same_bytes() -> None:
+    """The walk up to the digestAlgorithm is reused per provider, never across bytes."""
+    signature = LAYOUTS[0].signature
+    assert signature is not None
+    first = read_signed_data(signature)
+    assert first is not None
+    serial = first.serial.to_bytes((first.serial.bit_length() + 8) // 8, "big", signed=True)
+    where = signature.rindex(b"\x02" + bytes((len(serial),)) + serial)  # the sid, not the cert
+    changed = bytearray(signature)
+    changed[where + 2 + len(serial) - 1] ^= 0x01  # the sid's serial, same length
+    second = read_signed_data(bytes(changed))
+    assert second is not None
+    assert second.serial == first.serial ^ 0x01
+    assert read_signed_data(signature) == first
