@@ -31,6 +31,7 @@ class StreamSettings:
     # all their acknowledgements instead of one per record; a batch never waits to fill
     # (see ``pipeline.streams.batching``). 1 processes record by record.
     batch_size: int = 200
+    fetch_wait_ms: int = 100  # longest a fetch waits for data (faust's own: 1500)
     batch_seconds: float = 0.5  # watchdog: a batch this old is handled whatever happens
     trust: str | None = None  # PEM file or directory; None: the bundled AgID CA1
     acceptance_timeout_seconds: float = 1800.0
@@ -57,8 +58,8 @@ class StreamSettings:
         return timedelta(seconds=self.delivery_window_seconds)
 
     def validate(self) -> StreamSettings:
-        if self.partitions < 1 or self.batch_size < 1:
-            raise ValueError("partitions and batch_size must be at least 1")
+        if self.partitions < 1 or self.batch_size < 1 or self.fetch_wait_ms < 1:
+            raise ValueError("partitions, batch_size and fetch_wait_ms must be at least 1")
         if self.deadline_clock not in ("wall", "event"):
             raise ValueError(
                 f"deadline_clock must be 'wall' or 'event', not {self.deadline_clock!r}"

@@ -13,8 +13,6 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
-from mode.utils.objects import cached_property
-from mode.utils.queues import FlowControlEvent
 from prometheus_client import CollectorRegistry
 
 from pipeline.codec import (
@@ -32,6 +30,7 @@ from pipeline.settings import StreamSettings
 from pipeline.streams.batching import Batcher, Handler
 from pipeline.streams.correlate import Correlator, EventClock
 from pipeline.streams.deadlines import DeadlineScanner
+from pipeline.streams.faustapp import PipelineApp
 from pipeline.streams.sink import FaustSink, Record, Sink
 from pipeline.streams.verify import Verifier
 from pipeline.trust_files import default_trust_store, load_trust_store
@@ -50,31 +49,6 @@ class Pipeline:
     scanner: DeadlineScanner
 
 
-class _FlowControl(FlowControlEvent):
-    """Faust's flow control, except that resuming a flow that is already running keeps
-    what the queues hold.
-
-    Faust clears every stream queue on ``resume()``. After a rebalance it resumes flow to
-    read the changelogs, then resumes the stream partitions, seeks them to the committed
-    offsets and calls ``resume()`` again: records fetched between that seek and that
-    call were discarded while the fetch position had already moved past them, so they
-    were never handled nor committed — the partition lost them until the next restart
-    replayed them (seen in the two-worker SIGKILL test as missing events and a
-    committed offset stuck behind them). Clearing when flow was suspended is kept: those
-    records were fetched before the seek that follows every suspension.
-    """
-
-    def resume(self) -> None:
-        if not self.is_active():
-            super().resume()
-
-
-class _App(faust.App):
-    @cached_property
-    def flow_control(self) -> FlowControlEvent:
-        return _FlowControl(loop=self.loop)
-
-
 def _wall() -> datetime:
     return datetime.now(UTC)
 
@@ -88,8 +62,9 @@ def build(
 ) -> Pipeline:
     """Create the app and register every processor. ``sink`` replaces Kafka in unit tests."""
     settings.validate()
-    app = _App(
+    app = PipelineApp(
         settings.app_id,
+        fetch_wait_ms=settings.fetch_wait_ms,
         broker=f"kafka://{settings.broker}",
         store="memory://",
         autodiscover=False,

@@ -24,6 +24,7 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("message_state_topic", "output (compacted): latest state per message"),
     ("dlq_topic", "output: unroutable input"),
     ("batch_size", "most queued records handled (and acknowledged) together; 1: one by one"),
+    ("fetch_wait_ms", "longest a consumer fetch waits for data, in ms"),
     ("batch_seconds", "a batch is handled at the latest this long after its first record"),
     ("trust", "trust anchors: PEM file or directory (default: bundled AgID CA1)"),
     ("acceptance_timeout_seconds", "no acceptance after this long: overdue"),

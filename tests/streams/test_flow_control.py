@@ -1,4 +1,4 @@
-"""The app's flow control: resuming a running flow keeps what the stream queues hold."""
+"""The faust app corrections: flow control that keeps queued records, the fetch wait."""
 
 from __future__ import annotations
 
@@ -19,3 +19,15 @@ async def test_resume_keeps_queued_records_while_flowing_and_clears_after_a_susp
     flow.suspend()  # a rebalance: what is queued was fetched before the next seek
     flow.resume()
     assert queue.qsize() == 0
+
+
+async def test_worker_consumer_fetch_wait_comes_from_settings() -> None:
+    """faust hard-codes 1500 ms; the pipeline's consumer waits ``fetch_wait_ms``."""
+    app = build(StreamSettings(metrics_port=None, web_port=16068, fetch_wait_ms=77)).app
+    thread = app.consumer._thread
+    consumer = thread._create_worker_consumer(app.transport)
+    try:
+        assert consumer._fetch_max_wait_ms == 77
+    finally:
+        await consumer.stop()
+        thread.thread_loop.close()
