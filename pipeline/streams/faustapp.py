@@ -2,6 +2,11 @@
 
 * :class:`KeepQueuedOnResume`: records fetched after a post-rebalance seek are not
   discarded (they were lost until the next restart).
+* :func:`true_end_offsets`: the embedded broker (Tansu) answers ListOffsets(latest) with
+  its last record batch's *base* offset + 1. Faust's table recovery reads a changelog up
+  to that offset and stops, so the rest of the last batch (several records whenever a
+  batch of state changes was written together) never reached the table: state regressed
+  after a rebalance. The end offset is checked by reading that last batch.
 * ``fetch_wait_ms``: faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. The
   embedded broker (Tansu) holds a fetch over several partitions for the whole wait even
   when one of them has data (measured: ~480 ms per record at 500 ms on a 4-partition
@@ -12,11 +17,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_kafka
+from faust.types import TP
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -40,7 +48,47 @@ class KeepQueuedOnResume(FlowControlEvent):
             super().resume()
 
 
+async def true_end_offsets(
+    bootstrap: Any, ends: Mapping[TP, int], timeout: float = 10.0
+) -> dict[TP, int]:
+    """``ends`` (from ListOffsets) raised to one past the last record actually stored.
+
+    Reads each non-empty partition from ``end - 1``: with Apache Kafka that is the last
+    record (no change); with Tansu it is the first record of the last batch, and the
+    fetch returns the whole batch.
+    """
+    result = dict(ends)
+    todo = {tp: end for tp, end in ends.items() if end and end > 0}
+    if not todo:
+        return result
+    reader = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100
+    )
+    await reader.start()
+    try:
+        reader.assign(list(todo))
+        for tp, end in todo.items():
+            reader.seek(tp, end - 1)
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            batch = await reader.getmany(*todo, timeout_ms=500)
+            for tp, records in batch.items():
+                if records:
+                    result[tp] = max(result[tp], records[-1].offset + 1)
+                    todo.pop(tp, None)
+    finally:
+        await reader.stop()
+    return result
+
+
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        ends = await super()._highwaters(partitions)
+        if self.consumer.in_transaction:
+            return ends
+        bootstrap = self._ensure_consumer()._client._bootstrap_servers
+        return await true_end_offsets(bootstrap, ends)
+
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_wait_ms", None)
