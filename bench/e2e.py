@@ -39,11 +39,12 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import Row, cpu_seconds, percentile, table
+from bench.common import Row, percentile, table
 from pipeline.core.examine import receipt_id
 from pipeline.core.model import Recipient, RecipientType
 from pipeline.core.parse import read_layout
 from pipeline.embedded import EmbeddedBroker, free_port
+from pipeline.procstat import cpu_seconds
 from pipeline.settings import StreamSettings
 from pipeline.simulate import OriginalMessage, TrafficItem, generate_traffic, render_original
 from pipeline.simulate.ca import default_pki

@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.records import message_id
 from pipeline.embedded import EmbeddedBroker, free_port
+from pipeline.procstat import TICK, cpu_seconds, processes
 from tests.support.agent import write_config
 from tests.support.dovecot import Dovecot, raise_inotify_limit
 from tests.support.mail import message
@@ -42,27 +43,15 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """CPU of a daemon and its children: reaped ones (cutime/cstime) and live ones."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == pid:
-            total += sum(int(f) for f in fields[11:15]) / tick
+    total = 0
+    for member, fields in processes():
+        if member == pid:
+            total += sum(int(f) for f in fields[11:15])
         elif int(fields[3]) == pid:  # same session as the master
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
 
 
 def metric(port: int, name: str) -> float:

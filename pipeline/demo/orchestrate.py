@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from pipeline.procstat import processes
+
 __all__ = ["Child", "ChildFailedError", "Supervisor", "group_members"]
 
 _PR_SET_PDEATHSIG = 1
@@ -73,19 +75,7 @@ def _die_with_parent() -> None:
 
 def group_members(pgids: set[int]) -> list[int]:
     """Pids of live processes (zombies excluded) whose process group is in ``pgids``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) in pgids:
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, fields in processes() if fields[0] != "Z" and int(fields[2]) in pgids]
 
 
 class Supervisor:

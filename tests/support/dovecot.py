@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Self
 
 from pipeline.embedded import free_port, wait_for_port
+from pipeline.procstat import processes
 
 __all__ = ["Dovecot", "raise_inotify_limit", "require_dovecot"]
 
@@ -360,14 +361,6 @@ class Dovecot:
 
 def _session_members(sid: int) -> list[int]:
     """Live pids whose session id is ``sid`` (the master leads a new session: sid = its pid)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+    return [
+        pid for pid, fields in processes() if int(fields[3]) == sid and fields[0] not in ("Z", "X")
+    ]
