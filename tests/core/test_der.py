@@ -39,16 +39,6 @@ from tests.factories import PROVIDER_NAMES, make_receipt
 AT = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return default_pki()
-
-
-@pytest.fixture(scope="module")
-def trust(pki: Pki) -> TrustStore:
-    return TrustStore.from_bytes(pki.anchor_pem())
-
-
 # One delivery receipt per simulated provider: RSA and ECDSA keys, SHA-1 and SHA-256.
 RAWS = [make_receipt(provider=name) for name in PROVIDER_NAMES]
 LAYOUTS = [read_layout(raw) for raw in RAWS]

@@ -13,7 +13,7 @@ from pipeline.core.examine import examine
 from pipeline.core.model import Integrity, Kind, ReceiptVariant, Recipient, RecipientType, Trust
 from pipeline.core.smime import verify
 from pipeline.core.trust import TrustStore
-from pipeline.simulate.ca import KeyAlgorithm, Pki, default_pki
+from pipeline.simulate.ca import KeyAlgorithm, Pki
 from pipeline.simulate.cms import DigestAlgorithm
 from pipeline.simulate.provider import Notice, Provider
 from pipeline.simulate.render import LineEnding, OriginalMessage, RenderOptions
@@ -28,16 +28,6 @@ ORIGINAL = OriginalMessage(
     date=AT,
     body="Gentile destinatario,\n",
 )
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return default_pki()
-
-
-@pytest.fixture(scope="module")
-def trust(pki: Pki) -> TrustStore:
-    return TrustStore.from_bytes(pki.anchor_pem())
 
 
 def provider(pki: Pki, **changes: object) -> Provider:
