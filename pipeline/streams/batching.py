@@ -82,7 +82,10 @@ class Batcher:
     async def _flush(self, stream: Any) -> None:
         events, self._buffer = self._buffer, []
         generation = self.app.consumer_generation_id
-        live = [e for e in events if e.message.generation_id == generation]
+        live: list[Any] = []
+        stale: list[Any] = []
+        for event in events:
+            (live if event.message.generation_id == generation else stale).append(event)
         try:
             if live:
                 await self.handler(live)
@@ -91,8 +94,8 @@ class Batcher:
             raise
         for event in live:
             await stream.ack(event)
-        if len(live) < len(events):
-            self._forget([e for e in events if e.message.generation_id != generation])
+        if stale:
+            self._forget(stale)
 
     def _forget(self, stale: list[Any]) -> None:
         """Neither handle nor acknowledge: an acknowledged offset may be committed, and
