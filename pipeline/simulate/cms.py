@@ -16,6 +16,7 @@ The signing time is an argument (simulated time), never the clock.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -58,10 +59,14 @@ def sign_detached(
     *,
     signing_time: datetime,
     digest: DigestAlgorithm = DigestAlgorithm.SHA256,
+    pss: bool = False,
+    extra_attributes: Sequence[cms.CMSAttribute] = (),
 ) -> bytes:
     """DER ``ContentInfo`` carrying a detached signature over ``content``.
 
-    ``content`` must already be the CRLF-canonical signed part.
+    ``content`` must already be the CRLF-canonical signed part. ``pss`` (RSA keys only)
+    signs with RSASSA-PSS and ``extra_attributes`` follow the usual three signed
+    attributes: variants no simulated provider uses, for the verifier's tests.
     """
     der = signer.certificate.public_bytes(serialization.Encoding.DER)
     cert = _asn1_certificate(der)
@@ -71,11 +76,16 @@ def sign_detached(
             cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
             cms.CMSAttribute({"type": "signing_time", "values": [_signing_time(signing_time)]}),
             cms.CMSAttribute({"type": "message_digest", "values": [message_digest]}),
+            *extra_attributes,
         ]
     )
     to_sign = signed_attrs.dump()  # DER with the universal SET tag, as RFC 5652 5.4 says
     key = signer.key
-    if isinstance(key, rsa.RSAPrivateKey):
+    if isinstance(key, rsa.RSAPrivateKey) and pss:
+        scheme = padding.PSS(padding.MGF1(digest._hash()), digest._hash().digest_size)
+        signature = key.sign(to_sign, scheme, digest._hash())
+        signature_algorithm = "rsassa_pss"
+    elif isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(to_sign, padding.PKCS1v15(), digest._hash())
         signature_algorithm = "rsassa_pkcs1v15"
     else:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from asn1crypto import algos, cms, core
-from asn1crypto import x509 as asn1_x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from asn1crypto import cms, core
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,7 +29,8 @@ from pipeline.core.model import Integrity, SignatureReport, Trust
 from pipeline.core.parse import Layout, read_layout
 from pipeline.core.trust import TrustStore
 from pipeline.simulate import catalogue
-from pipeline.simulate.ca import Identity, Pki, default_pki
+from pipeline.simulate.ca import Pki, default_pki
+from pipeline.simulate.cms import sign_detached
 from tests.factories import PROVIDER_NAMES, make_receipt
 
 AT = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -185,65 +182,6 @@ def test_unread_shapes_fall_back() -> None:
     assert read_signed_data(blob) is None
 
 
-def _sign(
-    identity: Identity,
-    content: bytes,
-    *,
-    pss: bool = False,
-    extra: tuple[cms.CMSAttribute, ...] = (),
-) -> bytes:
-    """A detached SignedData like the simulator's, with PSS or extra signed attributes."""
-    key = identity.key
-    assert isinstance(key, rsa.RSAPrivateKey)
-    attrs = cms.CMSAttributes(
-        [
-            cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
-            cms.CMSAttribute({"type": "signing_time", "values": [_utc(AT)]}),
-            cms.CMSAttribute(
-                {"type": "message_digest", "values": [hashlib.sha256(content).digest()]}
-            ),
-            *extra,
-        ]
-    )
-    if pss:
-        scheme: padding.AsymmetricPadding = padding.PSS(padding.MGF1(hashes.SHA256()), 32)
-        algorithm = algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss"})
-    else:
-        scheme = padding.PKCS1v15()
-        algorithm = algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"})
-    signature = key.sign(attrs.dump(), scheme, hashes.SHA256())
-    cert = asn1_x509.Certificate.load(identity.certificate.public_bytes(serialization.Encoding.DER))
-    signer_info = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier(
-                name="issuer_and_serial_number",
-                value=cms.IssuerAndSerialNumber(
-                    {"issuer": cert.issuer, "serial_number": cert.serial_number}
-                ),
-            ),
-            "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
-            "signed_attrs": attrs,
-            "signature_algorithm": algorithm,
-            "signature": signature,
-        }
-    )
-    signed_data = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
-            "encap_content_info": {"content_type": "data"},
-            "certificates": [cms.CertificateChoices(name="certificate", value=cert)],
-            "signer_infos": [signer_info],
-        }
-    )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
-
-
-def _utc(at: datetime) -> cms.Time:
-    return cms.Time(name="utc_time", value=core.UTCTime(at))
-
-
 def _capabilities(size: int) -> cms.CMSAttribute:
     """An smimeCapabilities attribute padded with ``size`` bytes of parameters."""
     capability = cms.SMIMECapabilityIdentifier(
@@ -258,9 +196,11 @@ def test_pss_and_extra_attributes_give_the_same_report(pki: Pki, trust: TrustSto
     assert layout.signed_content is not None
     identity = catalogue(pki)[0].signer
     content = canonical_crlf(bytes(layout.signed_content))
-    cases = {"pss": _sign(identity, content, pss=True)}
+    cases = {"pss": sign_detached(content, identity, signing_time=AT, pss=True)}
     for size in range(300):
-        blob = _sign(identity, content, extra=(_capabilities(size),))
+        blob = sign_detached(
+            content, identity, signing_time=AT, extra_attributes=(_capabilities(size),)
+        )
         signer_info = cms.ContentInfo.load(blob)["content"]["signer_infos"][0]
         length = len(signer_info["signed_attrs"].contents)
         if length > 0x80 and length & 0xFF == 0x80:
