@@ -142,6 +142,23 @@ def test_agent_config_is_valid_and_uses_apache_kafka_settings(compose: dict[str,
     assert config.kafka.partitions == _topics(compose)[config.kafka.topic][0]
 
 
+def test_kafka_accepts_the_largest_message_an_agent_publishes(compose: dict[str, Any]) -> None:
+    """Kafka's 1 MiB default would dead-letter every Sent copy with a large attachment."""
+    path = DEPLOY / "compose" / "agent.toml"
+    data = tomllib.loads(path.read_text())
+    env = {box["password_env"]: "secret" for box in data["mailbox"]}
+    largest = parse_config(data, env, base_dir=path.parent).limits.max_message_bytes
+    headroom = 64 * 1024  # record headers and batch framing
+    broker = compose["services"]["kafka"]["environment"]
+    assert int(broker["KAFKA_MESSAGE_MAX_BYTES"]) >= largest + headroom
+    assert int(broker["KAFKA_REPLICA_FETCH_MAX_BYTES"]) >= int(broker["KAFKA_MESSAGE_MAX_BYTES"])
+    script = "\n".join(compose["services"]["kafka-init"]["command"])
+    raw = next(line for line in script.splitlines() if "--topic pec.raw " in line)
+    topic_limit = re.search(r"max\.message\.bytes=(\d+)", raw)
+    assert topic_limit is not None
+    assert int(topic_limit.group(1)) >= largest + headroom
+
+
 def test_prometheus_scrapes_the_services_and_loads_the_alerts(compose: dict[str, Any]) -> None:
     """promtool accepts the config; its targets are compose services on their metrics ports."""
     config_path = DEPLOY / "prometheus" / "prometheus.yaml"
