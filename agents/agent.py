@@ -1,7 +1,8 @@
 """One agent process: the Kafka producer, the cursor store and a worker per mailbox.
 
 A single asyncio loop holds every mailbox (1,000+): idle connections cost a socket and a
-small buffer each; a semaphore bounds how many mailboxes connect or sync at once.
+small buffer each; semaphores bound how many mailboxes connect, and how many fetch a batch, at
+once (a slot is taken per batch, so a long first sync never starves mail that just arrived).
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ class WorkerContext:
     # Two bounds, so that servers that never answer (each holding a connect slot until
     # the command timeout) cannot starve the syncs of mailboxes already connected.
     connecting: asyncio.Semaphore  # connects + logins in progress
-    active: asyncio.Semaphore  # syncs in progress; idle connections hold neither
+    active: asyncio.Semaphore  # IMAP batches in progress; idle connections hold neither
     stop: asyncio.Event
     open_session: Opener = ImapSession.open
 
@@ -120,8 +120,7 @@ class MailboxWorker:
                     session = await self.ctx.open_session(self.box, self.ctx.limits.command_timeout)
                 self.metrics.connected.inc()
                 self.folders = await self._resolve_folders(session)
-                async with self.ctx.active:
-                    await self._sync_all(session)
+                await self._sync_all(session)
                 self._up(True)  # up = every folder synced, not merely logged in
                 attempt = 0
                 await self._watch(session)
@@ -178,12 +177,11 @@ class MailboxWorker:
                 news = False
             if self.ctx.stop.is_set():
                 return
-            async with self.ctx.active:
-                if time.monotonic() >= next_full:
-                    await self._sync_all(session)
-                    next_full = time.monotonic() + limits.poll_seconds
-                elif news:
-                    await self._sync_folder(session, "INBOX")
+            if time.monotonic() >= next_full:
+                await self._sync_all(session)
+                next_full = time.monotonic() + limits.poll_seconds
+            elif news:
+                await self._sync_folder(session, "INBOX")
 
     async def _resolve_folders(self, session: Session) -> tuple[str, ...]:
         """Replace ``\\Sent``-style entries by the server's folder with that attribute."""
@@ -207,19 +205,29 @@ class MailboxWorker:
         self.metrics.last_sync.labels(self.box.id).set(time.time())
 
     async def _sync_folder(self, session: Session, folder: str) -> None:
-        box, limits = self.box, self.ctx.limits
-        status = await session.select(folder)
-        cursor = self.ctx.cursors.get(box.id, folder)
-        plan = plan_folder(cursor, status)
-        lag = self.metrics.cursor_lag.labels(box.id, folder)
-        if plan.resync:
-            log_event(log, logging.WARNING, "folder.uidvalidity_changed", mailbox=box.id,
-                      folder=folder, old=cursor.uidvalidity if cursor else None,
-                      new=status.uidvalidity)  # fmt: skip
-        if plan.up_to_date and not plan.resync:
-            lag.set(0)
-            return
-        uids = await session.search_from(plan.first_uid)
+        """Publish the folder's new messages in UID order, committing after each batch.
+
+        The ``active`` slot is held per IMAP round of work (SELECT and SEARCH, one size
+        query, one batch fetched and acknowledged), never for the whole folder: a first
+        sync of 100,000 messages queues for a slot again after every batch, so a mailbox
+        woken by IDLE waits for one batch of each sync ahead of it, not for their end.
+        The asyncio semaphore wakes waiters in FIFO order. Between batches nothing is
+        in flight, so the cursor-after-ack order holds as before.
+        """
+        box, limits, active = self.box, self.ctx.limits, self.ctx.active
+        async with active:
+            status = await session.select(folder)
+            cursor = self.ctx.cursors.get(box.id, folder)
+            plan = plan_folder(cursor, status)
+            lag = self.metrics.cursor_lag.labels(box.id, folder)
+            if plan.resync:
+                log_event(log, logging.WARNING, "folder.uidvalidity_changed", mailbox=box.id,
+                          folder=folder, old=cursor.uidvalidity if cursor else None,
+                          new=status.uidvalidity)  # fmt: skip
+            if plan.up_to_date and not plan.resync:
+                lag.set(0)
+                return
+            uids = await session.search_from(plan.first_uid)
         if not uids:
             lag.set(0)
             if plan.resync:  # empty folder under a new UIDVALIDITY: remember it
@@ -234,8 +242,9 @@ class MailboxWorker:
             if self.ctx.stop.is_set():
                 return
             sizes: list[tuple[int, int]] = []
-            for part in chunked(chunk, SIZE_QUERY_MAX):
-                sizes += await session.sizes(part)
+            async with active:
+                for part in chunked(chunk, SIZE_QUERY_MAX):
+                    sizes += await session.sizes(part)
             steps = plan_batches(
                 sizes,
                 max_messages=self.batch_max,
@@ -243,8 +252,10 @@ class MailboxWorker:
                 max_message_bytes=limits.max_message_bytes,
             )
             for step in steps:
-                last = await self._step(session, folder, plan.uidvalidity, step)
-                await self.ctx.cursors.commit(box.id, folder, FolderCursor(plan.uidvalidity, last))
+                async with active:
+                    last = await self._step(session, folder, plan.uidvalidity, step)
+                    reached = FolderCursor(plan.uidvalidity, last)
+                    await self.ctx.cursors.commit(box.id, folder, reached)
                 lag.set(max(newest - last, 0))
             done += len(chunk)
             if big and (done % limits.progress_every < len(chunk) or done == total):

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from agents.records import content_key
 from pipeline.embedded import EmbeddedBroker
@@ -19,6 +21,12 @@ from .conftest import in_process_agent, write_config
 
 pytestmark = pytest.mark.integration
 
+PUBLISHED = {"outcome": "published"}
+
+
+def box(index: int) -> str:
+    return f"box-{index:04d}"
+
 
 async def wait_until(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -27,6 +35,29 @@ async def wait_until(predicate: Any, timeout: float, what: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def first_record_keyed(
+    bootstrap: str, topic: str, key: str, timeout: float
+) -> ConsumerRecord[bytes, bytes]:
+    """The first record of ``topic`` with ``key``, read incrementally (not re-read per poll)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert tps, f"{topic} does not exist"
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(*tps, timeout_ms=200)).values():
+                for record in records:
+                    if record.key == key.encode():
+                        return record
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no record keyed {key} in {topic} after {timeout}s")
 
 
 async def test_initial_sync_publishes_every_message_byte_exact(
@@ -144,3 +175,33 @@ async def test_sent_folder_found_by_special_use(
         (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=20)
     assert header(record, "folder") == "Sent"
     assert record.value == raw
+
+
+async def test_new_mail_is_served_while_a_large_first_sync_holds_the_only_slot(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """One sync slot, a 4,000-message first sync in 5-message batches: mail APPENDed to
+    another, idling mailbox reaches Kafka before that sync is over."""
+    big, small = fresh_users(2)
+    total = 4000
+    bulk = [message(f"bulk-{big}-{n}", body_bytes=50) for n in range(total)]
+    dovecot.deliver(dovecot.user(big), "INBOX", bulk)
+    config = write_config(
+        tmp_path, broker, dovecot, [big, small], folders=("INBOX",),
+        max_concurrent_syncs=1, batch_max_messages=5,
+    )  # fmt: skip
+    last_sync = "pectrack_ingest_last_sync_timestamp_seconds"
+    async with in_process_agent(config) as agent:
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(small)}) == 1,
+            30,
+            "the small mailbox to be synced and idling",
+        )
+        await asyncio.sleep(0.5)  # into IDLE
+        assert agent.metric("pectrack_ingest_messages_total", PUBLISHED) > 0, "big sync not begun"
+        raw = message(f"urgent-{small}")
+        await asyncio.to_thread(dovecot.append, dovecot.user(small), "INBOX", raw)
+        record = await first_record_keyed(broker.bootstrap, "pec.raw", box(small), timeout=30)
+        big_synced = agent.metric(last_sync, {"mailbox": box(big)})
+    assert record.value == raw
+    assert big_synced == 0, "the new mail waited for the whole large sync"
