@@ -21,7 +21,7 @@ from typing import Protocol
 from agents.backoff import Backoff
 from agents.batching import FetchBatch, Oversized, chunked, plan_batches, shrink
 from agents.config import KafkaSettings, Limits, MailboxConfig
-from agents.cursor import FolderCursor, FolderStatus, plan_folder
+from agents.cursor import FolderCursor, FolderPlan, FolderStatus, plan_folder
 from agents.imap.session import ImapError, ImapParserError, ImapProtocolError, ImapSession
 from agents.logs import log_event
 from agents.publish import PublishError, RecordsRejectedError
@@ -170,7 +170,7 @@ class MailboxWorker:
             wait = max(0.0, min(limits.idle_seconds, next_full - time.monotonic()))
             if session.supports_idle:
                 if session.selected != "INBOX":
-                    await session.select("INBOX")
+                    await self._select(session, "INBOX")
                 news = await session.wait_for_news(wait, self.ctx.stop)
             else:
                 await self._sleep(wait)
@@ -204,6 +204,21 @@ class MailboxWorker:
             await self._sync_folder(session, folder)
         self.metrics.last_sync.labels(self.box.id).set(time.time())
 
+    async def _select(
+        self, session: Session, folder: str
+    ) -> tuple[FolderStatus, FolderCursor | None, FolderPlan]:
+        """SELECT ``folder`` and show its backlog at once (newest UID minus last published).
+
+        Set from every SELECT, before any fetch: a mailbox 50,000 messages behind shows it
+        now, not after its first batch. Nothing resets it when the mailbox goes down, so
+        the last known backlog stays visible during an outage.
+        """
+        status = await session.select(folder)
+        cursor = self.ctx.cursors.get(self.box.id, folder)
+        plan = plan_folder(cursor, status)
+        self.metrics.cursor_lag.labels(self.box.id, folder).set(plan.lag)
+        return status, cursor, plan
+
     async def _sync_folder(self, session: Session, folder: str) -> None:
         """Publish the folder's new messages in UID order, committing after each batch.
 
@@ -216,16 +231,13 @@ class MailboxWorker:
         """
         box, limits, active = self.box, self.ctx.limits, self.ctx.active
         async with active:
-            status = await session.select(folder)
-            cursor = self.ctx.cursors.get(box.id, folder)
-            plan = plan_folder(cursor, status)
+            status, cursor, plan = await self._select(session, folder)
             lag = self.metrics.cursor_lag.labels(box.id, folder)
             if plan.resync:
                 log_event(log, logging.WARNING, "folder.uidvalidity_changed", mailbox=box.id,
                           folder=folder, old=cursor.uidvalidity if cursor else None,
                           new=status.uidvalidity)  # fmt: skip
             if plan.up_to_date and not plan.resync:
-                lag.set(0)
                 return
             uids = await session.search_from(plan.first_uid)
         if not uids:

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.config import KafkaSettings, Limits, MailboxConfig, Secret, TlsMode
 from agents.cursor import FolderCursor, FolderStatus
-from agents.imap.session import ImapParserError, ImapProtocolError
+from agents.imap.session import ImapDroppedError, ImapParserError, ImapProtocolError
 from agents.ingest import MailboxWorker, Session, WorkerContext
 from agents.publish import PublishError, RecordsRejectedError
 from agents.records import FetchedMessage, OutRecord
@@ -29,6 +29,7 @@ BOX = MailboxConfig(
 )
 
 UP = "pectrack_imap_mailbox_up"
+LAG = "pectrack_ingest_cursor_lag_messages"
 
 
 @dataclass
@@ -43,6 +44,8 @@ class FakeServer:
     failed_selects: int = 0  # this many SELECTs answer NO, then the folder opens
     up_at_select: list[float | None] = field(default_factory=list)
     registry: CollectorRegistry | None = None
+    dropped_fetches: int = 0  # this many FETCHes lose the connection; the last one stops
+    lag_at_fetch: list[float | None] = field(default_factory=list)
 
 
 class FakeSession:
@@ -78,6 +81,15 @@ class FakeSession:
 
     async def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
         self.server.fetch_sizes.append(len(uids))
+        if self.server.registry is not None:
+            where = {"mailbox": "m1", "folder": self.selected or ""}
+            lag = self.server.registry.get_sample_value(LAG, where)
+            self.server.lag_at_fetch.append(lag)
+        if self.server.dropped_fetches:
+            self.server.dropped_fetches -= 1
+            if not self.server.dropped_fetches:
+                self.stop.set()
+            raise ImapDroppedError("connection closed by server")
         limit = self.server.fail_fetch_over
         if limit is not None and len(uids) > limit:
             raise ImapParserError("too deep")
@@ -258,3 +270,17 @@ async def test_mailbox_that_logs_in_but_cannot_open_a_folder_is_never_up() -> No
     assert registry.get_sample_value("pectrack_imap_errors_total", {"kind": "protocol"}) == 3
     assert kafka.cursors[("m1", "INBOX")].last_uid == 1
     assert registry.get_sample_value("pectrack_imap_connected_mailboxes") == 0
+
+
+async def test_cursor_lag_shows_the_backlog_at_select_and_keeps_it_while_down() -> None:
+    """Lag = newest UID - last published from the SELECT on, before any fetch; a mailbox
+    that then keeps failing still shows its backlog."""
+    registry = CollectorRegistry()
+    server = FakeServer(dict.fromkeys(range(1, 8), b"x"), registry=registry, dropped_fetches=3)
+    kafka = FakeKafka()
+    kafka.cursors[("m1", "INBOX")] = FolderCursor(100, 2)
+    await run_worker(server, kafka)
+    assert server.lag_at_fetch == [5.0, 5.0, 5.0]
+    assert registry.get_sample_value(LAG, {"mailbox": "m1", "folder": "INBOX"}) == 5
+    assert registry.get_sample_value(UP, {"mailbox": "m1"}) == 0
+    assert kafka.events == []
