@@ -12,7 +12,9 @@ import pytest
 from pipeline.cli import main
 from pipeline.core.model import ErrorCode, Kind
 from pipeline.simulate.ca import default_pki
+from pipeline.simulate.provider import Fault, rewrite_header
 from tests.core.test_smime import notice, provider
+from tests.factories import make_pec
 
 KEYS = {"file", "kind", "msgid", "identificativo", "provider", "recipient", "timestamp"}
 
@@ -55,6 +57,19 @@ def test_json_lines(mailbox: dict[str, Path], capsys: pytest.CaptureFixture[str]
     assert rows[0]["signature"]["trust"] == "trusted"
     assert rows[0]["defects"] == []
     assert rows[2]["signature"]["trust"] == "untrusted"
+
+
+def test_foreign_signer_with_matching_from_is_a_defect(
+    mailbox: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another provider's certificate, From rewritten to it: inspect shows signer-not-issuer."""
+    forged = make_pec(Kind.ACCETTAZIONE, fault=Fault.WRONG_PROVIDER).raw
+    path = tmp_path / "foreign.eml"
+    path.write_bytes(rewrite_header(forged, "From", "posta-certificata@pec.altrogestore.it"))
+    assert main(["inspect", "--json", "--trust", str(mailbox["anchor"]), str(path)]) == 0
+    row = orjson.loads(capsys.readouterr().out)
+    assert row["signature"]["trust"] == "trusted"
+    assert [d.split(":")[0] for d in row["defects"]] == ["signer-not-issuer"]
 
 
 def test_bad_files_are_reported_and_the_rest_still_run(

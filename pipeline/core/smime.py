@@ -9,7 +9,9 @@ the CRLF-canonicalised bytes of its first part. Checked in order:
 2. trust: the signer certificate chains to an anchor key AT the CMS signingTime
    (:mod:`pipeline.core.trust`);
 3. signer: its ``posta-certificata@<domain>`` address belongs to the provider whose
-   address the message comes from (``From: posta-certificata@pec.aruba.it``).
+   address the message comes from (``From: posta-certificata@pec.aruba.it``). From is not
+   signed, so :func:`pipeline.core.examine.issuer_defects` also ties the signer to the
+   signed daticert ``identificativo`` where the kind allows it.
 
 The signing time and the trust store are arguments: nothing here reads a clock.
 The CMS is read by :mod:`pipeline.core.der` when it has the usual shape, else by
