@@ -38,6 +38,12 @@ async def run_agent(
     boxes = (shard or Shard()).select(config.mailboxes)
     metrics = IngestMetrics(registry)
     metrics.mailboxes.set(len(boxes))
+    for box in boxes:
+        if not box.has_sent_folder:  # allowed (INBOX-only test setups), but say what it costs
+            log_event(log, logging.WARNING, "config.no_sent_folder", mailbox=box.id,
+                      folders=list(box.folders),
+                      detail="no Sent folder configured: sent messages will only be "
+                      "registered from pec.submissions")  # fmt: skip
     connected = await _connect_kafka(config, stop)
     if connected is None:
         return

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "SENT_NAMES",
     "SPECIAL_USE",
     "AgentConfig",
     "ConfigError",
@@ -46,6 +47,13 @@ __all__ = [
 # A folder given as a special-use attribute (RFC 6154) is looked up with LIST at each
 # login: ``"\\Sent"`` finds "Posta inviata" on one provider and "Sent" on another.
 SPECIAL_USE = frozenset({"\\Sent", "\\Archive"})
+
+# Usual names of a Sent folder configured by name rather than as ``"\\Sent"`` (the last
+# hierarchy level, casefolded): only used to warn when a mailbox seems to have none.
+SENT_NAMES = frozenset(
+    {"sent", "sent items", "sent messages", "posta inviata", "inviata", "inviati",
+     "elementi inviati", "posta inviata pec"}
+)  # fmt: skip
 
 _MAILBOX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
@@ -98,6 +106,12 @@ class MailboxConfig:
     user: str
     password: Secret
     folders: tuple[str, ...]
+
+    @property
+    def has_sent_folder(self) -> bool:
+        """Whether a folder is ``"\\Sent"`` or named like one (``INBOX/Sent``, ``Inviata``)."""
+        leaves = (re.split(r"[/.]", f)[-1].casefold() for f in self.folders)
+        return "\\Sent" in self.folders or any(leaf in SENT_NAMES for leaf in leaves)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,13 @@ from agents.backoff import Backoff
 from agents.batching import FetchBatch, Oversized, chunked, plan_batches, shrink
 from agents.config import KafkaSettings, Limits, MailboxConfig
 from agents.cursor import FolderCursor, FolderPlan, FolderStatus, plan_folder
-from agents.imap.session import ImapError, ImapParserError, ImapProtocolError, ImapSession
+from agents.imap.session import (
+    ImapError,
+    ImapFolderMissingError,
+    ImapParserError,
+    ImapProtocolError,
+    ImapSession,
+)
 from agents.logs import log_event
 from agents.publish import PublishError, RecordsRejectedError
 from agents.records import (
@@ -110,6 +116,7 @@ class MailboxWorker:
         self.metrics.mailbox_up.labels(box.id).set(0)
         self.batch_max = ctx.limits.batch_max_messages
         self.folders: tuple[str, ...] = box.folders  # special-use names resolved per login
+        self._missing: set[str] = set()  # configured folders the server does not have
 
     async def run(self) -> None:
         attempt = 0
@@ -193,7 +200,8 @@ class MailboxWorker:
             name = by_use.get(folder, "") if folder.startswith("\\") else folder
             if not name:
                 log_event(log, logging.WARNING, "folder.special_use_missing",
-                          mailbox=self.box.id, attribute=folder)  # fmt: skip
+                          mailbox=self.box.id, attribute=folder,
+                          detail=f"no folder on the server has {folder}: skipped")  # fmt: skip
             elif name not in resolved:
                 resolved.append(name)
         return tuple(resolved)
@@ -201,7 +209,19 @@ class MailboxWorker:
     async def _sync_all(self, session: Session) -> None:
         # INBOX last, so it stays selected for IDLE.
         for folder in sorted(self.folders, key=lambda f: f == "INBOX"):
-            await self._sync_folder(session, folder)
+            try:
+                await self._sync_folder(session, folder)
+            except ImapFolderMissingError as exc:
+                # A configured Sent folder the server lacks must not stop INBOX (receipts):
+                # skip it, say so once, and look again at every full sync.
+                if folder not in self._missing:
+                    self._missing.add(folder)
+                    log_event(log, logging.WARNING, "folder.missing", mailbox=self.box.id,
+                              folder=folder, error=str(exc),
+                              detail="configured folder not on the server: skipped; "
+                              "checked again at every full sync")  # fmt: skip
+                continue
+            self._missing.discard(folder)
         self.metrics.last_sync.labels(self.box.id).set(time.time())
 
     async def _select(

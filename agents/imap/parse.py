@@ -13,7 +13,7 @@ items without a literal are ignored.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from agents.cursor import FolderStatus
@@ -24,6 +24,7 @@ __all__ = [
     "ParseError",
     "fetch_items",
     "folder_status",
+    "listed_folders",
     "messages",
     "search_uids",
     "sizes",
@@ -87,6 +88,18 @@ def special_use_folders(lines: Lines) -> dict[str, str]:
     quoted (with ``\\"`` escapes) or an atom. The first folder with an attribute wins.
     """
     found: dict[str, str] = {}
+    for attributes, folder in _list_entries(lines):
+        for attribute in attributes:
+            found.setdefault("\\" + attribute.lstrip("\\").capitalize(), folder)
+    return found
+
+
+def listed_folders(lines: Lines) -> list[str]:
+    """Folder names of a LIST answer (``[]`` when ``LIST "" "Archivio"`` found nothing)."""
+    return [folder for _attributes, folder in _list_entries(lines)]
+
+
+def _list_entries(lines: Lines) -> Iterator[tuple[list[str], str]]:
     for line in lines[:-1]:
         if isinstance(line, bytearray):
             continue
@@ -99,9 +112,7 @@ def special_use_folders(lines: Lines) -> dict[str, str]:
             if name is not None
             else match.group("atom").decode("utf-8", "replace")
         )
-        for attribute in match.group("attributes").decode("ascii", "replace").split():
-            found.setdefault("\\" + attribute.lstrip("\\").capitalize(), folder)
-    return found
+        yield match.group("attributes").decode("ascii", "replace").split(), folder
 
 
 def search_uids(lines: Lines, first_uid: int) -> list[int]:

@@ -10,6 +10,7 @@ Error tree (``kind`` is the metric label)::
     ├── ImapDroppedError          kind="dropped"   the server closed the connection
     ├── ImapParserError      kind="parser"    aioimaplib failed on a response (RecursionError)
     └── ImapProtocolError    kind="protocol"  NO/BAD or an answer the agent cannot use
+        └── ImapFolderMissingError            a configured folder does not exist (LIST)
 
 Messages name the mailbox id and the server's status, never the password. Every fetch is
 ``BODY.PEEK[]``: the agent never sets ``\\Seen`` or any other flag.
@@ -36,6 +37,7 @@ __all__ = [
     "ImapConnectError",
     "ImapDroppedError",
     "ImapError",
+    "ImapFolderMissingError",
     "ImapParserError",
     "ImapProtocolError",
     "ImapSession",
@@ -87,6 +89,10 @@ class ImapParserError(ImapError):
 
 class ImapProtocolError(ImapError):
     kind = "protocol"
+
+
+class ImapFolderMissingError(ImapProtocolError):
+    """EXAMINE refused and LIST does not know the folder: a config or provider mistake."""
 
 
 def ssl_context(box: MailboxConfig) -> ssl.SSLContext | None:
@@ -221,6 +227,15 @@ class ImapSession:
     async def select(self, folder: str) -> FolderStatus:
         """EXAMINE the folder (read-only) and report its UIDVALIDITY/UIDNEXT/EXISTS."""
         response = await self._call(asyncio.wait_for(self._examine(folder), self.timeout))
+        if response.result != "OK":
+            self.selected = None  # a failed EXAMINE leaves no folder selected (RFC 3501)
+            if not await self._listed(folder):
+                raise ImapFolderMissingError(
+                    f"mailbox {self.box.id}: folder {folder!r} does not exist on the server"
+                )
+            raise ImapProtocolError(
+                f"mailbox {self.box.id}: EXAMINE {folder!r} answered {response.result}"
+            )
         try:
             status = parse.folder_status(self._check(response, "SELECT"))
         except parse.ParseError as exc:
@@ -237,6 +252,10 @@ class ImapSession:
                 protocol.state = aioimaplib.aioimaplib.SELECTED
             protocol.state_condition.notify_all()
         return response
+
+    async def _listed(self, folder: str) -> bool:
+        response = await self._call(self._client.list('""', _quote(folder)))
+        return folder in parse.listed_folders(self._check(response, "LIST"))
 
     async def special_use(self) -> dict[str, str]:
         """``{"\\Sent": "Posta inviata", ...}``: folders by special-use attribute (LIST)."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from agents.agent import run_agent
 from agents.config import ConfigError, Secret, TlsMode, load_config, parse_config
 
 BASE = {
@@ -130,3 +134,44 @@ def test_example_config_is_valid() -> None:
     env = {"PEC_COMUNE_X_PASSWORD": "a", "PEC_STUDIO_Y_PASSWORD": "b"}
     config = load_config(example, environ=env)
     assert len(config.mailboxes) == 2
+
+
+@pytest.mark.parametrize(
+    ("folders", "has_sent"),
+    [
+        (["INBOX"], False),
+        (["INBOX", "\\Archive"], False),
+        (["INBOX", "Archivio"], False),
+        (["INBOX", "\\Sent"], True),
+        (["INBOX", "Sent"], True),
+        (["INBOX", "INBOX.Sent"], True),
+        (["INBOX", "Posta inviata"], True),
+        (["INBOX", "INBOX/Elementi inviati"], True),
+    ],
+)
+def test_sent_folder_is_recognised_by_attribute_or_usual_name(
+    folders: list[str], has_sent: bool
+) -> None:
+    """``\\Sent`` or a usual Sent name (at any hierarchy level) counts as a Sent folder."""
+    config = parse_config(doc({**box_doc(), "folders": folders}), {"PW": "x"})
+    assert config.mailboxes[0].has_sent_folder is has_sent
+
+
+async def test_mailbox_without_sent_folder_is_accepted_with_a_startup_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An INBOX-only mailbox is valid, but the agent warns at start-up, once per such
+    mailbox, that sent messages will only come from pec.submissions."""
+    caplog.set_level(logging.WARNING, "agents.agent")
+    boxes = [
+        {"id": "inbox-only", "user": "u", "password_env": "PW", "folders": ["INBOX"]},
+        {"id": "with-sent", "user": "u", "password_env": "PW", "folders": ["INBOX", "\\Sent"]},
+    ]
+    config = parse_config(doc(*boxes), {"PW": "x"})
+    stop = asyncio.Event()
+    stop.set()  # log the start-up checks, then return before connecting anywhere
+    await run_agent(config, registry=CollectorRegistry(), stop=stop)
+    warned = [r for r in caplog.records if r.getMessage() == "config.no_sent_folder"]
+    assert [r.fields["mailbox"] for r in warned] == ["inbox-only"]  # type: ignore[attr-defined]
+    detail = warned[0].fields["detail"]  # type: ignore[attr-defined]
+    assert "sent messages will only be registered from pec.submissions" in detail

@@ -7,6 +7,7 @@ import pytest
 from agents.imap.parse import (
     ParseError,
     folder_status,
+    listed_folders,
     messages,
     search_uids,
     sizes,
@@ -80,3 +81,10 @@ def test_special_use_folders_from_list() -> None:
     assert found["\\Sent"] == "Posta inviata"  # the first \Sent wins
     assert found["\\Archive"] == 'Old "2019"'
     assert found["\\Haschildren"] == "Sent"
+
+
+def test_listed_folders_from_list() -> None:
+    """``LIST "" name`` answers the folder if it exists, nothing (but completion) if not."""
+    found = [b'(\\HasNoChildren \\Sent) "/" "Posta inviata"', b"List completed (0.001 secs)."]
+    assert listed_folders(found) == ["Posta inviata"]
+    assert listed_folders([b"List completed (0.001 + 0.000 secs)."]) == []

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.config import KafkaSettings, Limits, MailboxConfig, Secret, TlsMode
 from agents.cursor import FolderCursor, FolderStatus
-from agents.imap.session import ImapDroppedError, ImapParserError, ImapProtocolError
+from agents.imap.session import (
+    ImapDroppedError,
+    ImapFolderMissingError,
+    ImapParserError,
+    ImapProtocolError,
+)
 from agents.ingest import MailboxWorker, Session, WorkerContext
 from agents.publish import PublishError, RecordsRejectedError
 from agents.records import FetchedMessage, OutRecord
@@ -45,6 +52,7 @@ class FakeServer:
     up_at_select: list[float | None] = field(default_factory=list)
     registry: CollectorRegistry | None = None
     dropped_fetches: int = 0  # this many FETCHes lose the connection; the last one stops
+    missing: frozenset[str] = frozenset()  # folders the server does not have
     lag_at_fetch: list[float | None] = field(default_factory=list)
 
 
@@ -65,6 +73,9 @@ class FakeSession:
         if self.server.failed_selects:
             self.server.failed_selects -= 1
             raise ImapProtocolError("NO cannot open the folder")
+        if folder in self.server.missing:
+            self.selected = None
+            raise ImapFolderMissingError(f"folder {folder!r} does not exist on the server")
         self.selected = folder
         top = max(set(self.server.messages) | self.server.vanished, default=0)
         return FolderStatus(self.server.uidvalidity, top + 1, len(self.server.messages))
@@ -284,3 +295,24 @@ async def test_cursor_lag_shows_the_backlog_at_select_and_keeps_it_while_down() 
     assert registry.get_sample_value(LAG, {"mailbox": "m1", "folder": "INBOX"}) == 5
     assert registry.get_sample_value(UP, {"mailbox": "m1"}) == 0
     assert kafka.events == []
+
+
+async def test_configured_folder_missing_on_the_server_is_logged_and_inbox_flows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Sent folder the server lacks is skipped with a ``folder.missing`` warning naming
+    it; INBOX is still synced and the full sync completes."""
+    caplog.set_level(logging.WARNING, "agents.ingest")
+    registry = CollectorRegistry()
+    server = FakeServer({1: b"a"}, missing=frozenset({"Sent"}), registry=registry)
+    kafka = FakeKafka()
+    await run_worker(server, kafka, folders=("INBOX", "Sent"))
+    assert set(kafka.cursors) == {("m1", "INBOX")}
+    missing = [r for r in caplog.records if r.getMessage() == "folder.missing"]
+    assert [r.fields["folder"] for r in missing] == ["Sent"]  # type: ignore[attr-defined]
+    synced = registry.get_sample_value(
+        "pectrack_ingest_last_sync_timestamp_seconds", {"mailbox": "m1"}
+    )
+    assert synced is not None
+    assert synced > 0
+    assert registry.get_sample_value("pectrack_imap_errors_total", {"kind": "protocol"}) == 0

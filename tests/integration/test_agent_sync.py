@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,38 @@ async def test_new_mail_is_served_while_a_large_first_sync_holds_the_only_slot(
         big_synced = agent.metric(last_sync, {"mailbox": box(big)})
     assert record.value == raw
     assert big_synced == 0, "the new mail waited for the whole large sync"
+
+
+async def test_configured_folder_missing_on_the_server_is_logged_and_skipped(
+    dovecot: Dovecot,
+    broker: EmbeddedBroker,
+    fresh_users: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A folder Dovecot does not have is named in one ``folder.missing`` warning; INBOX
+    still flows and the mailbox is up. Without a Sent folder, start-up warns too."""
+    caplog.set_level(logging.INFO)
+    (index,) = fresh_users(1)
+    raw = message(f"missing-folder-{index}")
+    dovecot.append(dovecot.user(index), "INBOX", raw)
+    config = write_config(
+        tmp_path, broker, dovecot, [index], folders=("INBOX", "Posta inviata"), poll_seconds=1
+    )
+    async with in_process_agent(config) as agent:
+        (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=20)
+        await asyncio.sleep(2.5)  # two more full syncs: the warning is not repeated
+        assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(index)}) == 1
+        errors = agent.metric("pectrack_imap_errors_total", {"kind": "protocol"})
+    assert record.value == raw
+    assert errors == 0
+    events = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records]
+    missing = [fields for event, fields in events if event == "folder.missing"]
+    assert [f["folder"] for f in missing] == ["Posta inviata"]
+    assert "does not exist on the server" in missing[0]["error"]
+    assert not [f for event, f in events if event == "config.no_sent_folder"]
+    inbox_only = write_config(tmp_path, broker, dovecot, [index], folders=("INBOX",))
+    async with in_process_agent(inbox_only):
+        pass
+    warned = [r for r in caplog.records if r.getMessage() == "config.no_sent_folder"]
+    assert [r.fields["mailbox"] for r in warned] == [box(index)]  # type: ignore[attr-defined]
