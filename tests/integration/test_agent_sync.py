@@ -14,6 +14,7 @@ from aiokafka.structs import ConsumerRecord
 
 from agents.records import content_key
 from pipeline.embedded import EmbeddedBroker
+from pipeline.metrics import IMAP_ERROR_KINDS
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.mail import message
@@ -129,6 +130,37 @@ async def test_mail_appended_during_idle_arrives_within_seconds(
         assert max(delays) < 8, delays  # ~0.6 s idle machine; Dovecot alone waits 0.5 s
     records = await read_all(broker.bootstrap, "pec.raw")
     assert sorted(r.key.decode() for r in records) == [f"box-{i:04d}" for i in users]
+
+
+async def test_idle_is_renewed_and_still_delivers_after_several_cycles(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """With idle_seconds = 2, IDLE is ended and re-issued on one connection; mail
+    APPENDed after several cycles (at different phases of one) still arrives in seconds."""
+    (index,) = fresh_users(1)
+    config = write_config(tmp_path, broker, dovecot, [index], folders=("INBOX",), idle_seconds=2)
+    async with in_process_agent(config) as agent:
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(index)}) == 1,
+            20,
+            "the mailbox to be synced",
+        )
+        await asyncio.sleep(7)  # three IDLE cycles
+        delays = []
+        for n in range(3):
+            started = time.monotonic()
+            await asyncio.to_thread(
+                dovecot.append, dovecot.user(index), "INBOX", message(f"re-idle-{index}-{n}")
+            )
+            await wait_for_count(broker.bootstrap, "pec.raw", n + 1, timeout=10)
+            delays.append(time.monotonic() - started)
+            await asyncio.sleep(0.7)  # the next append lands at another phase of the cycle
+        assert max(delays) < 6, delays  # polling (poll_seconds = 60) would take a minute
+        errors = sum(
+            agent.metric("pectrack_imap_errors_total", {"kind": kind}) for kind in IMAP_ERROR_KINDS
+        )
+        assert errors == 0, "IDLE renewal broke the connection"
+        assert agent.metric("pectrack_imap_connected_mailboxes") == 1
 
 
 async def test_sent_folder_is_polled_while_inbox_idles(
