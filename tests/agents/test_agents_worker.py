@@ -316,3 +316,22 @@ async def test_configured_folder_missing_on_the_server_is_logged_and_inbox_flows
     assert synced is not None
     assert synced > 0
     assert registry.get_sample_value("pectrack_imap_errors_total", {"kind": "protocol"}) == 0
+
+
+async def test_large_first_sync_logs_start_and_progress(caplog: pytest.LogCaptureFixture) -> None:
+    """A first sync of at least progress_every messages logs sync.start, then sync.progress
+    every progress_every messages and at the end; a small sync logs neither."""
+    caplog.set_level(logging.INFO, "agents.ingest")
+    server = FakeServer(dict.fromkeys(range(1, 351), b"x"))
+    await run_worker(server, FakeKafka(), batch_max_messages=50, progress_every=100)
+    lines = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records]
+    assert [f for e, f in lines if e == "sync.start"] == [
+        {"mailbox": "m1", "folder": "INBOX", "messages": 350, "resync": False}
+    ]
+    progress = [(f["done"], f["total"]) for e, f in lines if e == "sync.progress"]
+    assert progress == [(100, 350), (200, 350), (300, 350), (350, 350)]
+    caplog.clear()
+    await run_worker(
+        FakeServer(dict.fromkeys(range(1, 100), b"x")), FakeKafka(), progress_every=100
+    )
+    assert not [r for r in caplog.records if r.getMessage().startswith("sync.")]
