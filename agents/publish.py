@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -53,15 +53,25 @@ _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
 class KafkaPublisher:
-    """An idempotence-configurable, acks=all producer; ``publish`` waits for every ack."""
+    """An idempotence-configurable, acks=all producer; ``publish`` waits for every ack.
 
-    def __init__(self, settings: KafkaSettings, *, max_record_bytes: int) -> None:
+    ``producer`` builds the aiokafka producer from keyword arguments (tests pass a fake
+    that records them).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        max_record_bytes: int,
+        producer: Callable[..., AIOKafkaProducer] = AIOKafkaProducer,
+    ) -> None:
         self.settings = settings
-        self._producer = AIOKafkaProducer(
+        self._producer = producer(
             bootstrap_servers=settings.bootstrap,
             client_id=settings.client_id,
-            acks="all",
-            enable_idempotence=settings.idempotence,
+            acks="all",  # a record counts once every in-sync replica has it
+            enable_idempotence=settings.idempotence,  # off only for the embedded broker
             max_request_size=max_record_bytes + 64 * 1024,
             linger_ms=5,
             request_timeout_ms=30_000,
