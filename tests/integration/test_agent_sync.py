@@ -273,3 +273,41 @@ async def test_configured_folder_missing_on_the_server_is_logged_and_skipped(
         pass
     warned = [r for r in caplog.records if r.getMessage() == "config.no_sent_folder"]
     assert [r.fields["mailbox"] for r in warned] == [box(index)]  # type: ignore[attr-defined]
+
+
+async def test_preset_flags_are_left_exactly_as_they_were_in_inbox_and_sent(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """Messages already \\Flagged, \\Answered or \\Seen keep exactly those flags, in INBOX
+    and Sent, through the first sync, an IDLE fetch and a poll; new mail stays unseen."""
+    (index,) = fresh_users(1)
+    user = dovecot.user(index)
+    preset = {
+        "INBOX": ["\\Flagged", "\\Answered \\Seen", "\\Seen", "", "\\Flagged \\Seen"],
+        "Sent": ["\\Seen", "\\Answered", "", "\\Flagged \\Seen"],
+    }
+    for folder, flag_sets in preset.items():
+        for n, flags in enumerate(flag_sets):
+            dovecot.append(user, folder, message(f"flags-{index}-{folder}-{n}"), flags=flags)
+    before = {folder: dovecot.flags(user, folder) for folder in preset}
+    assert "\\Flagged" in before["Sent"][4]  # the flags really were set
+    config = write_config(tmp_path, broker, dovecot, [index], poll_seconds=1)
+    async with in_process_agent(config) as agent:
+        await wait_for_count(broker.bootstrap, "pec.raw", 9, timeout=20)
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(index)}) == 1,
+            10,
+            "the first sync",
+        )
+        await asyncio.sleep(0.5)  # into IDLE
+        new_inbox = await asyncio.to_thread(
+            dovecot.append, user, "INBOX", message(f"new-in-{index}")
+        )
+        new_sent = await asyncio.to_thread(
+            dovecot.append, user, "Sent", message(f"new-out-{index}")
+        )
+        await wait_for_count(broker.bootstrap, "pec.raw", 11, timeout=15)
+    after = {folder: dovecot.flags(user, folder) for folder in preset}
+    for folder, new_uid in (("INBOX", new_inbox), ("Sent", new_sent)):
+        assert "\\Seen" not in after[folder].pop(new_uid), f"{folder}: fetching set \\Seen"
+        assert after[folder] == before[folder], folder
