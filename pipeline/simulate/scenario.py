@@ -3,6 +3,23 @@
 Users submit certified mail through the providers of the catalogue; the scenario decides
 recipients, outcomes, warnings, faults, duplicates and arrival order, and collects every
 message that lands in a mailbox with its :class:`~pipeline.simulate.truth.Truth`.
+
+Who emits what, for one certified recipient on another provider (``ps`` the sender's,
+``pr`` the recipient's)::
+
+    ps -> sender     accettazione (or non-accettazione), then 12 h / 24 h preavviso
+    ps -> recipient  posta-certificata (the envelope)
+    pr -> ps         presa-in-carico, when pr takes the envelope in charge
+    pr -> sender     avvenuta-consegna, or errore-consegna (no such mailbox, ...)
+    pr -> ps         rilevazione-virus, when pr finds a virus in the envelope; then
+    ps -> sender     errore-consegna errore="virus" (signed by the SENDER's provider)
+
+Presa-in-carico and rilevazione-virus go provider to provider (``To:`` the sender
+provider's ``posta-certificata@`` address), not to a user; a share of them
+(:attr:`TrafficMix.provider_notices`) reaches the sender's INBOX all the same, as the
+tracker must be ready for: a presa-in-carico changes no delivery state, a
+rilevazione-virus sets its recipient to ``virus``. One provider for both ends
+exchanges no such notice with itself.
 """
 
 from __future__ import annotations
@@ -218,9 +235,12 @@ class Scenario:
             acceptance = self.receipt(
                 ps, Notice(Kind.ACCETTAZIONE, original, ident, at, message_id=self.new_id(ps, at))
             )
+            taken_by: set[str] = set()  # recipients' providers that sent a presa-in-carico
             for recipient in original.recipients:
                 if recipient.type is RecipientType.CERTIFICATO:
-                    arrivals += self.recipient(original, ps, ident, recipient.address, at)
+                    arrivals += self.recipient(
+                        original, ps, ident, recipient.address, at, taken_by=taken_by
+                    )
             arrival = max(arrivals) + timedelta(minutes=1) if late_acceptance else at
             self.deliver(arrival, sender, *acceptance)
             if rng.random() < mix.faulty:
@@ -240,14 +260,27 @@ class Scenario:
                 self.pending[n] = (arrival, seq, mailbox, folder, raw, replace(truth, orphan=True))
 
     def recipient(
-        self, original: OriginalMessage, ps: Provider, ident: str, address: str, accepted: datetime
+        self,
+        original: OriginalMessage,
+        ps: Provider,
+        ident: str,
+        address: str,
+        accepted: datetime,
+        *,
+        taken_by: set[str],
     ) -> list[datetime]:
-        """Play one certified recipient; return the arrivals of what reached the sender."""
+        """Play one certified recipient; return the arrivals of what reached the sender.
+
+        ``taken_by`` holds the recipients' providers that already sent ``ps`` their one
+        presa-in-carico for this envelope.
+        """
         rng = self.rng
         pr = self.provider_of(address)
         outcome = self._outcome()
         sender = original.sender
         delivered_at = accepted + timedelta(seconds=rng.randint(2, 120))
+        # pr takes the envelope in charge between the acceptance and the delivery
+        taken_at = accepted + timedelta(seconds=(delivered_at - accepted).seconds // 2)
         arrivals: list[datetime] = []
 
         def send(
@@ -259,14 +292,18 @@ class Scenario:
             error_detail: str | None = None,
             virus: bool = False,
             warning_hours: int | None = None,
+            to_provider: bool = False,
         ) -> None:
+            if to_provider and rng.random() >= self.mix.provider_notices:
+                return  # stays with the sender's provider: no user mailbox sees it
             notice = Notice(
                 kind,
                 original,
                 ident,
                 at,
                 message_id=self.new_id(provider, at),
-                delivery_recipient=address,
+                to=ps.address if to_provider else None,
+                delivery_recipient=None if kind is Kind.PRESA_IN_CARICO else address,
                 error=error,
                 error_detail=error_detail,
                 virus=virus,
@@ -274,6 +311,12 @@ class Scenario:
             raw, truth = self.receipt(provider, notice, warning_hours=warning_hours)
             arrival = at + timedelta(seconds=rng.randint(0, 30))
             arrivals.append(self.deliver(arrival, sender, raw, truth))
+
+        remote = pr.domain != ps.domain
+        taken = outcome in ("delivered", "late_delivery", "failed")
+        if remote and taken and pr.domain not in taken_by:
+            taken_by.add(pr.domain)
+            send(pr, Kind.PRESA_IN_CARICO, taken_at, to_provider=True)
 
         if outcome in ("delayed_12h", "delayed_24h", "late_delivery"):
             send(
@@ -313,8 +356,18 @@ class Scenario:
                 else "5.1.1 - user unknown (casella inesistente)",
             )
         elif outcome == "virus":
+            if remote:
+                send(
+                    pr,
+                    Kind.RILEVAZIONE_VIRUS,
+                    taken_at,
+                    error=ErrorCode.VIRUS,
+                    virus=True,
+                    error_detail="virus rilevato: EICAR-Test-File",
+                    to_provider=True,
+                )
             send(
-                pr,
+                ps,
                 Kind.ERRORE_CONSEGNA,
                 delivered_at,
                 error=ErrorCode.VIRUS,

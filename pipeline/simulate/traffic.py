@@ -129,10 +129,12 @@ def expected_states(
         is_sent_copy = item.folder == SENT and truth.kind is Kind.NOT_PEC
         if truth.msgid is None or not (is_sent_copy or truth.counts_as_evidence):
             continue
+        new = _receipt_state(truth)
+        if new is None and not is_sent_copy:
+            continue  # a presa-in-carico: evidence of nothing the sender tracks
         per_recipient = states.setdefault((item.mailbox, truth.msgid), {})
         for recipient in truth.recipients:
             per_recipient.setdefault(recipient.address, DeliveryState.SUBMITTED)
-        new = _receipt_state(truth)
         if new is None:
             continue
         targets = (

@@ -117,6 +117,9 @@ class TrafficMix:
     faulty: float = 0.04  # an extra tampered or forged receipt
     ordinary_mail: float = 0.03  # a non-PEC mail into the INBOX
     anomaly: float = 0.02  # a non-PEC mail wrapped in an "errore" envelope
+    # per notice from the recipient's provider to the sender's (presa-in-carico,
+    # rilevazione-virus): it also reaches the sender's INBOX (see scenario.py)
+    provider_notices: float = 0.3
     variants: tuple[float, float, float] = (0.7, 0.15, 0.15)  # completa, breve, sintetica
 
 
@@ -135,7 +138,7 @@ def notice_truth(provider: Provider, notice: Notice, *, warning_hours: int | Non
         variant=notice.effective_variant,
         error=notice.error,
         error_detail=notice.error_detail,
-        virus=notice.virus,
+        virus=notice.virus or notice.error is ErrorCode.VIRUS,
         message_id=notice.message_id or f"<{notice.identificativo}>",
         integrity=Integrity.VALID,
         trust=Trust.TRUSTED,

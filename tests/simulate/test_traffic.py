@@ -6,12 +6,14 @@ import random
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pipeline.core.model import DeliveryState, ErrorCode, Kind, RecipientType
-from pipeline.simulate.provider import Fault
+from pipeline.simulate.ca import default_pki
+from pipeline.simulate.provider import Fault, catalogue
 from pipeline.simulate.traffic import (
     INBOX,
     SENT,
@@ -41,6 +43,7 @@ RICH = TrafficMix(
     faulty=0.4,
     ordinary_mail=0.1,
     anomaly=0.1,
+    provider_notices=0.6,
 )
 _SIGNATURE = re.compile(rb'filename="smime.p7s"\r?\n\r?\n[A-Za-z0-9+/=\r\n]+')
 
@@ -98,7 +101,7 @@ def test_traffic_covers_every_situation(traffic: list[TrafficItem]) -> None:
     """Kinds, variants, faults, providers, digests, line endings and arrival quirks all occur."""
     truths = [i.truth for i in traffic]
     kinds = {t.kind for t in truths}
-    assert kinds >= set(Kind) - {Kind.PRESA_IN_CARICO, Kind.RILEVAZIONE_VIRUS}
+    assert kinds == set(Kind)
     assert {t.variant for t in truths if t.kind is Kind.AVVENUTA_CONSEGNA and t.fault is None} == {
         "completa",
         "breve",
@@ -172,6 +175,57 @@ def test_items_land_in_the_right_mailbox_and_folder(traffic: list[TrafficItem]) 
         assert item.folder in (INBOX, SENT)
 
 
+def test_provider_notices_go_from_the_recipients_provider_to_the_senders(
+    traffic: list[TrafficItem],
+) -> None:
+    """presa-in-carico and rilevazione-virus: signed by the recipient's provider (another
+    than the sender's), addressed to the sender's provider, at most one presa-in-carico
+    per message and provider; each rilevazione-virus is followed by the sender provider's
+    errore-consegna for a virus."""
+    names = {p.domain: p.name for p in catalogue(default_pki())}
+    notices = [
+        i
+        for i in traffic
+        if i.truth.kind in (Kind.PRESA_IN_CARICO, Kind.RILEVAZIONE_VIRUS) and i.truth.fault is None
+    ]
+    assert {i.truth.kind for i in notices} == {Kind.PRESA_IN_CARICO, Kind.RILEVAZIONE_VIRUS}
+    presa: set[tuple[str | None, str | None]] = set()
+    for item in notices:
+        truth, headers = item.truth, parse(item.raw)
+        sender_domain = item.mailbox.split("@", 1)[1]
+        assert item.folder == INBOX
+        assert item.mailbox == truth.sender
+        assert headers["To"] == f"posta-certificata@{sender_domain}"
+        assert truth.provider != names[sender_domain]
+        if truth.kind is Kind.RILEVAZIONE_VIRUS:
+            assert truth.delivery_recipient is not None
+            recipient_domain = truth.delivery_recipient.split("@", 1)[1]
+            assert truth.provider == names[recipient_domain]
+            assert truth.virus
+            assert truth.error is ErrorCode.VIRUS
+            assert any(
+                other.truth.kind is Kind.ERRORE_CONSEGNA
+                and other.truth.msgid == truth.msgid
+                and other.truth.delivery_recipient == truth.delivery_recipient
+                and other.truth.error is ErrorCode.VIRUS
+                and other.truth.provider == names[sender_domain]
+                for other in traffic
+            )
+        else:
+            assert truth.delivery_recipient is None
+            if not truth.duplicate:
+                assert (truth.msgid, truth.provider) not in presa
+                presa.add((truth.msgid, truth.provider))
+
+
+def test_provider_notices_rate_zero_keeps_them_with_the_providers() -> None:
+    """provider_notices=0: no presa-in-carico nor rilevazione-virus in any mailbox."""
+    items = generate_traffic(5, 60, 6, START, mix=replace(RICH, provider_notices=0.0))
+    kinds = {i.truth.kind for i in items}
+    assert Kind.PRESA_IN_CARICO not in kinds
+    assert Kind.RILEVAZIONE_VIRUS not in kinds
+
+
 def test_generated_states_reach_every_outcome(traffic: list[TrafficItem]) -> None:
     """The oracle over generated traffic has every state a sent message can end in."""
     states = expected_states(traffic)
@@ -243,13 +297,18 @@ def test_oracle_external_recipients_stop_at_accepted() -> None:
         (["5.4.1"], DeliveryState.DELIVERY_FAILED),
         (["no-dest"], DeliveryState.DELIVERY_FAILED),
         (["virus"], DeliveryState.VIRUS),
+        (["rilevazione-virus"], DeliveryState.VIRUS),
+        (["presa-in-carico", "rilevazione-virus", "virus"], DeliveryState.VIRUS),
+        (["presa-in-carico"], DeliveryState.ACCEPTED),
+        (["presa-in-carico", "delivered"], DeliveryState.DELIVERED),
         (["forged-delivery"], DeliveryState.ACCEPTED),
         (["tampered-delivery"], DeliveryState.ACCEPTED),
         ([], DeliveryState.ACCEPTED),
     ],
 )
 def test_oracle_per_recipient_outcomes(receipts: list[object], expected: DeliveryState) -> None:
-    """Warnings, late delivery, the 5.4.1 quirk, virus; forged and tampered never count."""
+    """Warnings, late delivery, the 5.4.1 quirk, virus; a presa-in-carico changes nothing;
+    forged and tampered never count."""
     made = {
         12: lambda: make_pec(Kind.PREAVVISO_ERRORE_CONSEGNA, warning_hours=12),
         24: lambda: make_pec(Kind.PREAVVISO_ERRORE_CONSEGNA, warning_hours=24),
@@ -257,6 +316,8 @@ def test_oracle_per_recipient_outcomes(receipts: list[object], expected: Deliver
         "5.4.1": lambda: make_pec(Kind.PREAVVISO_ERRORE_CONSEGNA, error_detail="5.4.1 - denied"),
         "no-dest": lambda: make_pec(Kind.ERRORE_CONSEGNA),
         "virus": lambda: make_pec(Kind.ERRORE_CONSEGNA, virus=True),
+        "rilevazione-virus": lambda: make_pec(Kind.RILEVAZIONE_VIRUS, delivery_recipient=CERTIFIED),
+        "presa-in-carico": lambda: make_pec(Kind.PRESA_IN_CARICO),
         "forged-delivery": lambda: make_pec(fault=Fault.SELF_SIGNED),
         "tampered-delivery": lambda: make_pec(fault=Fault.TAMPERED_BODY),
     }
