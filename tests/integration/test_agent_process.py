@@ -4,8 +4,10 @@ Kafka not yet up at start-up."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -98,6 +100,60 @@ async def test_two_shards_split_the_mailboxes_without_overlap(
     assert sum(owned) == 10
     assert all(n > 0 for n in owned)
     assert sorted(r.key.decode() for r in records) == sorted(f"box-{i:04d}" for i in users)
+
+
+async def test_shard_option_of_the_agent_command_splits_the_mailboxes(
+    dovecot: Dovecot,
+    broker: EmbeddedBroker,
+    fresh_users: Any,
+    tmp_path: Path,
+    agent_processes: list[AgentProcess],
+) -> None:
+    """Two ``pectrack agent --shard K/2`` processes on one config: each owns exactly its
+    CRC-32 share (per its /metrics), together every mailbox once, no record twice."""
+    users = fresh_users(8)
+    while len({Shard(1, 2).owns(f"box-{i:04d}") for i in users}) < 2:
+        users += fresh_users(1)  # both shares must own a mailbox
+    for index in users:
+        dovecot.append(dovecot.user(index), "INBOX", message(f"cli-shard-{index}"))
+    config = write_config(tmp_path, broker, dovecot, users)
+    ids = [f"box-{i:04d}" for i in users]
+    owned: dict[int, set[str]] = {}
+    starts: dict[int, dict[str, Any]] = {}
+    ports = {k: free_port() for k in (1, 2)}
+    agents = {
+        k: AgentProcess(
+            config, tmp_path / f"agent-{k}.log", "--shard", f"{k}/2", "--metrics-port", str(port)
+        ).start()
+        for k, port in ports.items()
+    }
+    agent_processes.extend(agents.values())
+    await wait_for_count(broker.bootstrap, "pec.raw", len(users), timeout=30)
+    for k, port in ports.items():
+        text = await _scrape(port)
+        owned[k] = set(re.findall(r'pectrack_imap_mailbox_up\{mailbox="([^"]+)"\}', text))
+    for k, agent in agents.items():
+        assert agent.terminate() == 0
+        lines = [orjson.loads(x) for x in agent.log_path.read_text().splitlines() if x.strip()]
+        starts[k] = next(line for line in lines if line["event"] == "agent.start")
+    for k in (1, 2):
+        assert owned[k] == {i for i in ids if Shard(k, 2).owns(i)}
+        assert (starts[k]["shard"], starts[k]["mailboxes"]) == (f"{k}/2", len(owned[k]))
+    assert owned[1] | owned[2] == set(ids)
+    assert not owned[1] & owned[2]
+    records = await read_all(broker.bootstrap, "pec.raw")
+    assert sorted(r.key.decode() for r in records) == sorted(ids)
+
+
+def test_agent_command_rejects_a_malformed_shard(tmp_path: Path) -> None:
+    """``--shard 3/2`` is a usage error (exit 2) before anything starts."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "agent", "--config", str(tmp_path / "agent.toml"),
+         "--shard", "3/2"],
+        capture_output=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert b"--shard" in result.stderr
 
 
 async def test_agent_waits_for_kafka_then_ingests(
