@@ -17,9 +17,11 @@ from pipeline.core.parse import DEFAULT_LIMITS, Layout, Limits, parse_layout, re
 from pipeline.core.smime import same_provider_domain, verify_layout
 from pipeline.core.trust import TrustStore
 
-# Quirks of real providers that leave a receipt's meaning intact. Every other defect
-# (headers disagreeing with daticert, a replayed X-Riferimento-Message-ID, no daticert,
-# broken MIME, ...) means the receipt is reported but never counted as evidence.
+# Quirks of real providers that leave a receipt's meaning intact, and disagreements of
+# unsigned headers that do not name the receipt's kind or message (daticert, signed, is
+# the authority and is what is used). Every other defect (X-Ricevuta disagreeing with
+# daticert, a replayed X-Riferimento-Message-ID, no daticert, broken MIME, ...) means the
+# receipt is reported but never counted as evidence.
 TOLERATED_DEFECTS = frozenset(
     {
         "daticert-unknown-recipient-type",
@@ -27,6 +29,9 @@ TOLERATED_DEFECTS = frozenset(
         "daticert-unknown-error",
         "daticert-bad-timestamp",
         "daticert-no-timestamp",
+        "header-variant-mismatch",  # X-TipoRicevuta vs <ricevuta tipo>
+        "header-sender-mismatch",  # X-Mittente vs <mittente>
+        "postacert-missing",  # the signed daticert still says what happened
     }
 )
 

@@ -5,6 +5,11 @@ Classification follows the headers (``X-Trasporto: posta-certificata``,
 signed and therefore the authority: when they disagree, daticert wins and the message
 carries a ``header-daticert-mismatch`` defect. The Subject is never used to classify:
 "AVVISO DI NON ACCETTAZIONE:" contains "ACCETTAZIONE:".
+
+Other unsigned headers that restate daticert are cross-checked too: ``X-TipoRicevuta``
+against ``<ricevuta tipo>`` (``header-variant-mismatch``) and ``X-Mittente`` against
+``<mittente>`` (``header-sender-mismatch``). An envelope, or a ``completa`` delivery
+receipt, without its ``message/rfc822`` postacert.eml part is ``postacert-missing``.
 """
 
 from __future__ import annotations
@@ -177,7 +182,7 @@ def parse_layout(layout: Layout, limits: Limits = DEFAULT_LIMITS) -> PecMessage:
         defects.append(Defect("daticert-missing", "a PEC message without daticert.xml"))
     if not layout.signed:
         defects.append(Defect("signature-missing", "a PEC message that is not multipart/signed"))
-    return _pec(kind, headers, daticert or _EMPTY, defects)
+    return _pec(kind, headers, daticert or _EMPTY, defects, layout.children)
 
 
 _EMPTY = Daticert(None, None, None, (), None, None, None, None, None, None, None, None)
@@ -254,13 +259,21 @@ def _date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _pec(kind: Kind, headers: Headers, dc: Daticert, defects: list[Defect]) -> PecMessage:
+def _pec(
+    kind: Kind, headers: Headers, dc: Daticert, defects: list[Defect], children: tuple[Part, ...]
+) -> PecMessage:
     msgid = _msgid(kind, headers, dc, defects)
     error = _error(dc, defects)
     virus = error is ErrorCode.VIRUS or (
         (headers.get("x-verificasicurezza") or "").strip().lower() == "errore"
     )
-    variant = _variant(dc.ricevuta or headers.get("x-tiporicevuta"), defects)
+    asked = headers.get("x-tiporicevuta")
+    variant = _variant(dc.ricevuta or asked, defects)
+    _cross_check(asked, headers.get("x-mittente"), dc, defects)
+    if _carries_original(kind, variant) and not any(
+        part.content_type[0] == "message/rfc822" for part in children
+    ):
+        defects.append(Defect("postacert-missing", f"{kind.value} without postacert.eml"))
     recipients = tuple(
         Recipient(address, _recipient_type(tipo, defects))
         for raw_address, tipo in dc.destinatari
@@ -289,6 +302,51 @@ def _pec(kind: Kind, headers: Headers, dc: Daticert, defects: list[Defect]) -> P
         message_id=normalise_msgid(headers.get("message-id")),
         virus=virus,
         defects=tuple(defects),
+    )
+
+
+def _cross_check(
+    asked: str | None, claimed_sender: str | None, dc: Daticert, defects: list[Defect]
+) -> None:
+    """Unsigned headers that restate daticert must agree with it, where both are present.
+
+    ``X-TipoRicevuta: completa`` vs ``<ricevuta tipo="completa"/>``, and
+    ``X-Mittente: mario.rossi@pec.aruba.it`` vs ``<mittente>``: case-insensitive.
+    """
+    header_variant = (asked or "").strip().lower()
+    daticert_variant = (dc.ricevuta or "").strip().lower()
+    if header_variant and daticert_variant and header_variant != daticert_variant:
+        defects.append(
+            Defect(
+                "header-variant-mismatch",
+                f"X-TipoRicevuta {header_variant[:30]}, daticert ricevuta {daticert_variant[:30]}",
+            )
+        )
+    header_sender = _bare_address(claimed_sender)
+    daticert_sender = _bare_address(dc.mittente)
+    if header_sender and daticert_sender and header_sender != daticert_sender:
+        defects.append(
+            Defect(
+                "header-sender-mismatch",
+                f"X-Mittente {header_sender[:100]}, daticert mittente {daticert_sender[:100]}",
+            )
+        )
+
+
+def _bare_address(value: str | None) -> str | None:
+    """``Mario.Rossi@PEC.aruba.it`` or ``"Mario" <mario.rossi@pec.aruba.it>``, lower-cased."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not any(c in value for c in '<",( '):
+        return normalise_address(value)  # the usual bare address: no parseaddr
+    return normalise_address(parseaddr(value)[1])
+
+
+def _carries_original(kind: Kind, variant: ReceiptVariant | None) -> bool:
+    """An envelope and a ``completa`` delivery receipt attach the original message."""
+    return kind is Kind.POSTA_CERTIFICATA or (
+        kind is Kind.AVVENUTA_CONSEGNA and variant is ReceiptVariant.COMPLETA
     )
 
 

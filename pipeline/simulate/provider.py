@@ -152,8 +152,10 @@ class Provider:
         options: RenderOptions | None = None,
         signing_time: datetime | None = None,
         malformed_daticert: bool = False,
+        without_original: bool = False,
     ) -> bytes:
-        """The raw signed message. ``signing_time`` defaults to ``notice.at``."""
+        """The raw signed message. ``signing_time`` defaults to ``notice.at``;
+        ``without_original`` leaves postacert.eml out even where the kind carries it."""
         opts = options or self.options
         kind = notice.kind
         original = notice.original
@@ -173,7 +175,11 @@ class Provider:
             delivery_recipient=notice.delivery_recipient,
             error_detail=notice.error_detail,
         )
-        attached = self._attachment(kind, variant, original, notice.identificativo)
+        attached = (
+            None
+            if without_original
+            else self._attachment(kind, variant, original, notice.identificativo)
+        )
         text = _NOTICE[kind].format(
             day=f"{at:%d/%m/%Y}",
             time=f"{at:%H:%M:%S}",

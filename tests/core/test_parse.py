@@ -10,17 +10,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.examine import examine
+from pipeline.core.examine import TOLERATED_DEFECTS, Examined, examine
 from pipeline.core.lifecycle import event_for
 from pipeline.core.model import ErrorCode, Integrity, Kind, ReceiptVariant, Trust
 from pipeline.core.parse import Limits, parse
 from pipeline.core.trust import TrustStore
 from pipeline.simulate.ca import default_pki
 from pipeline.simulate.mime import TransferEncoding
+from pipeline.simulate.provider import Notice, rewrite_header
 from pipeline.simulate.render import HeaderStyle, LineEnding, PartName, RenderOptions
 from pipeline.simulate.traffic import TrafficItem, TrafficMix, generate_traffic
 from tests.core.test_smime import ORIGINAL, notice, provider
-from tests.factories import PROVIDER_NAMES, make_pec
+from tests.factories import AT, CERTIFIED, PROVIDER_NAMES, SENDER, make_original, make_pec
+from tests.factories import provider as factory_provider
 
 FIELDS = (
     "kind", "msgid", "identificativo", "provider", "sender", "delivery_recipient",
@@ -173,6 +175,137 @@ def test_header_disagreeing_with_daticert(trust: TrustStore) -> None:
     assert examined.message.kind is Kind.ERRORE_CONSEGNA
     assert [d.code for d in examined.message.defects] == ["header-daticert-mismatch"]
     assert examined.as_receipt() is None
+
+
+CROSS_CHECKS = {"header-variant-mismatch", "header-sender-mismatch", "postacert-missing"}
+
+
+def test_cross_checks_are_reported_not_disqualifying() -> None:
+    """Unsigned headers and a missing original never outweigh the signed daticert."""
+    assert CROSS_CHECKS <= TOLERATED_DEFECTS
+
+
+def _add_header(raw: bytes, line: bytes) -> bytes:
+    """Insert a top-level header line after Date (unsigned: the signature still holds)."""
+    newline = b"\r\n" if b"\r\n" in raw[:200] else b"\n"
+    end = raw.index(newline) + len(newline)
+    return raw[:end] + line + newline + raw[end:]
+
+
+def _codes(examined: Examined) -> list[str]:
+    return [d.code for d in examined.message.defects]
+
+
+@pytest.mark.parametrize("name", PROVIDER_NAMES)
+def test_x_tiporicevuta_disagreeing_with_daticert(name: str, trust: TrustStore) -> None:
+    """An envelope whose X-TipoRicevuta (any casing of the name) says breve while daticert
+    says completa: reported, daticert's variant kept."""
+    raw = make_pec(Kind.POSTA_CERTIFICATA, provider=name).raw
+    examined = examine(rewrite_header(raw, "X-TipoRicevuta", "breve"), trust)
+    assert _codes(examined) == ["header-variant-mismatch"]
+    assert examined.message.variant is ReceiptVariant.COMPLETA
+    assert examined.disqualifying_defects == ()
+    same = examine(rewrite_header(raw, "x-tiporicevuta", " COMPLETA "), trust)
+    assert _codes(same) == []
+
+
+def test_x_tiporicevuta_on_a_receipt_is_reported_but_tolerated(trust: TrustStore) -> None:
+    """A completa delivery receipt with X-TipoRicevuta: sintetica is still evidence."""
+    raw = _add_header(make_pec(Kind.AVVENUTA_CONSEGNA).raw, b"X-Tiporicevuta: sintetica")
+    examined = examine(raw, trust)
+    assert _codes(examined) == ["header-variant-mismatch"]
+    assert examined.as_receipt() is not None
+    sintetica = make_pec(Kind.AVVENUTA_CONSEGNA, requested_variant=ReceiptVariant.SINTETICA)
+    agreeing = examine(_add_header(sintetica.raw, b"X-TipoRicevuta: Sintetica"), trust)
+    assert _codes(agreeing) == []
+
+
+def test_x_tiporicevuta_without_daticert_variant_is_not_compared(trust: TrustStore) -> None:
+    """An acceptance has no <ricevuta tipo>: nothing to compare X-TipoRicevuta with."""
+    raw = _add_header(make_pec(Kind.ACCETTAZIONE).raw, b"X-TipoRicevuta: breve")
+    assert _codes(examine(raw, trust)) == []
+
+
+@pytest.mark.parametrize("name", PROVIDER_NAMES)
+def test_x_mittente_disagreeing_with_daticert(name: str, trust: TrustStore) -> None:
+    """X-Mittente naming someone else than <mittente>: reported, still evidence; the
+    sender comes from daticert."""
+    raw = make_pec(Kind.ERRORE_CONSEGNA, provider=name).raw
+    examined = examine(rewrite_header(raw, "X-Mittente", "altro@pec.aruba.it"), trust)
+    assert _codes(examined) == ["header-sender-mismatch"]
+    assert examined.message.sender == SENDER
+    assert examined.as_receipt() is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Mario.Rossi@PEC.Aruba.IT",
+        '"Mario Rossi" <mario.rossi@pec.aruba.it>',
+        f" {SENDER} ",
+        f"{SENDER} (Mario)",
+    ],
+)
+def test_x_mittente_compares_addresses_case_insensitively(value: str, trust: TrustStore) -> None:
+    """Case, a display name, a comment and spaces around the address are no disagreement."""
+    raw = rewrite_header(make_pec(Kind.RILEVAZIONE_VIRUS).raw, "X-Mittente", value)
+    assert _codes(examine(raw, trust)) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "variant"),
+    [
+        (Kind.POSTA_CERTIFICATA, ReceiptVariant.COMPLETA),
+        (Kind.POSTA_CERTIFICATA, ReceiptVariant.SINTETICA),
+        (Kind.AVVENUTA_CONSEGNA, ReceiptVariant.COMPLETA),
+    ],
+)
+def test_original_missing_where_it_belongs(
+    kind: Kind, variant: ReceiptVariant, trust: TrustStore
+) -> None:
+    """An envelope (whatever was asked) or a completa delivery receipt signed without
+    postacert.eml: postacert-missing, reported; the receipt still counts."""
+    built = make_pec(kind, requested_variant=variant)
+    notice_ = Notice(
+        kind,
+        make_original(requested_variant=variant),
+        built.truth.identificativo or "",
+        AT,
+        delivery_recipient=built.truth.delivery_recipient,
+    )
+    raw = factory_provider("aruba").issue(notice_, without_original=True)
+    assert b"message/rfc822" not in raw
+    examined = examine(raw, trust)
+    assert _codes(examined) == ["postacert-missing"]
+    assert examined.disqualifying_defects == ()
+    assert (examined.as_receipt() is not None) == (kind is Kind.AVVENUTA_CONSEGNA)
+
+
+@pytest.mark.parametrize("variant", [ReceiptVariant.BREVE, ReceiptVariant.SINTETICA])
+def test_no_original_expected_in_breve_or_sintetica_receipts(
+    variant: ReceiptVariant, trust: TrustStore
+) -> None:
+    """Only completa delivery receipts must carry the original."""
+    original = make_original(requested_variant=variant)
+    notice_ = Notice(
+        Kind.AVVENUTA_CONSEGNA, original, "id.1@pec.aruba.it", AT, delivery_recipient=CERTIFIED
+    )
+    raw = factory_provider("aruba").issue(notice_, without_original=True)
+    assert _codes(examine(raw, trust)) == []
+
+
+def test_genuine_traffic_has_no_cross_check_defect(
+    traffic: list[TrafficItem], trust: TrustStore
+) -> None:
+    """Every genuine simulated message: headers agree with daticert, originals attached."""
+    found = [
+        (item.filename, code)
+        for item in traffic
+        if item.truth.fault is None
+        for code in _codes(examine(item.raw, trust))
+        if code in CROSS_CHECKS
+    ]
+    assert found == []
 
 
 def test_ordinary_mail_is_not_pec() -> None:
