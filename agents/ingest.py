@@ -35,6 +35,7 @@ from agents.records import (
     FetchedMessage,
     OutRecord,
     dead_letter_record,
+    folder_role,
     header_section,
     raw_record,
 )
@@ -116,6 +117,7 @@ class MailboxWorker:
         self.metrics.mailbox_up.labels(box.id).set(0)
         self.batch_max = ctx.limits.batch_max_messages
         self.folders: tuple[str, ...] = box.folders  # special-use names resolved per login
+        self.roles: dict[str, str] = {}  # resolved folder -> folder-role header
         self._missing: set[str] = set()  # configured folders the server does not have
 
     async def run(self) -> None:
@@ -192,6 +194,7 @@ class MailboxWorker:
 
     async def _resolve_folders(self, session: Session) -> tuple[str, ...]:
         """Replace ``\\Sent``-style entries by the server's folder with that attribute."""
+        self.roles = {f: folder_role(f) for f in self.box.folders}
         if not any(f.startswith("\\") for f in self.box.folders):
             return self.box.folders
         by_use = await session.special_use()
@@ -204,6 +207,8 @@ class MailboxWorker:
                           detail=f"no folder on the server has {folder}: skipped")  # fmt: skip
             elif name not in resolved:
                 resolved.append(name)
+                if folder.startswith("\\"):
+                    self.roles[name] = folder_role(name, folder)
         return tuple(resolved)
 
     async def _sync_all(self, session: Session) -> None:
@@ -318,7 +323,10 @@ class MailboxWorker:
             missing = sorted(set(step.uids) - {m.uid for m in fetched})
             log_event(log, logging.INFO, "message.vanished", mailbox=box.id, folder=folder,
                       uids=missing[:20], count=len(missing))  # fmt: skip
-        records = [raw_record(kafka.topic, box.id, folder, uidvalidity, m) for m in fetched]
+        role = self.roles.get(folder)
+        records = [
+            raw_record(kafka.topic, box.id, folder, uidvalidity, m, role=role) for m in fetched
+        ]
         rejected: frozenset[int] = frozenset()
         try:
             await self._publish(records)

@@ -5,6 +5,10 @@ returned it. Headers carry where it came from::
 
     mailbox: comune-x   folder: INBOX   uid: 42   uidvalidity: 1700000000
     internal-date: 2026-11-26T12:12:37+00:00   content-key: 9f2c...(sha256 hex)
+    folder-role: inbox | sent | archive
+
+``folder-role`` tells the workers where the user's sent copies are: ``archive`` is a
+folder found by its ``\\Archive`` attribute, whose ordinary mail is not a sent message.
 
 The content key is the same for the same message whatever its UID, so a UIDVALIDITY
 resync re-publishes records that downstream recognises as already seen.
@@ -22,6 +26,7 @@ __all__ = [
     "OutRecord",
     "content_key",
     "dead_letter_record",
+    "folder_role",
     "header_section",
     "internaldate_iso",
     "message_id",
@@ -98,15 +103,29 @@ def _origin(mailbox: str, folder: str, uid: int, uidvalidity: int) -> list[tuple
 
 
 def raw_record(
-    topic: str, mailbox: str, folder: str, uidvalidity: int, message: FetchedMessage
+    topic: str,
+    mailbox: str,
+    folder: str,
+    uidvalidity: int,
+    message: FetchedMessage,
+    *,
+    role: str | None = None,
 ) -> OutRecord:
     """The ``pec.raw`` record of a fetched message (value untouched)."""
     headers = _origin(mailbox, folder, message.uid, uidvalidity)
     headers += [
         ("internal-date", internaldate_iso(message.internaldate).encode()),
         ("content-key", content_key(message.raw).encode()),
+        ("folder-role", (role or folder_role(folder)).encode()),
     ]
     return OutRecord(topic, mailbox.encode(), message.raw, tuple(headers))
+
+
+def folder_role(folder: str, special_use: str | None = None) -> str:
+    """``inbox``, ``archive`` (found as ``\\Archive``) or ``sent`` (every other folder)."""
+    if folder.strip().upper() == "INBOX":
+        return "inbox"
+    return "archive" if special_use == "\\Archive" else "sent"
 
 
 def dead_letter_record(

@@ -46,6 +46,7 @@ def test_raw_record_keeps_bytes_and_carries_provenance() -> None:
         "uidvalidity": b"1700000000",
         "internal-date": b"2026-11-26T12:12:37+01:00",
         "content-key": content_key(RAW).encode(),
+        "folder-role": b"inbox",
     }
 
 

@@ -49,6 +49,7 @@ class FakeServer:
     fetch_sizes: list[int] = field(default_factory=list)
     vanished: set[int] = field(default_factory=set)  # listed by SEARCH, expunged before FETCH
     failed_selects: int = 0  # this many SELECTs answer NO, then the folder opens
+    special: dict[str, str] = field(default_factory=lambda: {"\\Sent": "Posta inviata"})
     up_at_select: list[float | None] = field(default_factory=list)
     registry: CollectorRegistry | None = None
     dropped_fetches: int = 0  # this many FETCHes lose the connection; the last one stops
@@ -81,7 +82,7 @@ class FakeSession:
         return FolderStatus(self.server.uidvalidity, top + 1, len(self.server.messages))
 
     async def special_use(self) -> dict[str, str]:
-        return {"\\Sent": "Posta inviata"}
+        return self.server.special
 
     async def search_from(self, first_uid: int) -> list[int]:
         listed = set(self.server.messages) | self.server.vanished
@@ -123,6 +124,7 @@ class FakeKafka:
     def __init__(self, refuse: set[int] | None = None, kafka_limit: int | None = None) -> None:
         self.kafka_limit = kafka_limit  # Kafka's own max.message.bytes, below the agent's
         self.events: list[tuple[str, object]] = []
+        self.headers: list[dict[str, bytes]] = []  # of every record kept
         self.cursors: dict[tuple[str, str], FolderCursor] = {}
         self.refuse = refuse or set()
         self.calls = 0
@@ -135,6 +137,7 @@ class FakeKafka:
         too_big = {i for i, r in enumerate(records) if limit is not None and len(r.value) > limit}
         kept = [r for i, r in enumerate(records) if i not in too_big]
         self.events.append(("publish", [dict(r.headers)["uid"] for r in kept]))
+        self.headers.extend(dict(r.headers) for r in kept)
         for record in kept:
             if "reason" in dict(record.headers):
                 self.events.append(("dead_letter", dict(record.headers)["reason"]))
@@ -269,6 +272,20 @@ async def test_special_use_folder_is_resolved_at_login() -> None:
     kafka = FakeKafka()
     await run_worker(server, kafka, folders=("INBOX", "\\Sent"))
     assert set(kafka.cursors) == {("m1", "INBOX"), ("m1", "Posta inviata")}
+
+
+async def test_records_say_which_folder_holds_the_sent_copies() -> None:
+    """``folder-role``: INBOX, the ``\\Sent`` folder, and ``\\Archive`` (not sent copies)."""
+    server = FakeServer({1: b"a"}, special={"\\Sent": "Posta inviata", "\\Archive": "Archivio"})
+    kafka = FakeKafka()
+    await run_worker(server, kafka, folders=("INBOX", "\\Sent", "\\Archive", "Old"))
+    roles = {h["folder"]: h["folder-role"] for h in kafka.headers}
+    assert roles == {
+        b"INBOX": b"inbox",
+        b"Posta inviata": b"sent",
+        b"Archivio": b"archive",
+        b"Old": b"sent",
+    }
 
 
 async def test_mailbox_that_logs_in_but_cannot_open_a_folder_is_never_up() -> None:
