@@ -50,6 +50,7 @@ def test_overview_covers_the_sre_signals() -> None:
         "pec_orphan_receipts",
         "pec_signature_failures_total",
         "pec_processing_lag_seconds",
+        "pec_consumer_lag_records",
         "pec_dlq_total",
         "pectrack_imap_connected_mailboxes",
         "pectrack_ingest_last_sync_timestamp_seconds",
