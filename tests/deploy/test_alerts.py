@@ -23,6 +23,7 @@ REQUIRED_ALERTS = {
     "PecDeadLettersGrowing",
     "PecPipelineStalled",
     "PecProcessingLagHigh",
+    "PecConsumerLagHigh",
 }
 
 
