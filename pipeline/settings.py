@@ -34,6 +34,9 @@ class StreamSettings:
     fetch_wait_ms: int = 100  # longest a fetch waits for data (faust's own: 1500)
     batch_seconds: float = 0.5  # watchdog: a batch this old is handled whatever happens
     trust: str | None = None  # PEM file or directory; None: the bundled AgID CA1
+    # Processes that parse and verify raw mail for this worker's verify processor (each
+    # loads the trust anchors once); 0 verifies in the event loop.
+    verify_processes: int = 0
     acceptance_timeout_seconds: float = 1800.0
     delivery_window_seconds: float = 86400.0
     deadline_interval_seconds: float = 30.0
@@ -60,6 +63,8 @@ class StreamSettings:
     def validate(self) -> StreamSettings:
         if self.partitions < 1 or self.batch_size < 1 or self.fetch_wait_ms < 1:
             raise ValueError("partitions, batch_size and fetch_wait_ms must be at least 1")
+        if self.verify_processes < 0:
+            raise ValueError("verify_processes must be 0 (the event loop) or more")
         if self.deadline_clock not in ("wall", "event"):
             raise ValueError(
                 f"deadline_clock must be 'wall' or 'event', not {self.deadline_clock!r}"

@@ -27,6 +27,7 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("fetch_wait_ms", "longest a consumer fetch waits for data, in ms"),
     ("batch_seconds", "a batch is handled at the latest this long after its first record"),
     ("trust", "trust anchors: PEM file or directory (default: bundled AgID CA1)"),
+    ("verify_processes", "processes that parse and verify raw mail; 0: in the event loop"),
     ("acceptance_timeout_seconds", "no acceptance after this long: overdue"),
     ("delivery_window_seconds", "no final receipt this long after acceptance: overdue"),
     ("deadline_interval_seconds", "how often the deadline timer scans"),
@@ -116,4 +117,7 @@ def run(args: argparse.Namespace) -> int:
         )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
-    return worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits
+    try:
+        return worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits
+    finally:
+        pipeline.verifier.close()  # the verify pool, once no batch can be in progress

@@ -1,23 +1,41 @@
 """The verify processor: ``pec.raw`` -> parse + verify -> ``pec.receipts`` or ``pec.dlq``.
 
-Stateless, so it runs with concurrency > 1. A record's Kafka headers say where the mail
-came from (``mailbox``, ``folder``, ``internal-date``: see ``agents.records``).
+Stateless. Faust runs it as one batched task per worker (faust duplicates events across
+concurrent actors of a batching agent), so its concurrency is inside: with
+``verify_processes`` N >= 1 a batch is examined by a pool of N processes, each holding
+its own copy of the trust store, while the event loop keeps serving the other
+processors. Records are planned in the batch's order whatever the pool does, so
+outputs and acknowledgements are exactly those of ``verify_processes=0`` (examine in
+the event loop). A record's Kafka headers say where the mail came from (``mailbox``,
+``folder``, ``internal-date``: see ``agents.records``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import multiprocessing
+import signal
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from pipeline.codec import dumps, observation_to_dict
-from pipeline.core.examine import examine
+from pipeline.core.examine import Examined, examine
 from pipeline.core.observation import Ignored, Unroutable, observe_message
 from pipeline.core.parse import Limits
-from pipeline.core.trust import TrustStore
+from pipeline.core.trust import TrustStore, load_certificates
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.sink import Headers, Record, Sink
+
+log = logging.getLogger(__name__)
+
+Item = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, headers
 
 
 @dataclass
@@ -26,30 +44,39 @@ class Verifier:
     trust: TrustStore
     sink: Sink
     metrics: StreamMetrics
+    _pool: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
 
     async def handle(
         self, key: bytes | None, raw: bytes | None, headers: Mapping[str, bytes]
     ) -> None:
-        await self.sink.send_all(self.plan(key, raw, headers))
+        await self.handle_batch([(key, raw, headers)])
 
-    async def handle_batch(
-        self, batch: Sequence[tuple[bytes | None, bytes | None, Mapping[str, bytes]]]
-    ) -> None:
+    async def handle_batch(self, batch: Sequence[Item]) -> None:
         """Verify a batch; return once every resulting record is acknowledged."""
-        await self.sink.send_all([r for item in batch for r in self.plan(*item)])
+        examined = await self._examine_batch(batch)
+        records = [
+            r for item, done in zip(batch, examined, strict=True) for r in self.plan(*item, done)
+        ]
+        await self.sink.send_all(records)
 
     def plan(
-        self, key: bytes | None, raw: bytes | None, headers: Mapping[str, bytes]
+        self,
+        key: bytes | None,
+        raw: bytes | None,
+        headers: Mapping[str, bytes],
+        examined: Examined | None = None,
     ) -> list[Record]:
-        """The records one raw message leads to (none for mail that is ignored)."""
+        """The records one raw message leads to (none for mail that is ignored).
+
+        ``examined`` is ``raw`` already examined (by the pool); ``None``: examine it here.
+        """
         self.metrics.processed.labels("verify").inc()
-        mailbox = _text(headers.get("mailbox")) or _text(key)
+        mailbox = _mailbox(key, headers)
         folder = _text(headers.get("folder")) or "INBOX"
         if not mailbox or raw is None:
             return [self._dead_letter(key, raw or b"", headers, "no-mailbox-or-value")]
-        examined = examine(
-            raw, self.trust, Limits(max_message_bytes=self.settings.max_message_bytes)
-        )
+        if examined is None:
+            examined = examine(raw, self.trust, self._limits())
         received = _date(_text(headers.get("internal-date")))
         outcome = observe_message(examined, mailbox, folder, received)
         if isinstance(outcome, Unroutable):
@@ -60,6 +87,65 @@ class Verifier:
         value = dumps(observation_to_dict(outcome))
         return [Record(self.settings.receipts_topic, outcome.key.encode(), value)]
 
+    def close(self) -> None:
+        """Stop the pool's processes (waiting for chunks in progress); idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _examine_batch(self, batch: Sequence[Item]) -> list[Examined | None]:
+        """Each item examined by the pool, in order; ``None`` where :meth:`plan` will
+        examine (no pool) or has nothing to examine (a dead letter)."""
+        processes = self.settings.verify_processes
+        wanted = [
+            i
+            for i, (key, raw, headers) in enumerate(batch)
+            if raw is not None and _mailbox(key, headers)
+        ]
+        result: list[Examined | None] = [None] * len(batch)
+        if processes < 1 or not wanted:
+            return result
+        raws = [batch[i][1] or b"" for i in wanted]
+        size = -(-len(raws) // processes)  # one contiguous chunk per process
+        chunks = [raws[start : start + size] for start in range(0, len(raws), size)]
+        loop = asyncio.get_running_loop()
+        limits = self._limits()
+        try:
+            pool = self._executor()
+            done = await asyncio.gather(
+                *(loop.run_in_executor(pool, _examine_chunk, chunk, limits) for chunk in chunks)
+            )
+        except BrokenProcessPool:
+            # A pool process died (killed, out of memory): this batch is examined here, as
+            # with no pool, and the next one starts a new pool.
+            log.warning("verify pool broken; examining %d records in the event loop", len(raws))
+            self._discard_pool()
+            return result
+        for index, examined in zip(wanted, (e for chunk in done for e in chunk), strict=True):
+            result[index] = examined
+        return result
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            anchors = tuple(cert.public_bytes(Encoding.DER) for cert in self.trust.anchors)
+            intermediates = tuple(c.public_bytes(Encoding.DER) for c in self.trust.intermediates)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.settings.verify_processes,
+                # Not fork: the worker runs threads (faust's consumer, the metrics server).
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_process,
+                initargs=(anchors, intermediates),
+            )
+        return self._pool
+
+    def _discard_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _limits(self) -> Limits:
+        return Limits(max_message_bytes=self.settings.max_message_bytes)
+
     def _dead_letter(
         self, key: bytes | None, raw: bytes, headers: Mapping[str, bytes], reason: str
     ) -> Record:
@@ -67,6 +153,31 @@ class Verifier:
         out.append(("reason", reason.encode()))
         self.metrics.dlq.labels(reason).inc()
         return Record(self.settings.dlq_topic, key or b"", raw, out)
+
+
+# The trust store of a pool process, built once by _start_process from DER bytes (a
+# TrustStore holds certificate objects, which do not pickle).
+_process_trust: list[TrustStore] = []
+
+
+def _start_process(anchors: tuple[bytes, ...], intermediates: tuple[bytes, ...]) -> None:
+    # Ctrl-C reaches the whole process group: the worker shuts the pool down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    store = TrustStore(
+        tuple(c for der in anchors for c in load_certificates(der)),
+        tuple(c for der in intermediates for c in load_certificates(der)),
+    )
+    _process_trust[:] = [store]
+
+
+def _examine_chunk(raws: list[bytes], limits: Limits) -> list[Examined]:
+    """Run in a pool process: the results are frozen values and pickle back."""
+    [trust] = _process_trust
+    return [examine(raw, trust, limits) for raw in raws]
+
+
+def _mailbox(key: bytes | None, headers: Mapping[str, bytes]) -> str:
+    return _text(headers.get("mailbox")) or _text(key)
 
 
 def _text(value: bytes | str | None) -> str:
