@@ -6,6 +6,7 @@ The verify processor calls :func:`observe_message` for each raw record::
     X-Ricevuta: avvenuta-consegna, valid and trusted    -> Evidence (applied to the lifecycle)
     X-Ricevuta: avvenuta-consegna, self-signed          -> Suspect (reported, never applied)
     a receipt without any Message-ID to correlate on    -> Unroutable (dead letter)
+    a message that could not be read (broken MIME, ...) -> Unroutable (dead letter)
     incoming envelopes and ordinary inbox mail          -> Ignored (not about sent mail)
 """
 
@@ -17,7 +18,7 @@ from datetime import datetime
 from pipeline.core.correlate import correlation_key
 from pipeline.core.examine import Examined
 from pipeline.core.lifecycle import Receipt
-from pipeline.core.model import Integrity, Kind, Trust
+from pipeline.core.model import Integrity, Kind, PecMessage, Trust
 from pipeline.core.tracker import (
     Deadlines,
     EventType,
@@ -32,6 +33,14 @@ from pipeline.core.tracker import (
 )
 
 INBOX = "inbox"
+
+# Defects of ``parse.read_layout`` saying the message itself could not be read: a header
+# block over the cap (cut), a multipart body whose boundary never occurs (no parts), a
+# message over the size cap (only its first headers read). Such a message is not known
+# to be ordinary mail, so it is never dropped as such: it is a dead letter, the code its
+# reason. (``signature-part-missing`` is not here: PGP/MIME mail is multipart/signed too.)
+UNREADABLE_DEFECTS = frozenset({"message-too-large", "headers-too-large", "mime-malformed"})
+NOT_A_MESSAGE = "not-rfc5322"  # none of the header fields every mail has
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +73,10 @@ class SuspectReceipt:
 
 @dataclass(frozen=True, slots=True)
 class Unroutable:
+    """A dead letter: ``reason`` is a short, bounded code; ``detail`` says what was seen."""
+
     reason: str
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +97,35 @@ def observe_message(
     examined: Examined, mailbox: str, folder: str, received_at: datetime | None = None
 ) -> Outcome:
     """Route one examined message; a Sent copy is dated by ``received_at`` (its IMAP
-    INTERNALDATE, when it was stored) or else by its Date header."""
+    INTERNALDATE, when it was stored) or else by its Date header. Only a message that
+    was read is ignored: an unreadable one is :func:`unreadable`."""
+    outcome = _route(examined, mailbox, folder, received_at)
+    if isinstance(outcome, Ignored):
+        return unreadable(examined.message) or outcome
+    return outcome
+
+
+def unreadable(message: PecMessage) -> Unroutable | None:
+    """Why ``message`` could not be read, or ``None``::
+
+    Content-Type: multipart/mixed  (no boundary)  -> Unroutable("mime-malformed", ...)
+    a PNG, or a line of text (no header fields)   -> Unroutable("not-rfc5322", ...)
+    """
+    for defect in message.defects:
+        if defect.code in UNREADABLE_DEFECTS:
+            return Unroutable(defect.code, defect.detail)
+    if message.kind is Kind.NOT_PEC and not (
+        message.sender
+        or message.timestamp
+        or message.message_id
+        or message.recipients
+        or message.subject
+    ):
+        return Unroutable(NOT_A_MESSAGE, "no From, Date, Message-ID, To, Cc or Subject")
+    return None
+
+
+def _route(examined: Examined, mailbox: str, folder: str, received_at: datetime | None) -> Outcome:
     message = examined.message
     if message.kind is Kind.NOT_PEC:
         if not is_sent_folder(folder):

@@ -80,7 +80,7 @@ class Verifier:
         received = _date(_text(headers.get("internal-date")))
         outcome = observe_message(examined, mailbox, folder, received)
         if isinstance(outcome, Unroutable):
-            return [self._dead_letter(key, raw, headers, outcome.reason)]
+            return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)]
         if isinstance(outcome, Ignored):
             self.metrics.ignored.labels(outcome.reason).inc()
             return []
@@ -147,10 +147,19 @@ class Verifier:
         return Limits(max_message_bytes=self.settings.max_message_bytes)
 
     def _dead_letter(
-        self, key: bytes | None, raw: bytes, headers: Mapping[str, bytes], reason: str
+        self,
+        key: bytes | None,
+        raw: bytes,
+        headers: Mapping[str, bytes],
+        reason: str,
+        detail: str = "",
     ) -> Record:
-        out: Headers = [(name, value) for name, value in headers.items() if name != "reason"]
+        """The raw record with its headers, plus ``reason`` (a bounded code, the metric's
+        label) and, when there is one, ``detail`` (what exactly was wrong)."""
+        out: Headers = [(n, v) for n, v in headers.items() if n not in ("reason", "detail")]
         out.append(("reason", reason.encode()))
+        if detail:
+            out.append(("detail", detail[:200].encode()))
         self.metrics.dlq.labels(reason).inc()
         return Record(self.settings.dlq_topic, key or b"", raw, out)
 

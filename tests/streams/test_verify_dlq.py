@@ -1,0 +1,56 @@
+"""The verify processor dead-letters unreadable mail, with the reason in the headers."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pipeline.core.trust import TrustStore
+from pipeline.metrics import StreamMetrics
+from pipeline.settings import StreamSettings
+from pipeline.streams.sink import RecordingSink
+from pipeline.streams.verify import Verifier
+from tests.factories import anchor_pem, make_ordinary_mail
+
+BOX = b"studio-rossi"
+HEADERS = {"mailbox": BOX, "folder": b"INBOX", "internal-date": b"2024-03-01T10:00:00+01:00"}
+BROKEN = (
+    b"From: fornitore@example.com\r\nSubject: Fattura\r\nContent-Type: multipart/mixed\r\n"
+    b"\r\n--x\r\nContent-Type: text/plain\r\n\r\nciao\r\n--x--\r\n"
+)
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+async def test_unreadable_mail_reaches_the_dlq(processes: int) -> None:
+    """Broken MIME and non-mail bytes go to pec.dlq unchanged, with reason and detail
+    headers and the source headers kept; ordinary mail is still only counted as ignored."""
+    sink = RecordingSink()
+    registry = CollectorRegistry()
+    settings = StreamSettings(verify_processes=processes, metrics_port=None)
+    verifier = Verifier(
+        settings, TrustStore.from_bytes(anchor_pem()), sink, StreamMetrics(registry)
+    )
+    stale = {**HEADERS, "reason": b"old", "detail": b"old"}  # a replayed dead letter
+    try:
+        await verifier.handle_batch(
+            [
+                (BOX, BROKEN, stale),
+                (BOX, make_ordinary_mail().raw, HEADERS),
+                (BOX, b"\x00\x01 not mail \xff", HEADERS),
+            ]
+        )
+    finally:
+        verifier.close()
+    [(key, value, headers), (_, junk, junk_headers)] = sink.sent["pec.dlq"]
+    assert (key, value) == (BOX, BROKEN)
+    assert headers == [
+        *((name, value) for name, value in HEADERS.items()),
+        ("reason", b"mime-malformed"),
+        ("detail", b"multipart body without its boundary"),
+    ]
+    assert junk == b"\x00\x01 not mail \xff"
+    assert ("reason", b"not-rfc5322") in junk_headers
+    assert "pec.receipts" not in sink.sent
+    for reason in ("mime-malformed", "not-rfc5322"):
+        assert registry.get_sample_value("pec_dlq_total", {"reason": reason}) == 1
+    assert registry.get_sample_value("pec_ignored_total", {"reason": "ordinary-mail"}) == 1
