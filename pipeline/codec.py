@@ -6,8 +6,9 @@ processors' event schema builds on the same functions.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TypeVar
 
 import orjson
 
@@ -29,6 +30,8 @@ from pipeline.core.observation import (
     SuspectReceipt,
 )
 from pipeline.core.tracker import EventType, OverdueReason, Suspect, Tracked, TrackEvent
+
+_EnumT = TypeVar("_EnumT", bound=Enum)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -87,11 +90,89 @@ TRACKED_SCHEMA = "pectrack.tracked/1"
 
 
 class DecodeError(ValueError):
-    """A record on a pectrack topic that does not follow its schema."""
+    """A record on a pectrack topic that does not follow its schema.
+
+    Every ``*_from_dict`` decoder takes any JSON value (what :func:`decode` returns) and
+    raises only this: a poison record is a dead letter, never a crashed processor.
+    """
 
 
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def decode(data: bytes | None) -> Any:
+    """A record value as JSON; an absent value (tombstone) or invalid JSON is a DecodeError."""
+    if data is None:
+        raise DecodeError("no value")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}") from exc
+
+
+# Shape checks. Each names the field it refused, so the dead letter's reason says why.
+
+
+def _object(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DecodeError(f"{where}: expected an object, not {type(value).__name__}")
+    return value
+
+
+def _field(data: dict[str, Any], name: str) -> Any:
+    if name not in data:
+        raise DecodeError(f"missing field {name!r}")
+    return data[name]
+
+
+def _str(data: dict[str, Any], name: str) -> str:
+    value = _field(data, name)
+    if not isinstance(value, str):
+        raise DecodeError(f"{name}: expected a string, not {type(value).__name__}")
+    return value
+
+
+def _opt_str(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise DecodeError(f"{name}: expected a string or null, not {type(value).__name__}")
+    return value
+
+
+def _list(data: dict[str, Any], name: str, *, default: list[Any] | None = None) -> list[Any]:
+    value = _field(data, name) if default is None else data.get(name, default)
+    if not isinstance(value, list):
+        raise DecodeError(f"{name}: expected an array, not {type(value).__name__}")
+    return value
+
+
+def _strings(data: dict[str, Any], name: str, *, default: list[Any] | None = None) -> list[str]:
+    values = _list(data, name, default=default)
+    if not all(isinstance(v, str) for v in values):
+        raise DecodeError(f"{name}: expected an array of strings")
+    return values
+
+
+def _time(data: dict[str, Any], name: str) -> datetime | None:
+    """An ISO 8601 time with its UTC offset (naive times cannot be compared with the
+    daticert times the lifecycle holds); missing, null or empty: ``None``."""
+    value = _opt_str(data, name)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.utcoffset() is not None:
+            parsed.astimezone(UTC)  # out of range once shifted to UTC: refused here
+    except (ValueError, OverflowError) as exc:
+        raise DecodeError(f"{name}: not an ISO 8601 time: {value[:40]!r}") from exc
+    if parsed.utcoffset() is None:
+        raise DecodeError(f"{name}: time without a UTC offset: {value[:40]!r}")
+    return parsed
+
+
+def _enum(cls: type[_EnumT], data: dict[str, Any], name: str) -> _EnumT:
+    value = _str(data, name)
+    try:
+        return cls(value)
+    except ValueError as exc:
+        raise DecodeError(f"{name}: unknown value {value[:40]!r}") from exc
 
 
 def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, Any]:
@@ -136,69 +217,85 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
     }
 
 
-def observation_from_dict(data: dict[str, Any]) -> Observation | DeadlineCheck:
-    try:
-        if data.get("schema") != OBSERVATION_SCHEMA:
-            raise DecodeError(f"unknown schema {data.get('schema')!r}")
-        key, mailbox, msgid = data["key"], data["mailbox"], data["msgid"]
-        kind = data["type"]
-        if kind == "check":
-            now = _dt(data["now"])
-            if now is None:
-                raise DecodeError("check without now")
-            return DeadlineCheck(key, mailbox, msgid, now)
-        if kind == "submission":
-            return Submission(
-                key, mailbox, msgid, data["sender"], tuple(data["recipients"]), _dt(data["at"])
-            )
-        if kind == "evidence":
-            receipt = Receipt(
-                receipt_id=data["receipt_id"],
-                event=Event(data["event"]),
-                recipients=tuple(
-                    Recipient(r["address"], RecipientType(r["type"])) for r in data["recipients"]
-                ),
-                delivery_recipient=data["recipient"],
-                at=_dt(data["at"]),
-            )
-            return Evidence(key, mailbox, msgid, receipt, data["kind"], data["provider"])
-        if kind == "suspect":
-            suspect = Suspect(
-                receipt_id=data["receipt_id"],
-                event=EventType(data["event"]),
-                kind=data["kind"],
-                recipient=data["recipient"],
-                reason=data["reason"],
-                at=_dt(data["at"]),
-            )
-            return SuspectReceipt(key, mailbox, msgid, suspect)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"bad observation: {exc}") from exc
-    raise DecodeError(f"unknown observation type {kind!r}")
+SUSPECT_EVENTS = frozenset(
+    {EventType.SIGNATURE_INVALID, EventType.UNTRUSTED_SIGNER, EventType.RECEIPT_REJECTED}
+)
 
 
-def submission_from_dict(data: dict[str, Any]) -> Submission:
-    """A record of ``pec.submissions`` (schema in schemas/submission.schema.json)."""
-    try:
-        mailbox = str(data["mailbox"])
-        msgid = normalise_msgid(str(data["msgid"]))
-        if not mailbox or msgid is None:
-            raise DecodeError("mailbox and msgid are required")
-        recipients = tuple(
-            address
-            for value in data.get("recipients", [])
-            if (address := normalise_address(str(value)))
-        )
+def observation_from_dict(value: object) -> Observation | DeadlineCheck:
+    """A ``pec.receipts`` record. Its key must be the correlation key of its mailbox and
+    (normalised) msgid: that is the partition, and the table entry, it is applied to."""
+    data = _object(value, "observation")
+    if data.get("schema") != OBSERVATION_SCHEMA:
+        raise DecodeError(f"unknown schema {str(data.get('schema'))[:40]!r}")
+    key, mailbox, msgid = _str(data, "key"), _str(data, "mailbox"), _str(data, "msgid")
+    if normalise_msgid(msgid) != msgid or key != correlation_key(mailbox, msgid):
+        raise DecodeError("key, mailbox and msgid do not form a correlation key")
+    kind = _str(data, "type")
+    if kind == "check":
+        now = _time(data, "now")
+        if now is None:
+            raise DecodeError("check without now")
+        return DeadlineCheck(key, mailbox, msgid, now)
+    if kind == "submission":
+        recipients = tuple(_strings(data, "recipients"))
         return Submission(
-            key=correlation_key(mailbox, msgid),
-            mailbox=mailbox,
-            msgid=msgid,
-            sender=normalise_address(data.get("sender")),
-            recipients=recipients,
-            at=_dt(data.get("submitted_at")),
+            key, mailbox, msgid, _opt_str(data, "sender"), recipients, _time(data, "at")
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"bad submission: {exc}") from exc
+    if kind == "evidence":
+        listed = [_object(r, "recipients[]") for r in _list(data, "recipients")]
+        receipt = Receipt(
+            receipt_id=_str(data, "receipt_id"),
+            event=_enum(Event, data, "event"),
+            recipients=tuple(
+                Recipient(_str(r, "address"), _enum(RecipientType, r, "type")) for r in listed
+            ),
+            delivery_recipient=_opt_str(data, "recipient"),
+            at=_time(data, "at"),
+        )
+        provider = _opt_str(data, "provider")
+        return Evidence(key, mailbox, msgid, receipt, _str(data, "kind"), provider)
+    if kind == "suspect":
+        event = _enum(EventType, data, "event")
+        if event not in SUSPECT_EVENTS:
+            raise DecodeError(f"event: {event.value!r} is not a suspect receipt's event")
+        suspect = Suspect(
+            receipt_id=_str(data, "receipt_id"),
+            event=event,
+            kind=_str(data, "kind"),
+            recipient=_opt_str(data, "recipient"),
+            reason=_str(data, "reason"),
+            at=_time(data, "at"),
+        )
+        return SuspectReceipt(key, mailbox, msgid, suspect)
+    raise DecodeError(f"unknown observation type {kind[:40]!r}")
+
+
+def submission_from_dict(value: object) -> Submission:
+    """A record of ``pec.submissions`` (schema in schemas/submission.schema.json)::
+
+    {"mailbox": "ufficio-legale", "msgid": "<20240301.42@erp.example.it>",
+     "sender": "ufficio@pec.example.it", "recipients": ["giulia.bianchi@postecert.it"],
+     "submitted_at": "2024-03-01T10:00:00+01:00"}
+    """
+    data = _object(value, "submission")
+    mailbox = _str(data, "mailbox")
+    msgid = normalise_msgid(_str(data, "msgid"))
+    if not mailbox.strip() or msgid is None:
+        raise DecodeError("mailbox and msgid are required")
+    recipients = tuple(
+        address
+        for raw in _strings(data, "recipients", default=[])
+        if (address := normalise_address(raw))
+    )
+    return Submission(
+        key=correlation_key(mailbox, msgid),
+        mailbox=mailbox,
+        msgid=msgid,
+        sender=normalise_address(_opt_str(data, "sender")),
+        recipients=recipients,
+        at=_time(data, "submitted_at"),
+    )
 
 
 # --- the faust table value: one Tracked per correlation key --------------------------------
@@ -231,36 +328,44 @@ def tracked_to_dict(tracked: Tracked) -> dict[str, Any]:
     }
 
 
-def tracked_from_dict(data: dict[str, Any]) -> Tracked:
-    try:
-        recipients = tuple(
-            RecipientState(
-                address=r["address"],
-                type=RecipientType(r["type"]),
-                state=DeliveryState(r["state"]),
-                receipts=frozenset(r["receipts"]),
-                changed_at=_dt(r["changed_at"]),
-            )
-            for r in data["recipients"]
-        )
-        message = MessageState(
-            msgid=data["msgid"],
-            sender=data["sender"],
-            submitted_at=_dt(data["submitted_at"]),
-            accepted_at=_dt(data["accepted_at"]),
-            recipients=recipients,
-            submitted=bool(data["submitted"]),
-        )
-        return Tracked(
-            key=data["key"],
-            mailbox=data["mailbox"],
-            message=message,
-            overdue=frozenset((a, OverdueReason(r)) for a, r in data["overdue"]),
-            suspects=frozenset(data["suspects"]),
-            providers=tuple(data["providers"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"bad table value: {exc}") from exc
+def _recipient_state(value: object) -> RecipientState:
+    r = _object(value, "recipients[]")
+    return RecipientState(
+        address=_str(r, "address"),
+        type=_enum(RecipientType, r, "type"),
+        state=_enum(DeliveryState, r, "state"),
+        receipts=frozenset(_strings(r, "receipts")),
+        changed_at=_time(r, "changed_at"),
+    )
+
+
+def _overdue_flag(value: object) -> tuple[str, OverdueReason]:
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+        raise DecodeError("overdue: expected [address, reason] pairs")
+    return value[0], _enum(OverdueReason, {"reason": value[1]}, "reason")
+
+
+def tracked_from_dict(value: object) -> Tracked:
+    data = _object(value, "table value")
+    submitted = _field(data, "submitted")
+    if not isinstance(submitted, bool):
+        raise DecodeError("submitted: expected a boolean")
+    message = MessageState(
+        msgid=_str(data, "msgid"),
+        sender=_opt_str(data, "sender"),
+        submitted_at=_time(data, "submitted_at"),
+        accepted_at=_time(data, "accepted_at"),
+        recipients=tuple(_recipient_state(r) for r in _list(data, "recipients")),
+        submitted=submitted,
+    )
+    return Tracked(
+        key=_str(data, "key"),
+        mailbox=_str(data, "mailbox"),
+        message=message,
+        overdue=frozenset(_overdue_flag(flag) for flag in _list(data, "overdue")),
+        suspects=frozenset(_strings(data, "suspects")),
+        providers=tuple(_strings(data, "providers")),
+    )
 
 
 # --- outputs: pec.state-changes and pec.message-state --------------------------------------

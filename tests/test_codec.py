@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,17 +12,31 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from pipeline.codec import (
     DecodeError,
+    decode,
     observation_from_dict,
     observation_to_dict,
     submission_from_dict,
     tracked_from_dict,
     tracked_to_dict,
 )
-from pipeline.core.observation import DeadlineCheck
+from pipeline.core.correlate import correlation_key
+from pipeline.core.lifecycle import Event, Receipt
+from pipeline.core.model import DeliveryState, Recipient, RecipientType
+from pipeline.core.observation import (
+    DeadlineCheck,
+    Evidence,
+    Observation,
+    Submission,
+    SuspectReceipt,
+    apply_observation,
+)
+from pipeline.core.tracker import Deadlines, EventType, Suspect
 from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
@@ -115,7 +130,10 @@ def test_submission_schema_and_decoder_agree() -> None:
 def test_observation_and_table_round_trip(emitted: RecordingSink) -> None:
     """Observations and table values survive encode/decode unchanged."""
     check = DeadlineCheck(
-        "k", "box", "<m@c>", datetime(2024, 3, 1, tzinfo=UTC) + timedelta(hours=1)
+        correlation_key("box", "<m@c>"),
+        "box",
+        "<m@c>",
+        datetime(2024, 3, 1, tzinfo=UTC) + timedelta(hours=1),
     )
     assert observation_from_dict(observation_to_dict(check)) == check
     for _, value, _ in emitted.sent["pec.message-state"][:50]:
@@ -128,3 +146,206 @@ def test_observation_and_table_round_trip(emitted: RecordingSink) -> None:
         assert tracked_to_dict(tracked) == data
     with pytest.raises(DecodeError):
         observation_from_dict({"schema": "pectrack.observation/1", "type": "teleport"})
+
+
+# --- poison records: any JSON value decodes or raises DecodeError, nothing else ----------
+
+AT = datetime(2024, 3, 1, 10, tzinfo=UTC)
+BOX, MSGID = "ufficio-legale", "<20240301.42@erp.example.it>"
+KEY = correlation_key(BOX, MSGID)
+RECIPIENT = "giulia.bianchi@postecert.it"
+SAMPLES: list[Observation | DeadlineCheck] = [
+    Submission(KEY, BOX, MSGID, "ufficio@pec.example.it", (RECIPIENT,), AT),
+    Evidence(
+        KEY,
+        BOX,
+        MSGID,
+        Receipt("r1", Event.ACCEPT, (Recipient(RECIPIENT, RecipientType.CERTIFICATO),), None, AT),
+        "accettazione",
+        "ARUBA PEC S.p.A.",
+    ),
+    Evidence(
+        KEY,
+        BOX,
+        MSGID,
+        Receipt("r2", Event.DELIVER, (), RECIPIENT, AT + timedelta(minutes=3)),
+        "avvenuta-consegna",
+        "Postecom",
+    ),
+    SuspectReceipt(
+        KEY,
+        BOX,
+        MSGID,
+        Suspect("r3", EventType.UNTRUSTED_SIGNER, "avvenuta-consegna", RECIPIENT, "self", AT),
+    ),
+    DeadlineCheck(KEY, BOX, MSGID, AT + timedelta(days=2)),
+]
+
+
+def _iso_time(at: datetime, minutes: int | None) -> str:
+    if minutes is None:
+        return at.isoformat()  # naive
+    sign = "+" if minutes >= 0 else "-"
+    return f"{at.isoformat()}{sign}{abs(minutes) // 60:02}:{abs(minutes) % 60:02}"
+
+
+# Times a decoder may accept, over the whole range (year 1 to 9999) with odd offsets.
+iso_times = st.builds(_iso_time, st.datetimes(), st.none() | st.integers(-1439, 1439))
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | iso_times
+    | st.sampled_from(["evidence", "deliver", "certificato", "untrusted-signer", KEY, MSGID]),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+# Replacements of the right JSON type, so that many near-valid records still decode and
+# reach the lifecycle with odd but well-typed values.
+plausible = (
+    st.none()
+    | iso_times
+    | st.sampled_from(
+        ["", "*", RECIPIENT, "x@y", "r1", "r2", KEY, MSGID, BOX, "BOX", "check", "evidence"]
+        + [e.value for e in (*Event, *EventType, *RecipientType, *DeliveryState)]
+        + ["no-acceptance", "no-delivery", "accettazione", "avvenuta-consegna"]
+    )
+    | st.lists(st.sampled_from([RECIPIENT, "x@y", "r1"]), max_size=3)
+    | st.lists(
+        st.fixed_dictionaries(
+            {
+                "address": st.sampled_from([RECIPIENT, "x@y", ""]),
+                "type": st.sampled_from(["certificato", "esterno"]),
+            }
+        ),
+        max_size=3,
+    )
+)
+
+
+@st.composite
+def near_valid(draw: st.DrawFn, samples: list[dict[str, Any]]) -> Any:
+    """A valid record with one field, or one field of a nested object, replaced or gone."""
+    data = json.loads(json.dumps(draw(st.sampled_from(samples))))
+    target = data
+    nested = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+    if nested and draw(st.booleans()):
+        target = draw(st.sampled_from(nested))[0]
+    field = draw(st.sampled_from(sorted(target)))
+    if draw(st.integers(0, 4)) == 0:
+        del target[field]
+    else:
+        target[field] = draw(plausible | json_values)
+    return data
+
+
+OBSERVATIONS = [observation_to_dict(o) for o in SAMPLES]
+SUBMISSIONS = [
+    {
+        "mailbox": BOX,
+        "msgid": MSGID,
+        "sender": "ufficio@pec.example.it",
+        "recipients": [RECIPIENT],
+        "submitted_at": AT.isoformat(),
+    }
+]
+
+
+def _tracked_samples() -> list[dict[str, Any]]:
+    tracked = None
+    for observation in (SAMPLES[0], SAMPLES[1], SAMPLES[3], SAMPLES[4]):  # no delivery
+        tracked, _ = apply_observation(tracked, observation, Deadlines())
+    assert tracked is not None
+    assert tracked.overdue
+    return [tracked_to_dict(tracked)]
+
+
+TRACKED = _tracked_samples()
+
+
+@given(json_values | near_valid(OBSERVATIONS) | near_valid(SUBMISSIONS) | near_valid(TRACKED))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_decoders_raise_only_decode_error(value: Any) -> None:
+    """Any JSON value, even a valid record with one field wrong: decoded, or DecodeError."""
+    for decoder in (observation_from_dict, submission_from_dict, tracked_from_dict):
+        with contextlib.suppress(DecodeError):
+            decoder(value)
+
+
+@given(st.binary(max_size=40) | st.none())
+def test_decode_raises_only_decode_error(raw: bytes | None) -> None:
+    """A record value that is not JSON (or a tombstone) is a DecodeError."""
+    with contextlib.suppress(DecodeError):
+        decode(raw)
+
+
+@given(near_valid(OBSERVATIONS))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_correlate_never_crashes_on_a_decodable_record(value: Any) -> None:
+    """Whatever decodes is applied without an exception to a message already tracked."""
+    sink = RecordingSink()
+    correlator = Correlator(
+        StreamSettings(deadline_clock="event"),
+        sink,
+        StreamMetrics(CollectorRegistry()),
+        {},
+        EventClock("event"),
+        "changelog",
+    )
+
+    async def run() -> None:
+        for observation in SAMPLES[:2]:
+            await correlator.handle(KEY.encode(), orjson.dumps(observation_to_dict(observation)))
+        await correlator.handle(KEY.encode(), json.dumps(value).encode())
+
+    asyncio.run(run())
+    assert len(sink.sent.get("pec.dlq", [])) <= 1
+
+
+@given(near_valid(TRACKED))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_correlate_never_crashes_on_an_odd_table_value(value: Any) -> None:
+    """Every observation applies to any table value that decodes (or is dead-lettered)."""
+    sink = RecordingSink()
+    store = {KEY.encode(): json.dumps(value).encode()}
+    correlator = Correlator(
+        StreamSettings(deadline_clock="event"),
+        sink,
+        StreamMetrics(CollectorRegistry()),
+        store,
+        EventClock("event"),
+        "changelog",
+    )
+
+    async def run() -> None:
+        for observation in SAMPLES:
+            await correlator.handle(KEY.encode(), orjson.dumps(observation_to_dict(observation)))
+        await DeadlineScanner(
+            correlator.settings, sink, correlator.metrics, store, correlator.clock
+        ).scan()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("decoder", "value"),
+    [
+        (submission_from_dict, {"mailbox": "a", "msgid": "<x@y>", "sender": 123}),
+        (submission_from_dict, {"mailbox": "a", "msgid": "<x@y>", "recipients": ["a@b", 1]}),
+        (submission_from_dict, {"mailbox": "a", "msgid": 42}),
+        (submission_from_dict, {"mailbox": "a", "msgid": "<x@y>", "submitted_at": "2024-03-01"}),
+        (submission_from_dict, ["mailbox"]),
+        (observation_from_dict, [1]),
+        (observation_from_dict, OBSERVATIONS[0] | {"key": "other <x@y>"}),
+        (observation_from_dict, OBSERVATIONS[3] | {"event": "overdue"}),
+        (tracked_from_dict, TRACKED[0] | {"overdue": [["*"]]}),
+    ],
+)
+def test_wrong_shapes_are_decode_errors(decoder: Any, value: Any) -> None:
+    """Well-formed JSON of the wrong shape: wrong types, naive times, mismatched keys."""
+    with pytest.raises(DecodeError):
+        decoder(value)

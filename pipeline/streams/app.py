@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.codec import (
     DecodeError,
+    decode,
     dumps,
-    loads,
     message_state_to_dict,
     observation_to_dict,
     submission_from_dict,
@@ -31,7 +31,7 @@ from pipeline.streams.batching import Batcher, Handler
 from pipeline.streams.correlate import Correlator, EventClock
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.faustapp import PipelineApp
-from pipeline.streams.sink import FaustSink, Record, Sink
+from pipeline.streams.sink import FaustSink, Record, Sink, dead_letter
 from pipeline.streams.verify import Verifier
 from pipeline.trust_files import default_trust_store, load_trust_store
 
@@ -184,12 +184,12 @@ def _register(p: Pipeline, sink: Sink) -> None:
     async def register(stream: Any) -> None:
         async for event in stream.events():
             try:
-                submission = submission_from_dict(loads(event.value))
-            except (DecodeError, ValueError) as exc:
-                reason = [("reason", str(exc)[:200].encode())]
-                await sink.send_all(
-                    [Record(settings.dlq_topic, event.key or b"", event.value or b"", reason)]
+                submission = submission_from_dict(decode(event.value))
+            except DecodeError as exc:
+                letter = dead_letter(
+                    settings.dlq_topic, event.key, event.value, "bad-submission", str(exc)
                 )
+                await sink.send_all([letter])
                 p.metrics.dlq.labels("bad-submission").inc()
                 continue
             observation = dumps(observation_to_dict(submission))
@@ -212,6 +212,10 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 return self.json(
                     {"error": "unknown message", "key": request.query["key"]}, status=404
                 )
-            return self.json(message_state_to_dict(tracked_from_dict(loads(stored))))
+            try:
+                tracked = tracked_from_dict(decode(stored))
+            except DecodeError as exc:
+                return self.json({"error": f"corrupt table entry: {exc}"}, status=500)
+            return self.json(message_state_to_dict(tracked))
 
     _ = (verify, correlate, register, deadlines, MessageView)

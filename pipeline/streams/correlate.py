@@ -18,17 +18,17 @@ test as transitions that skipped a state).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
-
 from pipeline.codec import (
+    SUSPECT_EVENTS,
     DecodeError,
+    decode,
     dumps,
     event_to_dict,
-    loads,
     message_state_to_dict,
     observation_from_dict,
     tracked_from_dict,
@@ -39,14 +39,14 @@ from pipeline.core.observation import Evidence, apply_observation
 from pipeline.core.tracker import Deadlines, EventType, Tracked, TrackEvent
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
-from pipeline.streams.sink import Record, Sink
+from pipeline.streams.sink import Record, Sink, dead_letter
+
+log = logging.getLogger(__name__)
+
+# (Kafka key, value, partition) of one pec.receipts record
+Item = tuple[bytes | None, bytes | None, int | None]
 
 FAILED = (DeliveryState.DELIVERY_FAILED, DeliveryState.VIRUS, DeliveryState.REJECTED)
-SUSPECT_EVENTS = (
-    EventType.SIGNATURE_INVALID,
-    EventType.UNTRUSTED_SIGNER,
-    EventType.RECEIPT_REJECTED,
-)
 
 
 @dataclass
@@ -83,29 +83,40 @@ class Correlator:
     def deadlines(self) -> Deadlines:
         return Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
 
-    async def handle(self, key: bytes, value: bytes, partition: int | None = None) -> None:
+    async def handle(
+        self, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
         await self.handle_batch([(key, value, partition)])
 
-    async def handle_batch(self, batch: Sequence[tuple[bytes, bytes, int | None]]) -> None:
+    async def handle_batch(self, batch: Sequence[Item]) -> None:
         """Apply records in order; publish their events and message states (one wait
         for all acks), then their table changelog records (a second wait), then the
-        local store. Records of one key in a batch are applied one after the other."""
+        local store. Records of one key in a batch are applied one after the other.
+        A record that does not decode, or whose Kafka key is not its correlation key,
+        is a dead letter (``bad-observation``)."""
         outputs: list[Record] = []
         changes: dict[bytes, tuple[bytes, int | None]] = {}
         working: dict[bytes, Tracked | None] = {}
-        for key, value, partition in batch:
+        for record_key, value, partition in batch:
             try:
-                observation = observation_from_dict(loads(value))
-            except (DecodeError, orjson.JSONDecodeError) as exc:
-                reason = [("reason", str(exc)[:200].encode())]
-                outputs.append(Record(self.settings.dlq_topic, key, value, reason))
-                self.metrics.dlq.labels("bad-observation").inc()
+                observation = observation_from_dict(decode(value))
+                key = observation.key.encode()
+                if record_key != key:
+                    raise DecodeError("the record key is not the observation's correlation key")
+            except DecodeError as exc:
+                outputs.append(self._dead_letter(record_key, value, "bad-observation", exc))
                 continue
             if key in working:
                 tracked = working[key]
             else:
-                stored = self.store.get(key)
-                tracked = tracked_from_dict(loads(stored)) if stored is not None else None
+                try:
+                    tracked = self._stored(key)
+                except DecodeError as exc:
+                    # Only a corrupted changelog gets here: keep the partition moving and
+                    # the receipt itself, to be replayed once the entry is repaired.
+                    log.error("table entry %r does not decode: %s", key, exc)
+                    outputs.append(self._dead_letter(key, value, "bad-table-value", exc))
+                    continue
             updated, events = apply_observation(tracked, observation, self.deadlines)
             for event in events:
                 self.clock.observe(event.at)
@@ -128,6 +139,16 @@ class Correlator:
         for key, (encoded, _) in changes.items():
             self.store[key] = encoded  # last: see the module docstring
         self.metrics.processed.labels("correlate").inc(len(batch))
+
+    def _stored(self, key: bytes) -> Tracked | None:
+        stored = self.store.get(key)
+        return tracked_from_dict(decode(stored)) if stored is not None else None
+
+    def _dead_letter(
+        self, key: bytes | None, value: bytes | None, reason: str, exc: DecodeError
+    ) -> Record:
+        self.metrics.dlq.labels(reason).inc()
+        return dead_letter(self.settings.dlq_topic, key, value, reason, str(exc))
 
     def _count(self, event: TrackEvent) -> None:
         metrics = self.metrics

@@ -8,16 +8,19 @@ the in-flight, overdue and orphan gauges.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pipeline.codec import dumps, loads, observation_to_dict, tracked_from_dict
+from pipeline.codec import DecodeError, decode, dumps, observation_to_dict, tracked_from_dict
 from pipeline.core.observation import DeadlineCheck
-from pipeline.core.tracker import Deadlines, overdue_flags
+from pipeline.core.tracker import Deadlines, Tracked, overdue_flags
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.correlate import EventClock, summarize
 from pipeline.streams.sink import Record, Sink
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,7 +35,7 @@ class DeadlineScanner:
         """One pass over this worker's keys; returns how many checks were requested."""
         now = self.clock.now()
         deadlines = Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
-        values = [tracked_from_dict(loads(value)) for value in list(self.table.values())]
+        values = list(_decoded(list(self.table.values())))
         checks = [
             DeadlineCheck(tracked.key, tracked.mailbox, tracked.message.msgid, now)
             for tracked in values
@@ -54,3 +57,11 @@ class DeadlineScanner:
         self.metrics.overdue.set(overdue)
         self.metrics.orphans.set(orphans)
         return requested
+
+
+def _decoded(stored: Iterable[bytes]) -> Iterable[Tracked]:
+    for value in stored:
+        try:
+            yield tracked_from_dict(decode(value))
+        except DecodeError as exc:  # correlate dead-letters this key's records meanwhile
+            log.error("table entry does not decode: %s", exc)

@@ -19,6 +19,17 @@ class Record:
     partition: int | None = None
 
 
+def dead_letter(
+    topic: str, key: bytes | None, value: bytes | None, reason: str, detail: str = ""
+) -> Record:
+    """A record for ``pec.dlq``: the input unchanged, ``reason`` (a bounded code, the
+    ``pec_dlq_total`` label) and ``detail`` (what exactly was wrong) in its headers."""
+    headers: Headers = [("reason", reason.encode())]
+    if detail:
+        headers.append(("detail", detail[:200].encode()))
+    return Record(topic, key or b"", value or b"", headers)
+
+
 class Sink(Protocol):
     async def send_all(self, records: Sequence[Record]) -> None:
         """Send records in order; return once the broker acknowledged every one."""

@@ -183,7 +183,35 @@ async def test_correlate_bad_record_goes_to_dlq(pipeline: Any) -> None:
         await agent.put(b"{not json", key=b"k")
     [(_, value, headers)] = sink.sent["pec.dlq"]
     assert value == b"{not json"
-    assert headers[0][0] == "reason"
+    assert headers[0] == ("reason", b"bad-observation")
+    assert headers[1][0] == "detail"
+
+
+async def test_correlate_poison_records_are_dead_letters(pipeline: Any) -> None:
+    """JSON of the wrong shape, a tombstone, a key that is not the record's: dead letters,
+    and the record after them is still applied."""
+    p, sink = pipeline
+    await verify(p, make_receipt(Kind.ACCETTAZIONE))
+    [(_, good, _)] = sink.sent.pop("pec.receipts")
+    evidence = orjson.loads(good)
+    poison = [
+        (KEY, b"[1]"),
+        (KEY, None),
+        (KEY, orjson.dumps(evidence | {"recipients": [{"address": 7, "type": "certificato"}]})),
+        (KEY, orjson.dumps(evidence | {"at": "2024-03-01T10:00:00"})),  # no UTC offset
+        (b"another key", good),
+    ]
+    async with p.app.agents["pectrack.correlate"].test_context() as agent:
+        for key, value in poison:
+            await agent.put(value, key=key)
+        await agent.put(good, key=KEY)
+    dead = sink.sent["pec.dlq"]
+    assert [value for _, value, _ in dead] == [value or b"" for _, value in poison]
+    assert all(("reason", b"bad-observation") in headers for _, _, headers in dead)
+    assert metric(p, "pec_dlq_total", reason="bad-observation") == len(poison)
+    events = records(sink, "pec.state-changes")
+    assert events
+    assert {e["data"]["to_state"] for e in events} == {"accepted"}
 
 
 async def test_deadline_scan_flags_and_receipt_clears(pipeline: Any) -> None:
@@ -214,10 +242,21 @@ async def test_register_submission_topic(pipeline: Any) -> None:
     good = orjson.dumps(
         {"mailbox": BOX, "msgid": MSGID, "recipients": [CERTIFIED], "submitted_at": AT.isoformat()}
     )
+    bad = [
+        b'{"mailbox": ""}',
+        b'{"mailbox": "a", "msgid": "<x@y>", "sender": 123}',
+        b'{"mailbox": "a", "msgid": "<x@y>", "recipients": [1]}',
+        b"[1]",
+        b"not json",
+        None,  # a tombstone
+    ]
     async with p.app.agents["pectrack.register"].test_context() as agent:
+        for value in bad:
+            await agent.put(value, key=BOX.encode())
         await agent.put(good, key=BOX.encode())
-        await agent.put(b'{"mailbox": ""}', key=BOX.encode())
     [(key, value, _)] = sink.sent["pec.receipts"]
     assert key == KEY
     assert orjson.loads(value)["type"] == "submission"
-    assert len(sink.sent["pec.dlq"]) == 1
+    assert len(sink.sent["pec.dlq"]) == len(bad)
+    assert all(("reason", b"bad-submission") in h for _, _, h in sink.sent["pec.dlq"])
+    assert metric(p, "pec_dlq_total", reason="bad-submission") == len(bad)
