@@ -11,13 +11,22 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pipeline.core.correlate import correlation_key
-from pipeline.core.model import Kind
+from pipeline.core.model import Kind, Recipient, RecipientType
 from pipeline.core.trust import TrustStore
 from pipeline.settings import StreamSettings
 from pipeline.simulate.provider import Fault
 from pipeline.streams.app import Pipeline, build
 from pipeline.streams.sink import RecordingSink
-from tests.factories import AT, CERTIFIED, MSGID, anchor_pem, make_pec, make_receipt, make_sent_copy
+from tests.factories import (
+    AT,
+    CERTIFIED,
+    EXTERNAL,
+    MSGID,
+    anchor_pem,
+    make_pec,
+    make_receipt,
+    make_sent_copy,
+)
 
 BOX = "studio-rossi"
 KEY = correlation_key(BOX, MSGID).encode()
@@ -234,6 +243,65 @@ async def test_deadline_scan_flags_and_receipt_clears(pipeline: Any) -> None:
         e for e in records(sink, "pec.state-changes") if e["type"] == "it.pec.overdue-cleared"
     ]
     assert len(cleared) == 1
+
+
+def of_type(sink: RecordingSink, kind: str) -> list[dict[str, Any]]:
+    return [e["data"] for e in records(sink, "pec.state-changes") if e["type"] == kind]
+
+
+async def test_no_final_receipt_within_the_delivery_window_is_overdue_until_it_arrives(
+    pipeline: Any,
+) -> None:
+    """Accepted, no delivery receipt 24 h later: overdue (no-delivery) for the certified
+    recipient only, and the gauge counts it; the late delivery receipt clears both."""
+    p, sink = pipeline
+    await verify(p, make_sent_copy().raw, folder="Sent")
+    await verify(p, make_receipt(Kind.ACCETTAZIONE))
+    await correlate_all(p, sink)
+    window = timedelta(seconds=p.settings.delivery_window_seconds)
+    p.correlator.clock.observe(AT + window - timedelta(minutes=1))
+    assert await p.scanner.scan() == 0  # not yet: the window runs from acceptance
+    p.correlator.clock.observe(AT + window + timedelta(minutes=1))
+    assert await p.scanner.scan() == 1
+    await correlate_all(p, sink)
+    [overdue] = of_type(sink, "it.pec.overdue")
+    assert (overdue["recipient"], overdue["reason"]) == (CERTIFIED, "no-delivery")
+    assert overdue["to_state"] == "accepted"
+    assert await p.scanner.scan() == 0  # flagged once, not asked again
+    assert metric(p, "pec_messages_overdue") == 1
+    assert metric(p, "pec_messages_inflight") == 1
+
+    late = AT + window + timedelta(hours=2)
+    await verify(p, make_receipt(Kind.AVVENUTA_CONSEGNA, at=late))
+    await correlate_all(p, sink)
+    [cleared] = of_type(sink, "it.pec.overdue-cleared")
+    assert (cleared["recipient"], cleared["reason"]) == (CERTIFIED, "no-delivery")
+    assert cleared["to_state"] == "delivered"
+    assert len(of_type(sink, "it.pec.overdue")) == 1
+    await p.scanner.scan()
+    assert metric(p, "pec_messages_overdue") == 0
+    assert metric(p, "pec_messages_inflight") == 0
+    state = records(sink, "pec.message-state")[-1]
+    assert state["overdue"] == []
+
+
+async def test_external_recipients_never_go_overdue(pipeline: Any) -> None:
+    """An esterno recipient gets no delivery receipt: accepted is final, never overdue."""
+    p, sink = pipeline
+    external = (Recipient(EXTERNAL, RecipientType.ESTERNO),)
+    await verify(p, make_sent_copy(recipients=external).raw, folder="Sent")
+    await verify(p, make_receipt(Kind.ACCETTAZIONE, recipients=external))
+    await correlate_all(p, sink)
+    p.correlator.clock.observe(AT + timedelta(days=30))
+    assert await p.scanner.scan() == 0
+    await correlate_all(p, sink)
+    assert of_type(sink, "it.pec.overdue") == []
+    assert metric(p, "pec_messages_overdue") == 0
+    assert metric(p, "pec_messages_inflight") == 0
+    state = records(sink, "pec.message-state")[-1]
+    assert [(r["address"], r["state"], r["final"]) for r in state["recipients"]] == [
+        (EXTERNAL, "accepted", True)
+    ]
 
 
 async def test_register_submission_topic(pipeline: Any) -> None:
