@@ -88,18 +88,28 @@ Observation = Submission | Evidence | SuspectReceipt
 Outcome = Observation | Unroutable | Ignored
 
 
-def is_sent_folder(folder: str) -> bool:
-    """Every folder but INBOX is where the agents read the user's sent copies."""
+def is_sent_folder(folder: str, role: str | None = None) -> bool:
+    """Does ``folder`` hold the user's sent copies?
+
+    The agents say so in the ``folder-role`` header (``inbox``, ``sent``, ``archive``);
+    for records without it (older agents, other producers) every folder but INBOX does.
+    """
+    if role:
+        return role == "sent"
     return folder.strip().lower() != INBOX
 
 
 def observe_message(
-    examined: Examined, mailbox: str, folder: str, received_at: datetime | None = None
+    examined: Examined,
+    mailbox: str,
+    folder: str,
+    received_at: datetime | None = None,
+    role: str | None = None,
 ) -> Outcome:
     """Route one examined message; a Sent copy is dated by ``received_at`` (its IMAP
     INTERNALDATE, when it was stored) or else by its Date header. Only a message that
     was read is ignored: an unreadable one is :func:`unreadable`."""
-    outcome = _route(examined, mailbox, folder, received_at)
+    outcome = _route(examined, mailbox, is_sent_folder(folder, role), received_at)
     if isinstance(outcome, Ignored):
         return unreadable(examined.message) or outcome
     return outcome
@@ -125,10 +135,10 @@ def unreadable(message: PecMessage) -> Unroutable | None:
     return None
 
 
-def _route(examined: Examined, mailbox: str, folder: str, received_at: datetime | None) -> Outcome:
+def _route(examined: Examined, mailbox: str, sent: bool, received_at: datetime | None) -> Outcome:
     message = examined.message
     if message.kind is Kind.NOT_PEC:
-        if not is_sent_folder(folder):
+        if not sent:
             return Ignored("ordinary-mail")
         if message.msgid is None:
             return Unroutable("sent-message-without-message-id")

@@ -78,7 +78,8 @@ class Verifier:
         if examined is None:
             examined = examine(raw, self.trust, self._limits())
         received = _date(_text(headers.get("internal-date")))
-        outcome = observe_message(examined, mailbox, folder, received)
+        role = _text(headers.get("folder-role")) or None
+        outcome = observe_message(examined, mailbox, folder, received, role)
         if isinstance(outcome, Unroutable):
             return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)]
         if isinstance(outcome, Ignored):

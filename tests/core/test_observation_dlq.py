@@ -16,6 +16,7 @@ from pipeline.core.observation import (
     Submission,
     SuspectReceipt,
     Unroutable,
+    is_sent_folder,
     observe_message,
 )
 from pipeline.core.parse import Limits
@@ -147,3 +148,12 @@ def test_well_formed_ordinary_mail_is_ignored(
         mail.add_attachment(data, maintype="application", subtype="pdf", filename=f"a{index}.pdf")
     result = observe_message(examine(mail.as_bytes(), NO_ANCHORS), BOX, "INBOX")
     assert result == Ignored("ordinary-mail")
+
+
+def test_sent_folder_follows_the_agents_folder_role() -> None:
+    """``folder-role`` wins over the folder's name; without it, every folder but INBOX."""
+    assert is_sent_folder("Archivio", "sent")
+    assert not is_sent_folder("Archivio", "archive")
+    assert not is_sent_folder("Posta inviata", "inbox")
+    assert is_sent_folder("Archivio")
+    assert not is_sent_folder(" inbox ")

@@ -54,3 +54,29 @@ async def test_unreadable_mail_reaches_the_dlq(processes: int) -> None:
     for reason in ("mime-malformed", "not-rfc5322"):
         assert registry.get_sample_value("pec_dlq_total", {"reason": reason}) == 1
     assert registry.get_sample_value("pec_ignored_total", {"reason": "ordinary-mail"}) == 1
+
+
+async def test_folder_role_decides_which_ordinary_mail_is_a_sent_copy() -> None:
+    """The agents' ``folder-role`` header: an ``archive`` folder's ordinary mail is not a
+    submission; ``sent`` is; without the header, every folder but INBOX is (older agents)."""
+    sink = RecordingSink()
+    registry = CollectorRegistry()
+    settings = StreamSettings(metrics_port=None)
+    verifier = Verifier(
+        settings, TrustStore.from_bytes(anchor_pem()), sink, StreamMetrics(registry)
+    )
+    mail = make_ordinary_mail().raw
+    in_folder = {**HEADERS, "folder": b"Archivio"}
+    try:
+        await verifier.handle_batch(
+            [
+                (BOX, mail, {**in_folder, "folder-role": b"archive"}),
+                (BOX, mail, {**in_folder, "folder-role": b"sent"}),
+                (BOX, mail, in_folder),
+                (BOX, mail, {**HEADERS, "folder-role": b"inbox"}),
+            ]
+        )
+    finally:
+        verifier.close()
+    assert len(sink.sent["pec.receipts"]) == 2
+    assert registry.get_sample_value("pec_ignored_total", {"reason": "ordinary-mail"}) == 2
