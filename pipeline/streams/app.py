@@ -6,12 +6,14 @@ workers with the same ``app_id`` form one consumer group and share the partition
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
@@ -28,12 +30,14 @@ from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.batching import Batcher, Handler
-from pipeline.streams.correlate import Correlator, EventClock
+from pipeline.streams.correlate import Correlator, EventClock, KeyPartitions
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.faustapp import PipelineApp
 from pipeline.streams.sink import FaustSink, Record, Sink, dead_letter
 from pipeline.streams.verify import Verifier
 from pipeline.trust_files import default_trust_store, load_trust_store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,12 +100,14 @@ def build(
     topics[settings.message_state_topic] = _raw_topic(
         app, settings.message_state_topic, settings.partitions, compacting=True
     )
+    partitions = KeyPartitions()
     table = app.Table(
         settings.table_name,
         default=None,
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
+        on_changelog_event=partitions.on_changelog_event,
     )
     changelog = table.changelog_topic.get_topic_name()
     topics[changelog] = table.changelog_topic
@@ -120,8 +126,16 @@ def build(
         table=table,
         topics=topics,
         verifier=Verifier(settings, trust_store, out, metrics),
-        correlator=Correlator(settings, out, metrics, table.data, clock, changelog),
-        scanner=DeadlineScanner(settings, out, metrics, table.data, clock),
+        correlator=Correlator(settings, out, metrics, table.data, clock, changelog, partitions),
+        scanner=DeadlineScanner(
+            settings,
+            out,
+            metrics,
+            table.data,
+            clock,
+            partitions,
+            lambda: app.active_partitions(settings.receipts_topic),
+        ),
     )
     _register(pipeline, out)
     return pipeline
@@ -199,7 +213,17 @@ def _register(p: Pipeline, sink: Sink) -> None:
 
     @app.timer(interval=settings.deadline_interval_seconds, name="pectrack.deadlines")  # type: ignore[untyped-decorator]
     async def deadlines() -> None:
+        if app.rebalancing:  # partitions are moving: the next tick scans what it owns then
+            return
         await p.scanner.scan()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # (its type has no `assigned`)
+    async def forget_moved_keys(_app: Any, assigned: set[TP], **_: Any) -> None:
+        """The new assignment is known: local keys of partitions now owned elsewhere go."""
+        owned = {tp.partition for tp in assigned if tp.topic == settings.receipts_topic}
+        dropped = p.correlator.partitions.purge(p.table.data, owned)
+        if dropped:
+            log.info("rebalance: %d table keys of partitions owned elsewhere dropped", dropped)
 
     @app.page("/message/")
     class MessageView(View):
@@ -218,4 +242,4 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 return self.json({"error": f"corrupt table entry: {exc}"}, status=500)
             return self.json(message_state_to_dict(tracked))
 
-    _ = (verify, correlate, register, deadlines, MessageView)
+    _ = (verify, correlate, register, deadlines, forget_moved_keys, MessageView)

@@ -19,9 +19,10 @@ test as transitions that skipped a state).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Collection, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pipeline.codec import (
     SUSPECT_EVENTS,
@@ -68,6 +69,44 @@ class EventClock:
 
 
 @dataclass
+class KeyPartitions:
+    """The partition of each key in this worker's local table store.
+
+    faust's memory store forgets, once a rebalance's recovery completes, only the keys it
+    restored from the changelog; the keys the correlator wrote itself (see the module
+    docstring) stay when their partition moves to another worker. Without this index
+    the old owner's deadline scan would go on counting them in its gauges and asking for
+    checks of messages it no longer owns.
+    """
+
+    of: dict[bytes, int] = field(default_factory=dict)
+
+    def record(self, key: bytes, partition: int | None) -> None:
+        if partition is not None:
+            self.of[key] = partition
+
+    async def on_changelog_event(self, event: Any) -> None:
+        """faust's ``Table(on_changelog_event=...)``: a key restored from the changelog."""
+        if event.message.value is None:
+            self.of.pop(event.key, None)
+        else:
+            self.record(event.key, event.message.partition)
+
+    def owned(self, key: bytes, assigned: Collection[int] | None) -> bool:
+        """``assigned`` None: every key (no consumer group, as in unit tests)."""
+        partition = self.of.get(key)
+        return assigned is None or partition is None or partition in assigned
+
+    def purge(self, store: MutableMapping[bytes, bytes], assigned: Collection[int]) -> int:
+        """Drop the keys of partitions no longer assigned; returns how many."""
+        moved = [key for key, partition in self.of.items() if partition not in assigned]
+        for key in moved:
+            store.pop(key, None)
+            del self.of[key]
+        return len(moved)
+
+
+@dataclass
 class Correlator:
     """``store`` is the table's local data (faust ``Table.data``); ``changelog`` the name
     of the topic that backs it, written through ``sink`` to the record's own partition."""
@@ -78,6 +117,7 @@ class Correlator:
     store: MutableMapping[bytes, bytes]
     clock: EventClock
     changelog: str
+    partitions: KeyPartitions = field(default_factory=KeyPartitions)
 
     @property
     def deadlines(self) -> Deadlines:
@@ -136,8 +176,9 @@ class Correlator:
         await self.sink.send_all(
             [Record(self.changelog, k, v, partition=part) for k, (v, part) in changes.items()]
         )
-        for key, (encoded, _) in changes.items():
+        for key, (encoded, partition) in changes.items():
             self.store[key] = encoded  # last: see the module docstring
+            self.partitions.record(key, partition)
         self.metrics.processed.labels("correlate").inc(len(batch))
 
     def _stored(self, key: bytes) -> Tracked | None:

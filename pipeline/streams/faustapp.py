@@ -113,6 +113,14 @@ class PipelineApp(faust.App):
         self.fetch_wait_ms = fetch_wait_ms
         super().__init__(*args, **kwargs)
 
+    def active_partitions(self, topic: str) -> set[int] | None:
+        """The partitions of ``topic`` this worker's consumer is assigned now; ``None``
+        when no consumer runs (processors driven directly, as in unit tests)."""
+        consumer = self.consumer
+        if not consumer.started:
+            return None
+        return {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+
     @cached_property
     def flow_control(self) -> FlowControlEvent:
         return KeepQueuedOnResume(loop=self.loop)

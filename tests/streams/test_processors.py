@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from pipeline.core.correlate import correlation_key
@@ -22,6 +24,7 @@ from tests.factories import (
     CERTIFIED,
     EXTERNAL,
     MSGID,
+    OTHER_MSGID,
     anchor_pem,
     make_pec,
     make_receipt,
@@ -67,12 +70,12 @@ async def verify(p: Pipeline, raw: bytes, folder: str = "INBOX") -> None:
         await agent.put(raw, key=BOX.encode(), headers={**HEADERS, "folder": folder.encode()})
 
 
-async def correlate_all(p: Pipeline, sink: RecordingSink) -> None:
+async def correlate_all(p: Pipeline, sink: RecordingSink, partition: int = 0) -> None:
     """Feed everything verify sent to pec.receipts into the correlate agent, in order."""
     pending = sink.sent.pop("pec.receipts", [])
     async with p.app.agents["pectrack.correlate"].test_context() as agent:
         for key, value, _ in pending:
-            await agent.put(value, key=key)
+            await agent.put(value, key=key, partition=partition)
 
 
 async def test_verify_routes_a_receipt_by_correlation_key(pipeline: Any) -> None:
@@ -302,6 +305,67 @@ async def test_external_recipients_never_go_overdue(pipeline: Any) -> None:
     assert [(r["address"], r["state"], r["final"]) for r in state["recipients"]] == [
         (EXTERNAL, "accepted", True)
     ]
+
+
+OTHER_KEY = correlation_key(BOX, OTHER_MSGID).encode()
+
+
+async def two_messages_on_two_partitions(p: Pipeline, sink: RecordingSink) -> None:
+    """KEY on partition 0 and OTHER_KEY on partition 1, both submitted and never accepted."""
+    await verify(p, make_sent_copy().raw, folder="Sent")
+    await correlate_all(p, sink, partition=0)
+    await verify(p, make_sent_copy(msgid=OTHER_MSGID).raw, folder="Sent")
+    await correlate_all(p, sink, partition=1)
+    p.correlator.clock.observe(AT + timedelta(hours=2))  # past the acceptance timeout
+
+
+async def test_faust_keeps_keys_the_correlator_wrote_after_their_partition_moved(
+    pipeline: Any,
+) -> None:
+    """Why KeyPartitions exists: faust's memory store, at the end of a rebalance's
+    recovery, drops only the keys it restored itself, not those written to table.data."""
+    p, sink = pipeline
+    await two_messages_on_two_partitions(p, sink)
+    changelog = p.table.changelog_topic.get_topic_name()
+    await p.table.data.on_recovery_completed({TP(changelog, 0)}, set())
+    assert OTHER_KEY in p.table.data  # partition 1 is gone, its key is not
+
+
+async def test_deadline_scan_covers_only_assigned_partitions(pipeline: Any) -> None:
+    """After a rebalance, keys of partitions owned elsewhere are neither counted in the
+    gauges nor checked; the new assignment drops them from the local store."""
+    p, sink = pipeline
+    await two_messages_on_two_partitions(p, sink)
+    assert await p.scanner.scan() == 2  # no consumer group: every key is this worker's
+    assert metric(p, "pec_messages_inflight") == 2
+    sink.sent.pop("pec.receipts")
+
+    p.scanner.assigned = lambda: {0}  # partition 1 moved to another worker
+    assert await p.scanner.scan() == 1
+    [(key, _, _)] = sink.sent.pop("pec.receipts")
+    assert key == KEY
+    assert metric(p, "pec_messages_inflight") == 1
+
+    await p.app.on_partitions_assigned.send({TP("pec.receipts", 0), TP("pec.raw", 1)})
+    assert KEY in p.table.data
+    assert OTHER_KEY not in p.table.data
+    assert p.correlator.partitions.of == {KEY: 0}
+
+
+async def test_keys_restored_from_the_changelog_are_placed_in_their_partition(
+    pipeline: Any,
+) -> None:
+    """Keys faust restores from the changelog are indexed too (and dropped on a tombstone)."""
+    p, _ = pipeline
+
+    def restored(key: bytes, value: bytes | None, partition: int) -> Any:
+        return SimpleNamespace(key=key, message=SimpleNamespace(value=value, partition=partition))
+
+    await p.table.on_changelog_event(restored(KEY, b"{}", 3))
+    await p.table.on_changelog_event(restored(OTHER_KEY, b"{}", 2))
+    await p.table.on_changelog_event(restored(OTHER_KEY, None, 2))
+    assert p.correlator.partitions.of == {KEY: 3}
+    assert p.scanner.partitions is p.correlator.partitions
 
 
 async def test_register_submission_topic(pipeline: Any) -> None:
