@@ -22,6 +22,8 @@ Ingest (``agents/``)::
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 __all__ = ["IMAP_ERROR_KINDS", "IngestMetrics", "serve"]
@@ -114,12 +116,15 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> in
 # --- Stream processors (``pipeline/streams``) ----------------------------------------------
 #
 #   pec_receipts_total{kind,provider}             receipts applied as evidence
-#   pec_delivery_latency_seconds{phase}           submission->acceptance, acceptance->delivery
+#   pec_delivery_latency_seconds{phase,provider}  submission->acceptance, acceptance->delivery;
+#                                                 provider of the receipt ending the phase
 #   pec_delivery_failures_total{reason}           errore-consegna / virus / rejection, by code
 #   pec_signature_failures_total{reason}          signature-invalid, untrusted-signer, ...
 #   pec_messages_inflight / pec_messages_overdue / pec_orphan_receipts   (this worker's keys)
 #   pec_state_changes_total{to_state}             events published
 #   pec_processing_lag_seconds{processor}         now - Kafka timestamp of the record processed
+#   pec_consumer_lag_records{topic,partition}     end offset - committed offset, per partition
+#                                                 the worker is assigned (changelog: to restore)
 #   pec_dlq_total{reason}                         records sent to the dead-letter topic
 #   pec_ignored_total{reason}                     mail that is not about sent messages
 
@@ -143,8 +148,9 @@ class StreamMetrics:
         )
         self.latency = Histogram(
             "pec_delivery_latency_seconds",
-            "Daticert time of a receipt minus submission (acceptance) or acceptance (final).",
-            ["phase"],
+            "Daticert time of a receipt minus submission (acceptance) or acceptance (final), "
+            "by the provider that issued the receipt.",
+            ["phase", "provider"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -183,6 +189,14 @@ class StreamMetrics:
             ["processor"],
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "pec_consumer_lag_records",
+            "Records not yet consumed, per assigned partition: end offset minus the group's "
+            "committed offset (a table changelog: records left to restore).",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self._lag_series: set[tuple[str, str]] = set()
         self.processed = Counter(
             "pec_processed_records",
             "Records processed, by processor.",
@@ -202,13 +216,28 @@ class StreamMetrics:
             registry=registry,
         )
         self._providers: set[str] = set()
-        for phase in ("acceptance", "delivery"):
-            self.latency.labels(phase)
         for processor in ("verify", "correlate"):
             self.lag.labels(processor)
             self.processed.labels(processor)
         for reason in ("signature-invalid", "untrusted-signer", "receipt-rejected"):
             self.signature_failures.labels(reason)
+
+    def set_consumer_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
+        """``(topic, partition) -> records``: the worker's whole assignment. Partitions
+        missing from it (moved to another worker) lose their series."""
+        series = {(topic, str(partition)): value for (topic, partition), value in lag.items()}
+        for gone in self._lag_series - series.keys():
+            self.consumer_lag.remove(*gone)
+        for labels, value in series.items():
+            self.consumer_lag.labels(*labels).set(value)
+        self._lag_series = set(series)
+
+    def drop_consumer_lag(self, assigned: Collection[tuple[str, int]]) -> None:
+        """A new assignment: partitions not in it lose their series now."""
+        keep = {(topic, str(partition)) for topic, partition in assigned}
+        for gone in self._lag_series - keep:
+            self.consumer_lag.remove(*gone)
+        self._lag_series &= keep
 
     def provider_label(self, provider: str | None) -> str:
         """Provider names come from signed daticert; still, cap how many labels exist."""

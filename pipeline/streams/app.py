@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
@@ -39,10 +40,13 @@ from pipeline.trust_files import default_trust_store, load_trust_store
 
 log = logging.getLogger(__name__)
 
+# How often pec_consumer_lag_records is measured (one ListOffsets request each time).
+CONSUMER_LAG_INTERVAL_SECONDS = 5.0
+
 
 @dataclass
 class Pipeline:
-    app: faust.App
+    app: PipelineApp
     settings: StreamSettings
     registry: CollectorRegistry
     metrics: StreamMetrics
@@ -217,6 +221,16 @@ def _register(p: Pipeline, sink: Sink) -> None:
             return
         await p.scanner.scan()
 
+    @app.timer(interval=CONSUMER_LAG_INTERVAL_SECONDS, name="pectrack.consumer-lag")  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        try:
+            lag = await app.consumer_lag()
+        except (KafkaError, TimeoutError) as exc:  # the broker is away: keep the last values
+            log.debug("consumer lag not measured: %r", exc)
+            return
+        if lag is not None:
+            p.metrics.set_consumer_lag({(tp.topic, tp.partition): n for tp, n in lag.items()})
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # (its type has no `assigned`)
     async def forget_moved_keys(_app: Any, assigned: set[TP], **_: Any) -> None:
         """The new assignment is known: local keys of partitions now owned elsewhere go."""
@@ -224,6 +238,7 @@ def _register(p: Pipeline, sink: Sink) -> None:
         dropped = p.correlator.partitions.purge(p.table.data, owned)
         if dropped:
             log.info("rebalance: %d table keys of partitions owned elsewhere dropped", dropped)
+        p.metrics.drop_consumer_lag({(tp.topic, tp.partition) for tp in assigned})
 
     @app.page("/message/")
     class MessageView(View):
@@ -242,4 +257,4 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 return self.json({"error": f"corrupt table entry: {exc}"}, status=500)
             return self.json(message_state_to_dict(tracked))
 
-    _ = (verify, correlate, register, deadlines, forget_moved_keys, MessageView)
+    _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_keys, MessageView)

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 Item = tuple[bytes | None, bytes | None, int | None]
 
 FAILED = (DeliveryState.DELIVERY_FAILED, DeliveryState.VIRUS, DeliveryState.REJECTED)
+# pec_delivery_latency_seconds{phase}: the transitions that end a phase
+PHASES = {DeliveryState.ACCEPTED: "acceptance", DeliveryState.DELIVERED: "delivery"}
 
 
 @dataclass
@@ -203,10 +205,10 @@ class Correlator:
             metrics.failures.labels(event.after.value).inc()
         if event.latency is None:
             return
-        if event.after is DeliveryState.ACCEPTED:
-            metrics.latency.labels("acceptance").observe(event.latency)
-        elif event.after is DeliveryState.DELIVERED:
-            metrics.latency.labels("delivery").observe(event.latency)
+        phase = PHASES.get(event.after)
+        if phase is not None:
+            provider = metrics.provider_label(event.provider)  # the receipt ending the phase
+            metrics.latency.labels(phase, provider).observe(event.latency)
 
 
 def summarize(values: list[Tracked]) -> tuple[int, int, int]:

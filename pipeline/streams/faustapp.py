@@ -7,6 +7,8 @@
   to that offset and stops, so the rest of the last batch (several records whenever a
   batch of state changes was written together) never reached the table: state regressed
   after a rebalance. The end offset is checked by reading that last batch.
+* :meth:`PipelineApp.consumer_lag`: records waiting per assigned partition, from one
+  ListOffsets request and faust's committed offsets (faust exports no such figure).
 * ``fetch_wait_ms``: faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. The
   embedded broker (Tansu) holds a fetch over several partitions for the whole wait even
   when one of them has data (measured: ~480 ms per record at 500 ms on a 4-partition
@@ -17,12 +19,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, cast
 
 import aiokafka
 import faust
+from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 from mode.utils.objects import cached_property
@@ -81,6 +85,34 @@ async def true_end_offsets(
     return result
 
 
+def consumer_lag(
+    assigned: Iterable[TP],
+    ends: Mapping[TP, int],
+    committed: Mapping[TP, int | None],
+    restoring: Mapping[TP, int],
+    changelogs: Collection[str],
+) -> dict[TP, int]:
+    """Records waiting in each assigned partition.
+
+    A source partition: its end offset minus the group's committed offset (the next
+    record to handle; none committed yet: everything from offset 0, the consumer starts
+    at the earliest record). A partition with no known end offset is left out. A table
+    changelog partition is read only to restore the table: the records left to restore
+    (0 once restored, although the worker keeps appending to it).
+    """
+    lag: dict[TP, int] = {}
+    for tp in assigned:
+        if tp.topic in changelogs:
+            lag[tp] = max(0, restoring.get(tp, 0))
+            continue
+        end = ends.get(tp)
+        if end is None:
+            continue
+        position = committed.get(tp) or 0
+        lag[tp] = max(0, end - max(0, position))  # Tansu's end offsets may be a batch short
+    return lag
+
+
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         ends = await super()._highwaters(partitions)
@@ -88,6 +120,11 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
             return ends
         bootstrap = self._ensure_consumer()._client._bootstrap_servers
         return await true_end_offsets(bootstrap, ends)
+
+    async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        """ListOffsets(latest) as the broker answers it: no correction, it is cheap."""
+        ends = await self.call_thread(self._ensure_consumer().end_offsets, partitions)
+        return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
@@ -100,6 +137,13 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
 class _Consumer(faust_kafka.Consumer):
     def _new_consumer_thread(self) -> faust_kafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        return await cast(_ConsumerThread, self._thread).end_offsets(partitions)
+
+    def committed_offsets(self) -> dict[TP, int | None]:
+        """What this consumer last committed (or found committed when assigned)."""
+        return dict(self._committed_offset)
 
 
 class _Transport(faust_kafka.Transport):
@@ -120,6 +164,25 @@ class PipelineApp(faust.App):
         if not consumer.started:
             return None
         return {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+
+    async def consumer_lag(self, timeout: float = 10.0) -> dict[TP, int] | None:
+        """Records waiting per assigned partition (:func:`consumer_lag`); ``None`` while
+        no consumer runs or partitions are moving (the assignment is about to change)."""
+        consumer = cast(_Consumer, self.consumer)
+        if not consumer.started or self.rebalancing:
+            return None
+        leader = f"{self.conf.id}-__assignor-__leader"  # faust's election: never written
+        assigned = {tp for tp in consumer.assignment() if tp.topic != leader}
+        changelogs = {table.changelog_topic.get_topic_name() for table in self.tables.values()}
+        sources = [tp for tp in assigned if tp.topic not in changelogs]
+        ends = await asyncio.wait_for(consumer.end_offsets(sources), timeout) if sources else {}
+        return consumer_lag(
+            assigned,
+            ends,
+            consumer.committed_offsets(),
+            cast(TableManager, self.tables).recovery.active_remaining(),
+            changelogs,
+        )
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:

@@ -1,11 +1,16 @@
-"""The faust app corrections: flow control that keeps queued records, the fetch wait."""
+"""The faust app corrections: flow control that keeps queued records, the fetch wait,
+the consumer lag faust does not export."""
 
 from __future__ import annotations
 
+from faust.types import TP
 from mode.utils.queues import FlowControlQueue
+from prometheus_client import CollectorRegistry
 
+from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.app import build
+from pipeline.streams.faustapp import consumer_lag
 
 
 async def test_resume_keeps_queued_records_while_flowing_and_clears_after_a_suspension() -> None:
@@ -31,3 +36,55 @@ async def test_worker_consumer_fetch_wait_comes_from_settings() -> None:
     finally:
         await consumer.stop()
         thread.thread_loop.close()
+
+
+CHANGELOG = "pectrack-pectrack-messages-changelog"
+
+
+def test_consumer_lag_is_end_minus_committed_and_changelogs_what_is_left_to_restore() -> None:
+    """Per assigned partition: end offset - committed offset (none committed: from 0);
+    a changelog counts only what recovery has still to restore; no end offset: left out."""
+    raw0, raw1, receipts0, receipts1 = (
+        TP("pec.raw", 0),
+        TP("pec.raw", 1),
+        TP("pec.receipts", 0),
+        TP("pec.receipts", 1),
+    )
+    changelog0, changelog1 = TP(CHANGELOG, 0), TP(CHANGELOG, 1)
+    lag = consumer_lag(
+        assigned={raw0, raw1, receipts0, receipts1, changelog0, changelog1},
+        ends={raw0: 120, raw1: 7, receipts0: 40, changelog0: 9999},
+        committed={raw0: 100, raw1: None, receipts0: 41},
+        restoring={changelog0: 250},
+        changelogs={CHANGELOG},
+    )
+    assert lag == {raw0: 20, raw1: 7, receipts0: 0, changelog0: 250, changelog1: 0}
+
+
+def test_consumer_lag_gauge_forgets_partitions_no_longer_assigned() -> None:
+    """pec_consumer_lag_records{topic,partition}: a partition that moved loses its series,
+    at the next measurement or as soon as the new assignment is known."""
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+
+    def lag(topic: str, partition: int) -> float | None:
+        labels = {"topic": topic, "partition": str(partition)}
+        return registry.get_sample_value("pec_consumer_lag_records", labels)
+
+    metrics.set_consumer_lag({("pec.raw", 0): 5, ("pec.raw", 1): 3, ("pec.receipts", 1): 2})
+    assert (lag("pec.raw", 0), lag("pec.raw", 1), lag("pec.receipts", 1)) == (5, 3, 2)
+    metrics.set_consumer_lag({("pec.raw", 0): 4, ("pec.receipts", 1): 0})
+    assert (lag("pec.raw", 0), lag("pec.raw", 1), lag("pec.receipts", 1)) == (4, None, 0)
+    metrics.drop_consumer_lag({("pec.raw", 0), ("pec.raw", 2)})
+    assert (lag("pec.raw", 0), lag("pec.receipts", 1)) == (4, None)
+    metrics.set_consumer_lag({("pec.raw", 2): 1})
+    assert (lag("pec.raw", 0), lag("pec.raw", 2)) == (None, 1)
+
+
+async def test_consumer_lag_is_not_measured_without_a_running_consumer() -> None:
+    """Processors driven directly (no consumer group): no figure, the gauge is left alone."""
+    app = build(StreamSettings(metrics_port=None, web_port=16069)).app
+    try:
+        assert await app.consumer_lag() is None
+    finally:
+        app.consumer._thread.thread_loop.close()

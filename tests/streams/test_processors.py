@@ -12,9 +12,13 @@ import pytest
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from pipeline.codec import dumps, observation_to_dict
 from pipeline.core.correlate import correlation_key
+from pipeline.core.lifecycle import Event, Receipt
 from pipeline.core.model import Kind, Recipient, RecipientType
+from pipeline.core.observation import Evidence, Submission
 from pipeline.core.trust import TrustStore
+from pipeline.metrics import MAX_PROVIDER_LABELS
 from pipeline.settings import StreamSettings
 from pipeline.simulate.provider import Fault
 from pipeline.streams.app import Pipeline, build
@@ -159,7 +163,39 @@ async def test_correlate_full_lifecycle(pipeline: Any) -> None:
     assert (
         metric(p, "pec_receipts_total", kind="avvenuta-consegna", provider="ARUBA PEC S.p.A.") == 1
     )
-    assert metric(p, "pec_delivery_latency_seconds_count", phase="delivery") == 1
+    aruba = "ARUBA PEC S.p.A."  # issued both receipts: each ends a phase
+    assert metric(p, "pec_delivery_latency_seconds_count", phase="delivery", provider=aruba) == 1
+    # the acceptance ends the phase of both recipients, the certified and the external one
+    assert metric(p, "pec_delivery_latency_seconds_count", phase="acceptance", provider=aruba) == 2
+
+
+async def test_latency_provider_label_is_bounded(pipeline: Any) -> None:
+    """pec_delivery_latency_seconds{provider}: the receipt's provider, "unknown" when it
+    names none, "other" once the provider-label cap is reached."""
+    p, _ = pipeline
+
+    async def accepted(msgid: str, provider: str | None) -> None:
+        key = correlation_key(BOX, msgid)
+        receipt = Receipt(msgid, Event.ACCEPT, (Recipient(CERTIFIED, RecipientType.CERTIFICATO),),
+                          None, AT + timedelta(seconds=30))  # fmt: skip
+        for observation in (
+            Submission(key, BOX, msgid, None, (CERTIFIED,), AT),
+            Evidence(key, BOX, msgid, receipt, "accettazione", provider),
+        ):
+            await p.correlator.handle(key.encode(), dumps(observation_to_dict(observation)))
+
+    def count(provider: str) -> float:
+        return metric(
+            p, "pec_delivery_latency_seconds_count", phase="acceptance", provider=provider
+        )
+
+    await accepted("<1@c>", None)
+    for n in range(MAX_PROVIDER_LABELS):
+        p.metrics.provider_label(f"Provider {n}")
+    await accepted("<2@c>", "Provider 3")
+    await accepted("<3@c>", "One provider too many")
+    assert (count("unknown"), count("Provider 3"), count("other")) == (1, 1, 1)
+    assert metric(p, "pec_delivery_latency_seconds_sum", phase="acceptance", provider="other") == 30
 
 
 async def test_correlate_duplicate_receipt_changes_nothing(pipeline: Any) -> None:
