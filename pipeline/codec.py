@@ -397,13 +397,45 @@ def event_to_dict(event: TrackEvent) -> dict[str, Any]:
             "latency_from": event.latency_from,
             "outcome": event.outcome,
             "reason": event.reason,
-            "signature": "valid-trusted"
-            if event.type in (EventType.STATE_CHANGE, EventType.CONFLICT)
-            and event.receipt_id
-            and event.receipt_kind != "submission"
-            else None,
+            "signature": signature_outcome(event),
         },
     }
+
+
+def _defect_codes(reason: str | None) -> set[str]:
+    """``"signature-missing: a PEC message that is not multipart/signed; ..."`` -> codes."""
+    return {piece.split(":", 1)[0].strip() for piece in (reason or "").split("; ")}
+
+
+def signature_outcome(event: TrackEvent) -> str | None:
+    """What the receipt's signature check found, for the event's ``signature`` field:
+
+    ``valid-trusted``  valid and by a trusted provider (every applied receipt; also a
+                       receipt rejected for a defect outside its signature, see ``reason``)
+    ``invalid``        the signature does not verify (tampered, malformed)
+    ``missing``        the receipt is not signed
+    ``untrusted``      valid, but the signer does not chain to a trusted provider at
+                       signing time (self-signed, unknown CA, expired)
+    ``signer-mismatch``  valid and trusted, but not the provider the receipt names
+    ``null``           the event is not about a receipt (submission, overdue)
+
+    A suspect carries only the failed check's event and its defect codes (``reason``,
+    see :func:`pipeline.core.observation.suspect_event`), so the outcome is read there.
+    """
+    if event.type is EventType.SIGNATURE_INVALID:
+        return "missing" if "signature-missing" in _defect_codes(event.reason) else "invalid"
+    if event.type is EventType.UNTRUSTED_SIGNER:
+        return "untrusted"
+    if event.type is EventType.RECEIPT_REJECTED:
+        codes = _defect_codes(event.reason)
+        return "signer-mismatch" if any(c.startswith("signer-") for c in codes) else "valid-trusted"
+    if (
+        event.type in (EventType.STATE_CHANGE, EventType.CONFLICT)
+        and event.receipt_id
+        and event.receipt_kind != "submission"
+    ):
+        return "valid-trusted"
+    return None
 
 
 def message_state_to_dict(tracked: Tracked) -> dict[str, Any]:

@@ -91,6 +91,10 @@ def test_every_state_change_fits_the_schema(emitted: RecordingSink) -> None:
         validator.validate(event)
     types = {event["type"] for event in events}
     assert {"it.pec.state-change", "it.pec.overdue", "it.pec.untrusted-signer"} <= types
+    signatures = {(event["type"], event["data"]["signature"]) for event in events}
+    assert ("it.pec.untrusted-signer", "untrusted") in signatures
+    assert ("it.pec.signature-invalid", "invalid") in signatures
+    assert ("it.pec.overdue", None) in signatures
 
 
 def test_every_message_state_fits_the_schema(emitted: RecordingSink) -> None:

@@ -224,6 +224,30 @@ async def test_correlate_suspect_is_reported_once(pipeline: Any) -> None:
     assert metric(p, "pec_signature_failures_total", reason="signature-invalid") == 1
 
 
+@pytest.mark.parametrize(
+    ("fault", "event_type", "signature"),
+    [
+        (None, "it.pec.state-change", "valid-trusted"),
+        (Fault.TAMPERED_BODY, "it.pec.signature-invalid", "invalid"),
+        (Fault.MISSING_SIGNATURE, "it.pec.signature-invalid", "missing"),
+        (Fault.SELF_SIGNED, "it.pec.untrusted-signer", "untrusted"),
+        (Fault.UNTRUSTED_CA, "it.pec.untrusted-signer", "untrusted"),
+        (Fault.EXPIRED_SIGNER, "it.pec.untrusted-signer", "untrusted"),
+        (Fault.WRONG_PROVIDER, "it.pec.receipt-rejected", "signer-mismatch"),
+        (Fault.HEADER_MISMATCH, "it.pec.receipt-rejected", "valid-trusted"),
+    ],
+)
+async def test_event_signature_is_what_the_check_found(
+    pipeline: Any, fault: Fault | None, event_type: str, signature: str
+) -> None:
+    """The signature field of a receipt's event says why it failed, not only that it passed."""
+    p, sink = pipeline
+    await verify(p, make_pec(Kind.AVVENUTA_CONSEGNA, fault=fault).raw)
+    await correlate_all(p, sink)
+    [event] = records(sink, "pec.state-changes")
+    assert (event["type"], event["data"]["signature"]) == (event_type, signature)
+
+
 async def test_correlate_bad_record_goes_to_dlq(pipeline: Any) -> None:
     """A record on pec.receipts that is not an observation is a dead letter."""
     p, sink = pipeline
