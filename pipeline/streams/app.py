@@ -7,13 +7,14 @@ workers with the same ``app_id`` form one consumer group and share the partition
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.exceptions import SameNode
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
@@ -27,6 +28,7 @@ from pipeline.codec import (
     submission_from_dict,
     tracked_from_dict,
 )
+from pipeline.core.correlate import correlation_key, normalise_msgid
 from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
@@ -158,6 +160,18 @@ def _raw_topic(app: faust.App, name: str, partitions: int, *, compacting: bool =
     )
 
 
+def lookup_key(query: Mapping[str, str]) -> str | None:
+    """The correlation key a web lookup asks for: ``key`` exactly as published, or
+    ``mailbox`` and ``msgid`` normalised as verify does (``Ufficio-Legale`` and
+    ``20240301.42@erp.example.it`` -> ``ufficio-legale <20240301.42@erp.example.it>``)."""
+    if key := query.get("key"):
+        return key
+    mailbox, msgid = query.get("mailbox", ""), query.get("msgid", "")
+    if not mailbox.strip() or normalise_msgid(msgid) is None:
+        return None
+    return correlation_key(mailbox, msgid)
+
+
 def _headers(event: Any) -> dict[str, bytes]:
     raw = event.headers or {}
     items = raw.items() if isinstance(raw, dict) else raw
@@ -242,15 +256,21 @@ def _register(p: Pipeline, sink: Sink) -> None:
 
     @app.page("/message/")
     class MessageView(View):
-        """``GET /message/?key=<mailbox> <msgid>``: the message's state, from its owner."""
+        """``GET /message/?key=<mailbox> <msgid>``, or ``?mailbox=...&msgid=...``: the
+        message's state, answered by the worker that owns the key (any worker proxies)."""
 
-        @app.table_route(table=p.table, query_param="key")  # type: ignore[arg-type]
         async def get(self, request: Request) -> Response:
-            stored = p.table.get(request.query["key"].encode())
+            key = lookup_key(request.query)
+            if key is None:
+                error = "give key=<mailbox> <msgid>, or mailbox and msgid"
+                return self.json({"error": error}, status=400)
+            try:  # faust's table_route, with the key computed first
+                return await app.router.route_req(p.table.name, key, self.web, request)
+            except SameNode:
+                pass  # this worker owns the key
+            stored = p.table.get(key.encode())
             if stored is None:
-                return self.json(
-                    {"error": "unknown message", "key": request.query["key"]}, status=404
-                )
+                return self.json({"error": "unknown message", "key": key}, status=404)
             try:
                 tracked = tracked_from_dict(decode(stored))
             except DecodeError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from faust.exceptions import SameNode
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -21,7 +22,7 @@ from pipeline.core.trust import TrustStore
 from pipeline.metrics import MAX_PROVIDER_LABELS
 from pipeline.settings import StreamSettings
 from pipeline.simulate.provider import Fault
-from pipeline.streams.app import Pipeline, build
+from pipeline.streams.app import Pipeline, build, lookup_key
 from pipeline.streams.sink import RecordingSink
 from tests.factories import (
     AT,
@@ -452,3 +453,59 @@ async def test_register_submission_topic(pipeline: Any) -> None:
     assert len(sink.sent["pec.dlq"]) == len(bad)
     assert all(("reason", b"bad-submission") in h for _, _, h in sink.sent["pec.dlq"])
     assert metric(p, "pec_dlq_total", reason="bad-submission") == len(bad)
+
+
+class FakeRouter:
+    """faust's router at the boundary: the key's owner is this worker, or another one."""
+
+    def __init__(self, owner_elsewhere: bool) -> None:
+        self.owner_elsewhere = owner_elsewhere
+        self.keys: list[str] = []
+
+    async def route_req(self, table_name: str, key: str, web: Any, request: Any) -> Any:
+        self.keys.append(key)
+        if not self.owner_elsewhere:
+            raise SameNode()
+        return web.json({"proxied": key})
+
+
+async def get_message(p: Pipeline, router: FakeRouter, **query: str) -> tuple[int, Any]:
+    p.app.router = router
+    view = p.app.web.views["/message/"]
+    response = await view.get(SimpleNamespace(query=query))
+    return response.status, orjson.loads(response.body)
+
+
+def test_lookup_key_from_mailbox_and_msgid() -> None:
+    """key is taken as it is; mailbox and msgid are normalised like verify's keys."""
+    key = "ufficio-legale <20240301.42@erp.example.it>"
+    assert lookup_key({"key": key}) == key
+    assert lookup_key({"mailbox": "Ufficio-Legale", "msgid": " 20240301.42@erp.example.it"}) == key
+    assert lookup_key({"mailbox": "ufficio-legale", "msgid": "<20240301.42@erp.example.it>"}) == key
+    assert lookup_key({"mailbox": "ufficio-legale"}) is None
+    assert lookup_key({"mailbox": " ", "msgid": "<x@y>"}) is None
+    assert lookup_key({"key": ""}) is None
+
+
+async def test_lookup_by_mailbox_and_msgid_is_routed_and_answered(pipeline: Any) -> None:
+    """?mailbox=&msgid= finds the message the exact key finds, through the owner's routing."""
+    p, sink = pipeline
+    await verify(p, make_sent_copy().raw, folder="Sent")
+    await correlate_all(p, sink)
+    bare_msgid = MSGID.strip("<>")
+
+    here = FakeRouter(owner_elsewhere=False)
+    status, by_parts = await get_message(p, here, mailbox=BOX.upper(), msgid=bare_msgid)
+    assert status == 200
+    assert by_parts["key"] == KEY.decode()
+    assert await get_message(p, here, key=KEY.decode()) == (200, by_parts)
+    assert here.keys == [KEY.decode(), KEY.decode()]
+
+    elsewhere = FakeRouter(owner_elsewhere=True)
+    assert await get_message(p, elsewhere, mailbox=BOX, msgid=MSGID) == (
+        200,
+        {"proxied": KEY.decode()},
+    )
+    status, unknown = await get_message(p, here, mailbox=BOX, msgid="<nope@x>")
+    assert (status, unknown["key"]) == (404, correlation_key(BOX, "<nope@x>"))
+    assert (await get_message(p, here, mailbox=BOX))[0] == 400
