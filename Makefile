@@ -48,9 +48,14 @@ test: venv system-deps lint typecheck archcheck
 	$(BIN)/pytest -q
 
 # The whole system on simulated traffic until Ctrl-C; options: make demo DEMO_ARGS="--rate 10".
+# The time to the first state change it prints counts from when make read this file,
+# before the venv and the install.
+ifneq ($(filter demo,$(MAKECMDGOALS)),)
+DEMO_STARTED := $(shell date +%s.%N)
+endif
 demo: venv
 	@$(BIN)/python -c 'import pymap' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[test,demo]'
-	$(BIN)/pectrack demo $(DEMO_ARGS)
+	PECTRACK_COMMAND_STARTED=$(DEMO_STARTED) $(BIN)/pectrack demo $(DEMO_ARGS)
 
 # Hostile-input property tests (parser, verifier, daticert, MIME) with a large budget.
 fuzz: venv

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -56,3 +58,24 @@ def test_the_clock_starts_when_the_command_started() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert 0.5 <= float(result.stdout) < 10
+
+
+def test_make_demo_passes_the_moment_the_command_started() -> None:
+    """``PECTRACK_COMMAND_STARTED`` (set by ``make demo`` before it installs) wins; a value
+    that is garbage or in the future is ignored."""
+    code = (
+        "from pipeline.demo.cli import command_started; import time\n"
+        "print(time.monotonic() - command_started())"
+    )
+
+    def age(value: str) -> float:
+        env = {**os.environ, "PECTRACK_COMMAND_STARTED": value}
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+            check=True, env=env,
+        )  # fmt: skip
+        return float(result.stdout)
+
+    assert 40 <= age(str(time.time() - 42)) < 60
+    assert age("garbage") < 40
+    assert age(str(time.time() + 3600)) < 40
