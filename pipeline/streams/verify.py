@@ -37,6 +37,15 @@ log = logging.getLogger(__name__)
 
 Item = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, headers
 
+# Largest message a dead letter carries whole. faust's producer refuses requests over
+# 1,000,000 bytes (producer_max_request_size) and Kafka's default message.max.bytes is
+# about 1 MiB: a larger dead letter would fail to send and crash the batch on every
+# retry. Above this, the dead letter keeps the header section (``truncated`` and
+# ``size`` headers say so); the whole message stays in ``pec.raw``, found by the
+# mailbox/folder/uid headers the dead letter keeps.
+DLQ_MAX_VALUE_BYTES = 900_000
+_HEADER_END = (b"\r\n\r\n", b"\n\n")
+
 
 @dataclass
 class Verifier:
@@ -161,8 +170,17 @@ class Verifier:
         out.append(("reason", reason.encode()))
         if detail:
             out.append(("detail", detail[:200].encode()))
+        if len(raw) > DLQ_MAX_VALUE_BYTES:
+            out += [("truncated", b"header-section"), ("size", str(len(raw)).encode())]
+            raw = header_section(raw, DLQ_MAX_VALUE_BYTES)
         self.metrics.dlq.labels(reason).inc()
         return Record(self.settings.dlq_topic, key or b"", raw, out)
+
+
+def header_section(raw: bytes, limit: int) -> bytes:
+    """The header block of ``raw`` (up to its blank line), at most ``limit`` bytes."""
+    ends = [i + len(sep) for sep in _HEADER_END if (i := raw.find(sep, 0, limit)) >= 0]
+    return raw[: min(ends)] if ends else raw[:limit]
 
 
 # The trust store of a pool process, built once by _start_process from DER bytes (a

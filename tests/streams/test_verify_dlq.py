@@ -9,7 +9,7 @@ from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.sink import RecordingSink
-from pipeline.streams.verify import Verifier
+from pipeline.streams.verify import DLQ_MAX_VALUE_BYTES, Verifier, header_section
 from tests.factories import anchor_pem, make_ordinary_mail
 
 BOX = b"studio-rossi"
@@ -80,3 +80,35 @@ async def test_folder_role_decides_which_ordinary_mail_is_a_sent_copy() -> None:
         verifier.close()
     assert len(sink.sent["pec.receipts"]) == 2
     assert registry.get_sample_value("pec_ignored_total", {"reason": "ordinary-mail"}) == 2
+
+
+async def test_a_dead_letter_too_large_for_kafka_keeps_its_header_section() -> None:
+    """Unreadable mail bigger than a producer request may be is dead-lettered by its
+    header section, marked ``truncated`` with its size, instead of failing the batch."""
+    sink = RecordingSink()
+    registry = CollectorRegistry()
+    verifier = Verifier(
+        StreamSettings(metrics_port=None),
+        TrustStore.from_bytes(anchor_pem()),
+        sink,
+        StreamMetrics(registry),
+    )
+    head, _, body = BROKEN.partition(b"\r\n\r\n")
+    huge = head + b"\r\n\r\n" + body * (DLQ_MAX_VALUE_BYTES // len(body) + 1)
+    try:
+        await verifier.handle_batch([(BOX, huge, HEADERS), (BOX, BROKEN, HEADERS)])
+    finally:
+        verifier.close()
+    [(_, value, headers), (_, whole, whole_headers)] = sink.sent["pec.dlq"]
+    assert value == head + b"\r\n\r\n"
+    assert ("truncated", b"header-section") in headers
+    assert ("size", str(len(huge)).encode()) in headers
+    assert ("reason", b"mime-malformed") in headers
+    assert whole == BROKEN
+    assert not any(name == "truncated" for name, _ in whole_headers)
+
+
+def test_header_section_is_bounded() -> None:
+    """LF-only mail, and a header block that never ends, are cut at the limit."""
+    assert header_section(b"A: b\n\nbody", 100) == b"A: b\n\n"
+    assert header_section(b"A: b" * 100, 10) == b"A: bA: bA:"
