@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from pipeline.core import mime
+
 __all__ = [
     "FetchedMessage",
     "OutRecord",
@@ -70,8 +72,7 @@ def message_id(raw: bytes) -> bytes | None:
 
 def header_section(raw: bytes, limit: int = 64 * 1024) -> bytes:
     """The header section up to and including the empty line, at most ``limit`` bytes."""
-    end = _HEADER_END.search(raw, 0, limit)
-    return raw[: end.end()] if end else raw[:limit]
+    return mime.header_section(raw, limit)
 
 
 def content_key(raw: bytes) -> str:

@@ -140,6 +140,13 @@ def header_end(
     return newline, stop
 
 
+def header_section(raw: bytes, limit: int) -> bytes:
+    """``raw``'s header section up to and including its blank line, at most ``limit``
+    bytes (the first ``limit`` bytes when no blank line comes before)."""
+    end = header_end(raw, 0, min(len(raw), limit))
+    return raw[: end[1]] if end else raw[:limit]
+
+
 # Header blocks and Content-Type values that repeat from message to message (a provider's
 # daticert, text and smime.p7s part headers; their Content-Types) are parsed once. Only
 # short ones are kept, so hostile input can hold at most a few hundred KB here.

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pipeline.codec import dumps, observation_to_dict
 from pipeline.core.examine import Examined, examine
+from pipeline.core.mime import header_section
 from pipeline.core.observation import Ignored, Unroutable, observe_message
 from pipeline.core.parse import Limits
 from pipeline.core.trust import TrustStore, load_certificates
@@ -44,7 +45,6 @@ Item = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, 
 # ``size`` headers say so); the whole message stays in ``pec.raw``, found by the
 # mailbox/folder/uid headers the dead letter keeps.
 DLQ_MAX_VALUE_BYTES = 900_000
-_HEADER_END = (b"\r\n\r\n", b"\n\n")
 
 
 @dataclass
@@ -175,12 +175,6 @@ class Verifier:
             raw = header_section(raw, DLQ_MAX_VALUE_BYTES)
         self.metrics.dlq.labels(reason).inc()
         return Record(self.settings.dlq_topic, key or b"", raw, out)
-
-
-def header_section(raw: bytes, limit: int) -> bytes:
-    """The header block of ``raw`` (up to its blank line), at most ``limit`` bytes."""
-    ends = [i + len(sep) for sep in _HEADER_END if (i := raw.find(sep, 0, limit)) >= 0]
-    return raw[: min(ends)] if ends else raw[:limit]
 
 
 # The trust store of a pool process, built once by _start_process from DER bytes (a

@@ -13,6 +13,7 @@ from pipeline.core.mime import (
     decode_words,
     entity_at,
     header_end,
+    header_section,
     multipart_spans,
     parse_content_type,
     parse_headers,
@@ -233,3 +234,11 @@ def test_header_end_matches_the_regex(data: bytes, start: int, endpos: int, wind
     expected = None if match is None else (match.start(), match.end())
     assert header_end(data, start, endpos, window) == expected
     assert header_end(data, start, endpos) == expected
+
+
+def test_header_section_stops_at_the_first_blank_line_and_is_bounded() -> None:
+    """CRLF or LF mail; a header block that never ends is cut at the limit."""
+    assert header_section(b"A: b\r\nC: d\r\n\r\nbody\r\n\r\n", 100) == b"A: b\r\nC: d\r\n\r\n"
+    assert header_section(b"A: b\n\nbody", 100) == b"A: b\n\n"
+    assert header_section(b"A: b" * 100, 10) == b"A: bA: bA:"
+    assert header_section(b"A: b\n\nbody", 3) == b"A: "

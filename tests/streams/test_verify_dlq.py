@@ -9,7 +9,7 @@ from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.sink import RecordingSink
-from pipeline.streams.verify import DLQ_MAX_VALUE_BYTES, Verifier, header_section
+from pipeline.streams.verify import DLQ_MAX_VALUE_BYTES, Verifier
 from tests.factories import anchor_pem, make_ordinary_mail
 
 BOX = b"studio-rossi"
@@ -106,9 +106,3 @@ async def test_a_dead_letter_too_large_for_kafka_keeps_its_header_section() -> N
     assert ("reason", b"mime-malformed") in headers
     assert whole == BROKEN
     assert not any(name == "truncated" for name, _ in whole_headers)
-
-
-def test_header_section_is_bounded() -> None:
-    """LF-only mail, and a header block that never ends, are cut at the limit."""
-    assert header_section(b"A: b\n\nbody", 100) == b"A: b\n\n"
-    assert header_section(b"A: b" * 100, 10) == b"A: bA: bA:"
