@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,11 +20,21 @@ class Record:
 
 
 def dead_letter(
-    topic: str, key: bytes | None, value: bytes | None, reason: str, detail: str = ""
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    detail: str = "",
+    *,
+    source: Mapping[str, bytes] | None = None,
 ) -> Record:
-    """A record for ``pec.dlq``: the input unchanged, ``reason`` (a bounded code, the
-    ``pec_dlq_total`` label) and ``detail`` (what exactly was wrong) in its headers."""
-    headers: Headers = [("reason", reason.encode())]
+    """A record for ``pec.dlq``: the input unchanged, its ``source`` headers (those of the
+    input record) and ``reason`` (a bounded code, the ``pec_dlq_total`` label) and
+    ``detail`` (what exactly was wrong), replacing any a replayed dead letter carried."""
+    headers: Headers = [
+        (name, data) for name, data in (source or {}).items() if name not in ("reason", "detail")
+    ]
+    headers.append(("reason", reason.encode()))
     if detail:
         headers.append(("detail", detail[:200].encode()))
     return Record(topic, key or b"", value or b"", headers)

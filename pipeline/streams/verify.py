@@ -32,7 +32,7 @@ from pipeline.core.parse import Limits
 from pipeline.core.trust import TrustStore, load_certificates
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
-from pipeline.streams.sink import Headers, Record, Sink
+from pipeline.streams.sink import Record, Sink, dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -164,17 +164,14 @@ class Verifier:
         reason: str,
         detail: str = "",
     ) -> Record:
-        """The raw record with its headers, plus ``reason`` (a bounded code, the metric's
-        label) and, when there is one, ``detail`` (what exactly was wrong)."""
-        out: Headers = [(n, v) for n, v in headers.items() if n not in ("reason", "detail")]
-        out.append(("reason", reason.encode()))
-        if detail:
-            out.append(("detail", detail[:200].encode()))
-        if len(raw) > DLQ_MAX_VALUE_BYTES:
-            out += [("truncated", b"header-section"), ("size", str(len(raw)).encode())]
-            raw = header_section(raw, DLQ_MAX_VALUE_BYTES)
+        """The raw record with its headers (:func:`dead_letter`); over
+        :data:`DLQ_MAX_VALUE_BYTES`, its header section only."""
         self.metrics.dlq.labels(reason).inc()
-        return Record(self.settings.dlq_topic, key or b"", raw, out)
+        value, source = raw, headers
+        if len(raw) > DLQ_MAX_VALUE_BYTES:
+            value = header_section(raw, DLQ_MAX_VALUE_BYTES)
+            source = {**headers, "truncated": b"header-section", "size": str(len(raw)).encode()}
+        return dead_letter(self.settings.dlq_topic, key, value, reason, detail, source=source)
 
 
 # The trust store of a pool process, built once by _start_process from DER bytes (a
