@@ -117,7 +117,8 @@ class MailboxWorker:
         self.metrics.mailbox_up.labels(box.id).set(0)
         self.batch_max = ctx.limits.batch_max_messages
         self.folders: tuple[str, ...] = box.folders  # special-use names resolved per login
-        self.roles: dict[str, str] = {}  # resolved folder -> folder-role header
+        # folder-role of the folders found by special use; the others: by name (raw_record)
+        self.roles: dict[str, str] = {}
         self._missing: set[str] = set()  # configured folders the server does not have
 
     async def run(self) -> None:
@@ -194,7 +195,7 @@ class MailboxWorker:
 
     async def _resolve_folders(self, session: Session) -> tuple[str, ...]:
         """Replace ``\\Sent``-style entries by the server's folder with that attribute."""
-        self.roles = {f: folder_role(f) for f in self.box.folders}
+        self.roles = {}
         if not any(f.startswith("\\") for f in self.box.folders):
             return self.box.folders
         by_use = await session.special_use()

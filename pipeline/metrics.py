@@ -225,12 +225,10 @@ class StreamMetrics:
     def set_consumer_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
         """``(topic, partition) -> records``: the worker's whole assignment. Partitions
         missing from it (moved to another worker) lose their series."""
-        series = {(topic, str(partition)): value for (topic, partition), value in lag.items()}
-        for gone in self._lag_series - series.keys():
-            self.consumer_lag.remove(*gone)
-        for labels, value in series.items():
-            self.consumer_lag.labels(*labels).set(value)
-        self._lag_series = set(series)
+        self.drop_consumer_lag(lag.keys())
+        for (topic, partition), value in lag.items():
+            self.consumer_lag.labels(topic, str(partition)).set(value)
+        self._lag_series = {(topic, str(partition)) for topic, partition in lag}
 
     def drop_consumer_lag(self, assigned: Collection[tuple[str, int]]) -> None:
         """A new assignment: partitions not in it lose their series now."""
