@@ -28,6 +28,7 @@ from typing import Any
 from pipeline.demo.orchestrate import ChildFailedError, Supervisor
 from pipeline.demo.stack import DemoStack, StackOptions
 from pipeline.embedded import BrokerError
+from pipeline.procstat import TICK, stat_fields
 
 __all__ = ["register", "run"]
 
@@ -128,9 +129,7 @@ def command_started() -> float:
         if 0.0 <= age < 24 * 3600:
             return time.monotonic() - age
     try:
-        stat = Path("/proc/self/stat").read_text()
-        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22: starttime
-        since_boot = ticks / os.sysconf("SC_CLK_TCK")
+        since_boot = int(stat_fields("self")[19]) / TICK  # field 22: starttime
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot
     except (OSError, ValueError, IndexError, AttributeError):
         return time.monotonic()
