@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +33,29 @@ from tests.support.kafka import running_broker
 
 SESSION_USERS = 400
 
-__all__ = ["AgentProcess", "InProcessAgent", "in_process_agent", "write_config"]
+__all__ = [
+    "AgentProcess",
+    "InProcessAgent",
+    "box",
+    "in_process_agent",
+    "wait_until",
+    "write_config",
+]
+
+
+def box(index: int) -> str:
+    """The mailbox id ``write_config`` gives Dovecot user ``index``."""
+    return f"box-{index:04d}"
+
+
+async def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 0.1 s; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,9 @@ from tests.support.dovecot import Dovecot
 from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.mail import message
 
-from .conftest import in_process_agent, write_config
+from .conftest import box, in_process_agent, wait_until, write_config
 
 pytestmark = pytest.mark.integration
-
-
-async def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def box(index: int) -> str:
-    return f"box-{index:04d}"
 
 
 async def test_connection_dropped_by_server_reconnects_and_resumes(
@@ -133,8 +119,12 @@ async def test_wrong_password_on_one_mailbox_never_stalls_the_others(
             10,
             "repeated auth failures",
         )
+        await wait_until(
+            lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(users[0])}) == 1,
+            10,
+            "a good mailbox up",
+        )
         assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(bad)}) == 0
-        assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(users[0])}) == 1
         metrics_text = agent.metrics_text()
     assert sorted(r.key.decode() for r in records) == sorted(box(i) for i in users if i != bad)
     failures = [r for r in caplog.records if getattr(r, "fields", {}).get("kind") == "auth"]
@@ -160,7 +150,11 @@ async def test_oversized_message_goes_to_the_dead_letter_topic(
     async with in_process_agent(config) as agent:
         published = await wait_for_count(broker.bootstrap, "pec.raw", 2, timeout=20)
         (dead,) = await wait_for_count(broker.bootstrap, "pec.raw.deadletter", 1, timeout=20)
-        assert agent.metric("pectrack_ingest_messages_total", {"outcome": "dead_letter"}) == 1
+        await wait_until(
+            lambda: agent.metric("pectrack_ingest_messages_total", {"outcome": "dead_letter"}) == 1,
+            10,
+            "the dead letter counted",
+        )
     assert [r.value for r in published] == small
     assert header(dead, "uid") == "2"
     assert header(dead, "reason").startswith("too-large")

@@ -19,24 +19,11 @@ from tests.support.dovecot import Dovecot
 from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.mail import message
 
-from .conftest import in_process_agent, write_config
+from .conftest import box, in_process_agent, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
 PUBLISHED = {"outcome": "published"}
-
-
-def box(index: int) -> str:
-    return f"box-{index:04d}"
-
-
-async def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def first_record_keyed(
@@ -85,10 +72,17 @@ async def test_initial_sync_publishes_every_message_byte_exact(
         await wait_until(
             lambda: agent.metric("pectrack_imap_connected_mailboxes") == 200, 20, "connections"
         )
-        assert agent.metric("pectrack_ingest_messages_total", {"outcome": "published"}) == 1000
+        # the counters move after Kafka's ack, so they may trail the records a reader sees
+        await wait_until(
+            lambda: agent.metric("pectrack_ingest_messages_total", PUBLISHED) == 1000,
+            10,
+            "1000 published",
+        )
         first = f"box-{users[0]:04d}"
         lag = {"mailbox": first, "folder": "INBOX"}
-        assert agent.metric("pectrack_ingest_cursor_lag_messages", lag) == 0
+        await wait_until(
+            lambda: agent.metric("pectrack_ingest_cursor_lag_messages", lag) == 0, 10, "lag 0"
+        )
         synced = agent.metric("pectrack_ingest_last_sync_timestamp_seconds", {"mailbox": first})
         assert synced > time.time() - 120
 

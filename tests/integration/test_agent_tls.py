@@ -14,7 +14,7 @@ from tests.support.dovecot import Dovecot
 from tests.support.kafka import wait_for_count
 from tests.support.mail import message
 
-from .conftest import in_process_agent, write_config
+from .conftest import in_process_agent, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,13 @@ async def test_starttls_upgrades_before_login_and_verifies_the_certificate(
             while agent.metric("pectrack_imap_errors_total", {"kind": "tls"}) < 1:
                 assert time.monotonic() < deadline, "no TLS error counted"
                 await asyncio.sleep(0.1)
-            assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": "box-0002"}) == 1
+            # up = every folder synced; the INBOX record can reach Kafka before Sent is done
+            await wait_until(
+                lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": "box-0002"}) == 1,
+                10,
+                "box-0002 up",
+            )
+            assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": "box-0001"}) == 0
     assert record.key == b"box-0002"
 
 

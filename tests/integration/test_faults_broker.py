@@ -21,8 +21,7 @@ from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.proxy import ProxiedBroker
 from tests.support.workers import WorkerProcess, settle
 
-from .conftest import in_process_agent, write_config
-from .test_agent_faults import wait_until
+from .conftest import in_process_agent, wait_until, write_config
 from .test_streams import worker_args
 
 pytestmark = pytest.mark.integration

@@ -21,14 +21,9 @@ from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.mail import message
 from tests.support.proxy import TcpProxy
 
-from .conftest import InProcessAgent, in_process_agent, write_config
-from .test_agent_faults import wait_until
+from .conftest import InProcessAgent, box, in_process_agent, wait_until, write_config
 
 pytestmark = pytest.mark.integration
-
-
-def box(index: int) -> str:
-    return f"box-{index:04d}"
 
 
 def imap_errors(agent: InProcessAgent) -> dict[str, float]:
