@@ -29,7 +29,14 @@ from pipeline.core.observation import (
     Submission,
     SuspectReceipt,
 )
-from pipeline.core.tracker import EventType, OverdueReason, Suspect, Tracked, TrackEvent
+from pipeline.core.tracker import (
+    EventType,
+    OverdueReason,
+    SignatureVerdict,
+    Suspect,
+    Tracked,
+    TrackEvent,
+)
 
 _EnumT = TypeVar("_EnumT", bound=Enum)
 
@@ -214,6 +221,7 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
         "recipient": suspect.recipient,
         "reason": suspect.reason,
         "at": _iso(suspect.at),
+        "signature": suspect.signature.value,
     }
 
 
@@ -259,13 +267,20 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
         event = _enum(EventType, data, "event")
         if event not in SUSPECT_EVENTS:
             raise DecodeError(f"event: {event.value!r} is not a suspect receipt's event")
+        reason = _str(data, "reason")
+        signature = (
+            _enum(SignatureVerdict, data, "signature")
+            if data.get("signature") is not None
+            else _legacy_verdict(event, reason)
+        )
         suspect = Suspect(
             receipt_id=_str(data, "receipt_id"),
             event=event,
             kind=_str(data, "kind"),
             recipient=_opt_str(data, "recipient"),
-            reason=_str(data, "reason"),
+            reason=reason,
             at=_time(data, "at"),
+            signature=signature,
         )
         return SuspectReceipt(key, mailbox, msgid, suspect)
     raise DecodeError(f"unknown observation type {kind[:40]!r}")
@@ -402,40 +417,25 @@ def event_to_dict(event: TrackEvent) -> dict[str, Any]:
     }
 
 
-def _defect_codes(reason: str | None) -> set[str]:
-    """``"signature-missing: a PEC message that is not multipart/signed; ..."`` -> codes."""
-    return {piece.split(":", 1)[0].strip() for piece in (reason or "").split("; ")}
-
-
 def signature_outcome(event: TrackEvent) -> str | None:
-    """What the receipt's signature check found, for the event's ``signature`` field:
+    """The event's ``signature`` field: the verdict the core put on it
+    (:class:`pipeline.core.tracker.SignatureVerdict`), ``None`` when the event is not about
+    a receipt (submission, overdue)."""
+    return event.signature.value if event.signature is not None else None
 
-    ``valid-trusted``  valid and by a trusted provider (every applied receipt; also a
-                       receipt rejected for a defect outside its signature, see ``reason``)
-    ``invalid``        the signature does not verify (tampered, malformed)
-    ``missing``        the receipt is not signed
-    ``untrusted``      valid, but the signer does not chain to a trusted provider at
-                       signing time (self-signed, unknown CA, expired)
-    ``signer-mismatch``  valid and trusted, but not the provider the receipt names
-    ``null``           the event is not about a receipt (submission, overdue)
 
-    A suspect carries only the failed check's event and its defect codes (``reason``,
-    see :func:`pipeline.core.observation.suspect_event`), so the outcome is read there.
-    """
-    if event.type is EventType.SIGNATURE_INVALID:
-        return "missing" if "signature-missing" in _defect_codes(event.reason) else "invalid"
-    if event.type is EventType.UNTRUSTED_SIGNER:
-        return "untrusted"
-    if event.type is EventType.RECEIPT_REJECTED:
-        codes = _defect_codes(event.reason)
-        return "signer-mismatch" if any(c.startswith("signer-") for c in codes) else "valid-trusted"
-    if (
-        event.type in (EventType.STATE_CHANGE, EventType.CONFLICT)
-        and event.receipt_id
-        and event.receipt_kind != "submission"
-    ):
-        return "valid-trusted"
-    return None
+def _legacy_verdict(event: EventType, reason: str) -> SignatureVerdict:
+    """A suspect record written before the ``signature`` field existed (rolling upgrade):
+    the verdict as those versions published it, from the event and the defect codes."""
+    codes = {piece.split(":", 1)[0].strip() for piece in reason.split("; ")}
+    if event is EventType.SIGNATURE_INVALID:
+        missing = "signature-missing" in codes
+        return SignatureVerdict.MISSING if missing else SignatureVerdict.INVALID
+    if event is EventType.UNTRUSTED_SIGNER:
+        return SignatureVerdict.UNTRUSTED
+    if any(code.startswith("signer-") for code in codes):
+        return SignatureVerdict.SIGNER_MISMATCH
+    return SignatureVerdict.VALID_TRUSTED
 
 
 def message_state_to_dict(tracked: Tracked) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from pipeline.core.observation import (
     SuspectReceipt,
     apply_observation,
 )
-from pipeline.core.tracker import Deadlines, EventType, Suspect
+from pipeline.core.tracker import Deadlines, EventType, SignatureVerdict, Suspect
 from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
@@ -158,6 +158,36 @@ AT = datetime(2024, 3, 1, 10, tzinfo=UTC)
 BOX, MSGID = "ufficio-legale", "<20240301.42@erp.example.it>"
 KEY = correlation_key(BOX, MSGID)
 RECIPIENT = "giulia.bianchi@postecert.it"
+
+
+@pytest.mark.parametrize(
+    ("event", "reason", "verdict"),
+    [
+        (EventType.SIGNATURE_INVALID, "header-x: y; signature-missing", SignatureVerdict.MISSING),
+        (EventType.SIGNATURE_INVALID, "signature-invalid", SignatureVerdict.INVALID),
+        (EventType.UNTRUSTED_SIGNER, "signer-untrusted: self", SignatureVerdict.UNTRUSTED),
+        (EventType.RECEIPT_REJECTED, "signer-not-issuer: a", SignatureVerdict.SIGNER_MISMATCH),
+        (EventType.RECEIPT_REJECTED, "header-variant-mismatch", SignatureVerdict.VALID_TRUSTED),
+    ],
+)
+def test_suspect_without_signature_field_decodes_as_before(
+    event: EventType, reason: str, verdict: SignatureVerdict
+) -> None:
+    """A suspect written before the ``signature`` field existed (rolling upgrade) gets the
+    verdict those versions published; a record that has the field is taken at its word."""
+    suspect = Suspect("r9", event, "avvenuta-consegna", RECIPIENT, reason, AT, verdict)
+    data = observation_to_dict(SuspectReceipt(KEY, BOX, MSGID, suspect))
+    assert data["signature"] == verdict.value
+    del data["signature"]
+    decoded = observation_from_dict(data)
+    assert isinstance(decoded, SuspectReceipt)
+    assert decoded.suspect == suspect
+    data["signature"] = "missing"
+    decoded = observation_from_dict(data)
+    assert isinstance(decoded, SuspectReceipt)
+    assert decoded.suspect.signature is SignatureVerdict.MISSING
+
+
 SAMPLES: list[Observation | DeadlineCheck] = [
     Submission(KEY, BOX, MSGID, "ufficio@pec.example.it", (RECIPIENT,), AT),
     Evidence(
@@ -180,7 +210,15 @@ SAMPLES: list[Observation | DeadlineCheck] = [
         KEY,
         BOX,
         MSGID,
-        Suspect("r3", EventType.UNTRUSTED_SIGNER, "avvenuta-consegna", RECIPIENT, "self", AT),
+        Suspect(
+            "r3",
+            EventType.UNTRUSTED_SIGNER,
+            "avvenuta-consegna",
+            RECIPIENT,
+            "self",
+            AT,
+            SignatureVerdict.UNTRUSTED,
+        ),
     ),
     DeadlineCheck(KEY, BOX, MSGID, AT + timedelta(days=2)),
 ]

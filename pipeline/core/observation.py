@@ -22,6 +22,7 @@ from pipeline.core.model import Integrity, Kind, PecMessage, Trust
 from pipeline.core.tracker import (
     Deadlines,
     EventType,
+    SignatureVerdict,
     Suspect,
     Tracked,
     TrackEvent,
@@ -170,6 +171,20 @@ def suspect_event(integrity: Integrity, trust: Trust) -> EventType:
     return EventType.RECEIPT_REJECTED
 
 
+def signature_verdict(examined: Examined) -> SignatureVerdict:
+    """The signature outcome a suspect receipt's event reports (see :class:`SignatureVerdict`)."""
+    integrity = examined.signature.integrity
+    if integrity is Integrity.MISSING:
+        return SignatureVerdict.MISSING
+    if integrity is not Integrity.VALID:
+        return SignatureVerdict.INVALID
+    if examined.signature.trust is not Trust.TRUSTED:
+        return SignatureVerdict.UNTRUSTED
+    if any(d.code.startswith("signer-") for d in examined.disqualifying_defects):
+        return SignatureVerdict.SIGNER_MISMATCH
+    return SignatureVerdict.VALID_TRUSTED
+
+
 def _suspect(examined: Examined) -> Suspect:
     event = suspect_event(examined.signature.integrity, examined.signature.trust)
     reason = "; ".join(str(d) for d in examined.disqualifying_defects)[:500]
@@ -180,6 +195,7 @@ def _suspect(examined: Examined) -> Suspect:
         recipient=examined.message.delivery_recipient,
         reason=reason or "not-evidence",
         at=examined.message.timestamp,
+        signature=signature_verdict(examined),
     )
 
 

@@ -36,6 +36,16 @@ class EventType(StrEnum):
     OVERDUE_CLEARED = "overdue-cleared"
 
 
+class SignatureVerdict(StrEnum):
+    """What a receipt's signature check found, as published on its event."""
+
+    VALID_TRUSTED = "valid-trusted"  # also a receipt rejected for a defect outside it
+    INVALID = "invalid"  # does not verify (tampered, malformed)
+    MISSING = "missing"  # not signed
+    UNTRUSTED = "untrusted"  # verifies, but no chain to a trusted provider at signing time
+    SIGNER_MISMATCH = "signer-mismatch"  # trusted, but not the provider the receipt names
+
+
 class OverdueReason(StrEnum):
     NO_ACCEPTANCE = "no-acceptance"
     NO_DELIVERY = "no-delivery"
@@ -57,6 +67,7 @@ class Suspect:
     recipient: str | None
     reason: str
     at: datetime | None
+    signature: SignatureVerdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,7 @@ class TrackEvent:
     latency_from: str | None = None  # "submission" | "acceptance"
     outcome: str | None = None
     reason: str | None = None
+    signature: SignatureVerdict | None = None  # None: not about a receipt
 
 
 def event_id(*parts: str) -> str:
@@ -163,6 +175,7 @@ def report_suspect(tracked: Tracked, suspect: Suspect) -> tuple[Tracked, tuple[T
         receipt_id=suspect.receipt_id,
         at=suspect.at,
         reason=suspect.reason,
+        signature=suspect.signature,
     )
     return replace(tracked, suspects=tracked.suspects | {suspect.receipt_id}), (event,)
 
@@ -270,6 +283,8 @@ def _transition_event(
         latency=latency,
         latency_from=since,
         outcome=transition.outcome.value,
+        # only receipts that verified and chain to a trusted provider become evidence
+        signature=None if kind == "submission" else SignatureVerdict.VALID_TRUSTED,
     )
 
 
@@ -289,6 +304,7 @@ def _event(
     latency_from: str | None = None,
     outcome: str | None = None,
     reason: str | None = None,
+    signature: SignatureVerdict | None = None,
 ) -> TrackEvent:
     # The id names what happened (to whom, caused by what), never when it was processed.
     eid = event_id(tracked.key, recipient or MESSAGE_WIDE, type_.value, cause, after or "")
@@ -309,4 +325,5 @@ def _event(
         latency_from=latency_from,
         outcome=outcome,
         reason=reason,
+        signature=signature,
     )

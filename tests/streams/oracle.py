@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from pipeline.core.correlate import correlation_key
 from pipeline.core.lifecycle import Receipt, event_for
-from pipeline.core.model import Kind, PecMessage
+from pipeline.core.model import Integrity, Kind, PecMessage, Trust
 from pipeline.core.observation import (
     Evidence,
     Submission,
@@ -22,8 +22,14 @@ from pipeline.core.observation import (
     apply_observation,
     suspect_event,
 )
-from pipeline.core.tracker import Deadlines, Suspect, Tracked
+from pipeline.core.tracker import Deadlines, SignatureVerdict, Suspect, Tracked
 from pipeline.simulate.traffic import SENT, TrafficItem, Truth, expected_states
+
+# The truth knows integrity and trust, not the signer checks: events' signature is not compared.
+_VERDICTS = {
+    Integrity.MISSING: SignatureVerdict.MISSING,
+    Integrity.INVALID: SignatureVerdict.INVALID,
+}
 
 EventShape = tuple[str, str | None, str, str | None, str | None]  # key, recipient, type, from, to
 
@@ -64,7 +70,12 @@ def _observation(item: TrafficItem) -> Submission | Evidence | SuspectReceipt | 
         )
         return Evidence(key, item.mailbox, truth.msgid, receipt, truth.kind.value, truth.provider)
     reason = suspect_event(truth.integrity, truth.trust)
-    suspect = Suspect(receipt_id, reason, truth.kind.value, truth.delivery_recipient, "", None)
+    verdict = _VERDICTS.get(truth.integrity, SignatureVerdict.VALID_TRUSTED)
+    if verdict is SignatureVerdict.VALID_TRUSTED and truth.trust is not Trust.TRUSTED:
+        verdict = SignatureVerdict.UNTRUSTED
+    suspect = Suspect(
+        receipt_id, reason, truth.kind.value, truth.delivery_recipient, "", None, verdict
+    )
     return SuspectReceipt(key, item.mailbox, truth.msgid, suspect)
 
 
