@@ -5,6 +5,9 @@
     [kafka]
     bootstrap = "kafka-0:9092,kafka-1:9092"
     idempotence = true                 # false for the embedded broker (no InitProducerId)
+    tls = true                         # optional: verified TLS to the brokers, and with it
+    ca_file = "kafka-ca.pem"           #   their CA (default: the system trust store) and a
+    cert_file = "agent.pem"            #   client certificate (mutual TLS), key_file if apart
 
     [mailbox_defaults]                 # merged under every [[mailbox]]
     host = "imaps.pec.aruba.it"
@@ -25,10 +28,12 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from pipeline.kafka_tls import KafkaTls, KafkaTlsError
 
 __all__ = [
     "SENT_NAMES",
@@ -126,6 +131,7 @@ class KafkaSettings:
     create_topics: bool = True
     partitions: int = 6
     client_id: str = "pectrack-agent"
+    tls: KafkaTls | None = None  # None: plaintext (``tls = true`` in [kafka] turns it on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +180,7 @@ def parse_config(
     kafka = _section(data, "kafka")
     if "bootstrap" not in kafka:
         raise ConfigError("[kafka] bootstrap is required")
-    kafka_settings = KafkaSettings(**_typed(kafka, KafkaSettings, "kafka"))
+    kafka_settings = _kafka(kafka, base_dir)
     limits = Limits(**_typed(_section(data, "limits"), Limits, "limits"))
     if limits.idle_seconds > 29 * 60:
         raise ConfigError("[limits] idle_seconds must stay under 29 minutes (RFC 2177)")
@@ -191,6 +197,37 @@ def parse_config(
             raise ConfigError(f"duplicate mailbox id {box.id!r}")
         seen.add(box.id)
     return AgentConfig(kafka=kafka_settings, limits=limits, mailboxes=boxes)
+
+
+_KAFKA_TLS_FILES = ("ca_file", "cert_file", "key_file")
+
+
+def _kafka(kafka: Mapping[str, Any], base_dir: Path) -> KafkaSettings:
+    """[kafka]; ``tls = true`` with optional ``ca_file``/``cert_file``/``key_file``
+    (relative to the config file) turns on verified TLS to the brokers."""
+    plain = {k: v for k, v in kafka.items() if k != "tls" and k not in _KAFKA_TLS_FILES}
+    settings = KafkaSettings(**_typed(plain, KafkaSettings, "kafka"))
+    tls = kafka.get("tls", False)
+    if not isinstance(tls, bool):
+        raise ConfigError("[kafka] tls must be true or false")
+    files: dict[str, str] = {}
+    for key in _KAFKA_TLS_FILES:
+        value = kafka.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"[kafka] {key} must be a file path")
+        if not tls:
+            raise ConfigError(f"[kafka] {key} is set but tls is not: add tls = true")
+        files[key] = str(base_dir / value)
+    if not tls:
+        return settings
+    try:
+        tls_settings = KafkaTls(**files)
+        tls_settings.context()  # unreadable or not PEM: say so now, not at first connect
+    except KafkaTlsError as exc:
+        raise ConfigError(f"[kafka] {exc}") from None
+    return replace(settings, tls=tls_settings)
 
 
 def _is_table(value: object) -> bool:

@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from agents.config import KafkaSettings
 from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
 from agents.records import OutRecord
+from pipeline.kafka_tls import KafkaTls, client_options
 
 __all__ = [
     "CursorStore",
@@ -67,7 +68,9 @@ class KafkaPublisher:
         producer: Callable[..., AIOKafkaProducer] = AIOKafkaProducer,
     ) -> None:
         self.settings = settings
+        self._client = client_options(settings.tls)  # the TLS context, made once
         self._producer = producer(
+            **self._client,
             bootstrap_servers=settings.bootstrap,
             client_id=settings.client_id,
             acks="all",  # a record counts once every in-sync replica has it
@@ -87,7 +90,9 @@ class KafkaPublisher:
 
     async def _create_topics(self) -> None:
         s = self.settings
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap, client_id=s.client_id)
+        admin = AIOKafkaAdminClient(
+            **self._client, bootstrap_servers=s.bootstrap, client_id=s.client_id
+        )
         await admin.start()
         try:
             topics = [
@@ -153,7 +158,9 @@ class CursorStore:
 
     @classmethod
     async def load(cls, publisher: KafkaPublisher) -> CursorStore:
-        cursors = await read_cursors(publisher.settings.bootstrap, publisher.settings.cursor_topic)
+        cursors = await read_cursors(
+            publisher.settings.bootstrap, publisher.settings.cursor_topic, publisher.settings.tls
+        )
         return cls(publisher, cursors)
 
     def get(self, mailbox_id: str, folder: str) -> FolderCursor | None:
@@ -167,19 +174,25 @@ class CursorStore:
         self._cursors[key] = cursor
 
 
-async def read_cursors(bootstrap: str, topic: str) -> dict[bytes, FolderCursor]:
+async def read_cursors(
+    bootstrap: str, topic: str, tls: KafkaTls | None = None
+) -> dict[bytes, FolderCursor]:
     """Every folder cursor in ``topic`` (last record per key wins)."""
     cursors: dict[bytes, FolderCursor] = {}
-    for key, value in await read_topic(bootstrap, topic):
+    for key, value in await read_topic(bootstrap, topic, tls):
         cursor = decode_cursor(value) if key is not None and value is not None else None
         if key is not None and cursor is not None:
             cursors[key] = cursor
     return cursors
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+async def read_topic(
+    bootstrap: str, topic: str, tls: KafkaTls | None = None
+) -> list[tuple[bytes | None, bytes | None]]:
     """``(key, value)`` of every record now in ``topic``, partition by partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **client_options(tls), bootstrap_servers=bootstrap, enable_auto_commit=False
+    )
     try:
         await consumer.start()
         await consumer.topics()  # refreshes metadata

@@ -16,6 +16,8 @@ import sys
 
 import orjson
 
+from pipeline.kafka_tls import KafkaTls, KafkaTlsError, client_options
+
 __all__ = ["register"]
 
 
@@ -36,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--max", type=int, default=0, metavar="N", help="stop after N records (default: never)"
     )
+    parser.add_argument("--tls", action="store_true", help="verified TLS to Kafka")
+    parser.add_argument(
+        "--ca-file", help="with --tls: PEM of the brokers' CA (default: the system trust store)"
+    )
+    parser.add_argument("--cert-file", help="with --tls: client certificate PEM (mutual TLS)")
+    parser.add_argument("--key-file", help="with --tls: its key, if not in --cert-file")
     parser.set_defaults(func=run)
 
 
@@ -51,8 +59,18 @@ async def follow(args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaConsumer  # noqa: PLC0415 - heavy import, only here
     from aiokafka.errors import KafkaError  # noqa: PLC0415
 
+    files = (args.ca_file, args.cert_file, args.key_file)
+    if any(files) and not args.tls:
+        print("pectrack events: --ca-file, --cert-file and --key-file need --tls", file=sys.stderr)
+        return 2
+    try:
+        client = client_options(KafkaTls(*files) if args.tls else None)
+    except KafkaTlsError as exc:
+        print(f"pectrack events: {exc}", file=sys.stderr)
+        return 2
     consumer = AIOKafkaConsumer(
         args.topic,
+        **client,
         bootstrap_servers=args.broker,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,

@@ -13,10 +13,17 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
+from pipeline.kafka_tls import KafkaTls
+
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
     broker: str = "127.0.0.1:9092"
+    # Verified TLS to the brokers (see pipeline.kafka_tls); the files are PEM.
+    kafka_tls: bool = False
+    kafka_ca_file: str | None = None  # None: the system trust store
+    kafka_cert_file: str | None = None  # client certificate, for mutual TLS
+    kafka_key_file: str | None = None  # its key, if not in kafka_cert_file
     app_id: str = "pectrack"
     partitions: int = 4
     replication: int = 1
@@ -60,16 +67,36 @@ class StreamSettings:
     def delivery_window(self) -> timedelta:
         return timedelta(seconds=self.delivery_window_seconds)
 
+    @property
+    def tls(self) -> KafkaTls | None:
+        """TLS to Kafka, or ``None`` for plaintext."""
+        if not self.kafka_tls:
+            return None
+        return KafkaTls(self.kafka_ca_file, self.kafka_cert_file, self.kafka_key_file)
+
     def validate(self) -> StreamSettings:
         if self.partitions < 1 or self.batch_size < 1 or self.fetch_wait_ms < 1:
             raise ValueError("partitions, batch_size and fetch_wait_ms must be at least 1")
         if self.verify_processes < 0:
             raise ValueError("verify_processes must be 0 (the event loop) or more")
+        files = (self.kafka_ca_file, self.kafka_cert_file, self.kafka_key_file)
+        if not self.kafka_tls and any(files):
+            raise ValueError("kafka_ca_file, kafka_cert_file and kafka_key_file need kafka_tls")
+        if self.kafka_key_file and not self.kafka_cert_file:
+            raise ValueError("kafka_key_file needs kafka_cert_file")
         if self.deadline_clock not in ("wall", "event"):
             raise ValueError(
                 f"deadline_clock must be 'wall' or 'event', not {self.deadline_clock!r}"
             )
         return self
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also ``yes``/``no``, ``1``/``0``); anything else is an error."""
+    lowered = text.strip().lower()
+    if lowered not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"expected true or false, not {text[:20]!r}")
+    return lowered in ("1", "true", "yes")
 
 
 def from_environment(
@@ -80,16 +107,24 @@ def from_environment(
     settings = base or StreamSettings()
     changes: dict[str, Any] = {}
     for item in fields(StreamSettings):
-        value = source.get(f"PECTRACK_{item.name.upper()}")
+        variable = f"PECTRACK_{item.name.upper()}"
+        value = source.get(variable)
         if value is None:
             continue
-        current = getattr(settings, item.name)
-        if isinstance(current, bool):
-            changes[item.name] = value.lower() in ("1", "true", "yes")
-        elif isinstance(current, int) or item.name == "metrics_port":
-            changes[item.name] = int(value) if value else None
-        elif isinstance(current, float):
-            changes[item.name] = float(value)
-        else:
-            changes[item.name] = value
+        try:
+            changes[item.name] = _convert(getattr(settings, item.name), item.name, value)
+        except ValueError as exc:
+            raise ValueError(f"{variable}: {exc}") from None
     return replace(settings, **changes).validate()
+
+
+def _convert(current: object, name: str, value: str) -> object:
+    if isinstance(current, bool):
+        return parse_bool(value)
+    if isinstance(current, int) or name == "metrics_port":
+        return int(value) if value else None
+    if isinstance(current, float):
+        return float(value)
+    if name.startswith("kafka_") and name.endswith("_file"):
+        return value or None  # an empty variable: unset
+    return value

@@ -11,10 +11,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from pipeline.settings import StreamSettings, from_environment
+from pipeline.settings import StreamSettings, from_environment, parse_bool
 
 _FLAGS: tuple[tuple[str, str], ...] = (
     ("broker", "Kafka bootstrap host:port"),
+    ("kafka_tls", "true: verified TLS to Kafka"),
+    ("kafka_ca_file", "PEM of the CA that signs the brokers' certificates (default: system)"),
+    ("kafka_cert_file", "client certificate PEM for mutual TLS"),
+    ("kafka_key_file", "its private key, if not in --kafka-cert-file"),
     ("app_id", "consumer group / application id"),
     ("partitions", "partitions of every topic"),
     ("raw_topic", "input: raw mail from the agents"),
@@ -54,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         kind: Any = (
             type(default) if default is not None else (int if name == "metrics_port" else str)
         )
+        if isinstance(default, bool):
+            kind = _boolean
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
@@ -62,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help=f"{help_text} (default: {default})",
         )
     parser.set_defaults(func=run)
+
+
+def _boolean(text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def settings_from(args: argparse.Namespace) -> StreamSettings:

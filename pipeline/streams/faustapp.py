@@ -53,7 +53,10 @@ class KeepQueuedOnResume(FlowControlEvent):
 
 
 async def true_end_offsets(
-    bootstrap: Any, ends: Mapping[TP, int], timeout: float = 10.0
+    bootstrap: Any,
+    ends: Mapping[TP, int],
+    timeout: float = 10.0,
+    client: Mapping[str, Any] | None = None,
 ) -> dict[TP, int]:
     """``ends`` (from ListOffsets) raised to one past the last record actually stored.
 
@@ -66,7 +69,11 @@ async def true_end_offsets(
     if not todo:
         return result
     reader = aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100
+        **(client or {}),  # TLS options, as the worker's own clients use
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=100,
     )
     await reader.start()
     try:
@@ -119,7 +126,8 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         if self.consumer.in_transaction:
             return ends
         bootstrap = self._ensure_consumer()._client._bootstrap_servers
-        return await true_end_offsets(bootstrap, ends)
+        client = getattr(self.app, "kafka_client", None)
+        return await true_end_offsets(bootstrap, ends, client=client)
 
     async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
         """ListOffsets(latest) as the broker answers it: no correction, it is cheap."""
@@ -151,10 +159,18 @@ class _Transport(faust_kafka.Transport):
 
 
 class PipelineApp(faust.App):
-    """``faust.App`` with :class:`KeepQueuedOnResume` and a configurable fetch wait."""
+    """``faust.App`` with :class:`KeepQueuedOnResume`, a configurable fetch wait and TLS
+    options (``kafka_client``) for the clients it makes outside faust."""
 
-    def __init__(self, *args: Any, fetch_wait_ms: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        fetch_wait_ms: int | None = None,
+        kafka_client: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.fetch_wait_ms = fetch_wait_ms
+        self.kafka_client = dict(kafka_client or {})
         super().__init__(*args, **kwargs)
 
     def active_partitions(self, topic: str) -> set[int] | None:

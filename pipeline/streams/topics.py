@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from pipeline.kafka_tls import client_options
 from pipeline.settings import StreamSettings
 
 
@@ -35,7 +36,7 @@ def topic_specs(settings: StreamSettings) -> list[NewTopic]:
 
 async def ensure_topics(settings: StreamSettings) -> list[str]:
     """Create missing topics; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    admin = AIOKafkaAdminClient(**client_options(settings.tls), bootstrap_servers=settings.broker)
     await admin.start()
     created = []
     try:

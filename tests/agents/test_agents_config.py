@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from agents.agent import run_agent
 from agents.config import ConfigError, Secret, TlsMode, load_config, parse_config
+from pipeline.kafka_tls import KafkaTls, client_options
+from tests.support.tls import TlsPki
 
 BASE = {
     "kafka": {"bootstrap": "k:9092", "idempotence": False},
@@ -126,6 +129,45 @@ def test_kafka_bootstrap_is_required() -> None:
     """Without [kafka] bootstrap the agent has nowhere to publish."""
     with pytest.raises(ConfigError, match="bootstrap"):
         parse_config({"mailbox": [{"id": "a"}]}, {})
+
+
+def _kafka_doc(**kafka: object) -> dict[str, object]:
+    return {**doc(box_doc()), "kafka": {**BASE["kafka"], **kafka}}
+
+
+def test_kafka_is_plaintext_unless_tls_is_asked_for() -> None:
+    assert parse_config(doc(box_doc()), {"PW": "x"}).kafka.tls is None
+
+
+def test_kafka_tls_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
+    """tls = true: a verifying context over the CA and client certificate named."""
+    pki = TlsPki(tmp_path / "pki")
+    data = _kafka_doc(tls=True, ca_file="pki/ca.pem", cert_file="pki/client.pem",
+                      key_file="pki/client-key.pem")  # fmt: skip
+    tls = parse_config(data, {"PW": "x"}, base_dir=tmp_path).kafka.tls
+    assert tls == KafkaTls(pki.ca, pki.client_cert, pki.client_key)
+    context = client_options(tls)["ssl_context"]
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert parse_config(_kafka_doc(tls=True), {"PW": "x"}).kafka.tls == KafkaTls()
+
+
+@pytest.mark.parametrize(
+    ("kafka", "message"),
+    [
+        ({"ca_file": "ca.pem"}, "ca_file is set but tls is not"),
+        ({"tls": "yes"}, "tls must be true or false"),
+        ({"tls": True, "ca_file": ""}, "ca_file must be a file path"),
+        ({"tls": True, "key_file": "k.pem"}, "key_file needs its cert_file"),
+        ({"tls": True, "ca_file": "missing.pem"}, "ca_file .*missing.pem: No such file"),
+        ({"tls": True, "cert_file": "agent.toml"}, "cert_file .*agent.toml"),
+    ],
+)
+def test_bad_kafka_tls_settings_are_named(
+    kafka: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "agent.toml").write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_kafka_doc(**kafka), {"PW": "x"}, base_dir=tmp_path)
 
 
 def test_example_config_is_valid() -> None:

@@ -16,6 +16,7 @@ from agents.config import KafkaSettings, parse_config
 from pipeline.settings import StreamSettings
 from tests.deploy.cli_args import parse_error, pectrack_argv
 from tests.deploy.promql import ALERTS, ROOT
+from tests.support.tls import TlsPki
 
 K8S = ROOT / "deploy" / "kubernetes"
 EXTERNAL_SECRETS = {"pectrack-mailbox-passwords"}  # created by the operator, never committed
@@ -35,6 +36,7 @@ REQUIRED = {
     "Kafka": ["spec.kafka.listeners", "spec.entityOperator.topicOperator"],
     "KafkaNodePool": ["spec.replicas", "spec.roles", "spec.storage"],
     "KafkaTopic": ["spec.partitions", "spec.replicas"],
+    "KafkaUser": ["spec.authentication.type"],
 }
 
 
@@ -137,15 +139,23 @@ def test_services_and_monitors_name_real_ports(documents: list[dict[str, Any]]) 
     assert statefulset["spec"]["serviceName"] in services
 
 
+def _secrets(documents: list[dict[str, Any]]) -> set[str]:
+    """Secrets a pod may mount: the operator's own, and those Strimzi writes (the cluster
+    CA certificate of each Kafka, one per KafkaUser)."""
+    strimzi = {f"{name}-cluster-ca-cert" for name in _kind(documents, "Kafka")}
+    return EXTERNAL_SECRETS | strimzi | set(_kind(documents, "KafkaUser"))
+
+
 def test_volumes_reference_existing_configmaps(documents: list[dict[str, Any]]) -> None:
-    """Mounted ConfigMaps are in the manifests; Secrets are the documented external one."""
+    """Mounted ConfigMaps are in the manifests; Secrets are the documented external one or
+    Strimzi's."""
     configmaps = _kind(documents, "ConfigMap")
     for workload in _workloads(documents):
         for volume in workload["spec"]["template"]["spec"].get("volumes", []):
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in configmaps, volume
             if "secret" in volume:
-                assert volume["secret"]["secretName"] in EXTERNAL_SECRETS, volume
+                assert volume["secret"]["secretName"] in _secrets(documents), volume
 
 
 def _container(workload: dict[str, Any]) -> dict[str, Any]:
@@ -177,8 +187,43 @@ def test_container_args_are_accepted_by_the_cli(documents: list[dict[str, Any]])
     assert count >= 2
 
 
-def test_agent_config_mounts_and_parses(documents: list[dict[str, Any]]) -> None:
-    """agent.toml is where --config points; it is valid; its passwords are mounted files."""
+def _kafka_tls_listener(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    (listener,) = _kind(documents, "Kafka")["pectrack"]["spec"]["kafka"]["listeners"]
+    return listener  # type: ignore[no-any-return]
+
+
+def _secret_of(workload: dict[str, Any], path: str) -> str:
+    """The Secret mounted at the directory holding ``path``."""
+    volume = _mount(workload, path)
+    assert "secret" in volume, path
+    return str(volume["secret"]["secretName"])
+
+
+def test_kafka_is_reached_only_by_mutual_tls(documents: list[dict[str, Any]]) -> None:
+    """One listener, TLS with client-certificate authentication; each component its own
+    KafkaUser, the brokers' CA from Strimzi's Secret."""
+    listener = _kafka_tls_listener(documents)
+    assert (listener["tls"], listener["authentication"]["type"]) == (True, "tls")
+    users = _kind(documents, "KafkaUser")
+    assert set(users) == {"pectrack-agent", "pectrack-worker"}
+    assert all(u["metadata"]["labels"]["strimzi.io/cluster"] == "pectrack" for u in users.values())
+    worker = _kind(documents, "StatefulSet")["pectrack-worker"]
+    env = {e["name"]: e.get("value") for e in _container(worker)["env"]}
+    assert env["PECTRACK_BROKER"] == f"pectrack-kafka-bootstrap:{listener['port']}"
+    assert env["PECTRACK_KAFKA_TLS"] == "true"
+    assert _secret_of(worker, env["PECTRACK_KAFKA_CA_FILE"]) == "pectrack-cluster-ca-cert"
+    assert _secret_of(worker, env["PECTRACK_KAFKA_CERT_FILE"]) == "pectrack-worker"
+    assert _secret_of(worker, env["PECTRACK_KAFKA_KEY_FILE"]) == "pectrack-worker"
+    assert env["PECTRACK_KAFKA_CERT_FILE"].endswith("/user.crt")  # Strimzi's key names
+    assert env["PECTRACK_KAFKA_KEY_FILE"].endswith("/user.key")
+    assert env["PECTRACK_KAFKA_CA_FILE"].endswith("/ca.crt")
+
+
+def test_agent_config_mounts_and_parses(documents: list[dict[str, Any]], tmp_path: Path) -> None:
+    """agent.toml is where --config points; it is valid; its passwords are mounted files;
+    it reaches Kafka by mutual TLS with its KafkaUser's certificate."""
+    pki = TlsPki(tmp_path)
+    listener = _kafka_tls_listener(documents)
     configmaps = _kind(documents, "ConfigMap")
     for workload in (d for d in _workloads(documents) if d["kind"] == "Deployment"):
         argv = pectrack_argv(_container(workload)["args"])
@@ -192,8 +237,18 @@ def test_agent_config_mounts_and_parses(documents: list[dict[str, Any]]) -> None
             assert "secret" in _mount(workload, secret_dir), box["id"]
             box["password_env"] = "PW"
             del box["password_file"]
+        kafka = toml["kafka"]
+        assert kafka["tls"] is True
+        assert _secret_of(workload, kafka["ca_file"]) == "pectrack-cluster-ca-cert"
+        assert _secret_of(workload, kafka["cert_file"]) == "pectrack-agent"
+        assert _secret_of(workload, kafka["key_file"]) == "pectrack-agent"
+        assert kafka["cert_file"].endswith("/user.crt")
+        assert kafka["key_file"].endswith("/user.key")
+        # parse_config reads the TLS files: this machine has test ones at other paths
+        kafka |= {"ca_file": pki.ca, "cert_file": pki.client_cert, "key_file": pki.client_key}
         config = parse_config(toml, {"PW": "x"})
-        assert config.kafka.bootstrap.startswith("pectrack-kafka-bootstrap:")
+        assert config.kafka.tls is not None
+        assert config.kafka.bootstrap == f"pectrack-kafka-bootstrap:{listener['port']}"
         assert config.kafka.idempotence is True
         assert config.kafka.create_topics is False
 

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,11 @@ def processed(worker: WorkerProcess) -> float:
     return 0.0
 
 
-async def latest_states(bootstrap: str) -> dict[str, dict[str, str]]:
+async def latest_states(
+    bootstrap: str, client: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, str]]:
     latest: dict[str, dict[str, str]] = {}
-    for record in await read_all(bootstrap, "pec.message-state"):
+    for record in await read_all(bootstrap, "pec.message-state", client=client):
         state = orjson.loads(record.value)
         latest[state["key"]] = {r["address"]: r["state"] for r in state["recipients"]}
     return latest

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -43,9 +44,14 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
     raise KeyError(name)
 
 
-async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record currently in ``topic`` (empty if the topic does not exist)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def read_all(
+    bootstrap: str, topic: str, *, client: Mapping[str, Any] | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record currently in ``topic`` (empty if the topic does not exist); ``client``:
+    extra aiokafka options (TLS)."""
+    consumer = AIOKafkaConsumer(
+        **(client or {}), bootstrap_servers=bootstrap, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         await consumer.topics()  # refreshes metadata
@@ -69,13 +75,18 @@ async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, byt
 
 
 async def wait_for_count(
-    bootstrap: str, topic: str, count: int, *, timeout: float
+    bootstrap: str,
+    topic: str,
+    count: int,
+    *,
+    timeout: float,
+    client: Mapping[str, Any] | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Poll ``topic`` until it holds at least ``count`` records; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     records: list[ConsumerRecord[bytes, bytes]] = []
     while time.monotonic() < deadline:
-        records = await read_all(bootstrap, topic)
+        records = await read_all(bootstrap, topic, client=client)
         if len(records) >= count:
             return records
         await asyncio.sleep(0.2)

@@ -12,6 +12,8 @@
         broker.proxy.down()           # "Kafka unavailable" for every client, data kept
         broker.proxy.up()
 
+    with ProxiedBroker(tls=context) as broker:   # Kafka over TLS: clients must use TLS
+
 The proxy runs its own asyncio loop in a thread, so it keeps forwarding while the test's
 loop is blocked, and a subprocess (agent, worker) can be its client.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
@@ -41,8 +44,16 @@ _CHUNK = 64 * 1024
 class TcpProxy:
     """Forwards ``127.0.0.1:port`` to ``target_host:target_port``, under the test's control."""
 
-    def __init__(self, target_host: str, target_port: int, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.target = (target_host, target_port)
+        self.tls = tls  # clients must speak TLS to the proxy; it forwards in plaintext
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.delay = 0.0  # seconds added before forwarding each chunk
@@ -106,7 +117,7 @@ class TcpProxy:
     async def _listen(self) -> None:
         if self._server is None:
             self._server = await asyncio.start_server(
-                self._serve, self.host, self.port, reuse_address=True
+                self._serve, self.host, self.port, reuse_address=True, ssl=self.tls
             )
 
     async def _close_listener(self) -> None:
@@ -161,9 +172,15 @@ class ProxiedBroker(EmbeddedBroker):
     with ``s3``).
     """
 
-    def __init__(self, *, s3: LocalS3 | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        s3: LocalS3 | None = None,
+        log_path: Path | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(s3=s3, log_path=log_path, listen_port=free_port())
-        self.proxy = TcpProxy(self.host, self.listen_port, port=self.port)
+        self.proxy = TcpProxy(self.host, self.listen_port, port=self.port, tls=tls)
 
     def start(self, timeout: float = 20.0) -> Self:
         super().start(timeout)

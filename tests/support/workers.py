@@ -14,9 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 
@@ -80,9 +81,17 @@ class WorkerProcess:
         self.stop()
 
 
-async def produce_traffic(bootstrap: str, items: list[TrafficItem], topic: str = "pec.raw") -> None:
+async def produce_traffic(
+    bootstrap: str,
+    items: list[TrafficItem],
+    topic: str = "pec.raw",
+    *,
+    client: Mapping[str, Any] | None = None,
+) -> None:
     """What the agents would publish: raw bytes keyed by mailbox, with mailbox/folder headers."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        **(client or {}), bootstrap_servers=bootstrap, acks="all", enable_idempotence=False
+    )
     await producer.start()
     try:
         for item in items:
@@ -101,6 +110,7 @@ async def settle(
     timeout: float,
     quiet: float = 3.0,
     fail: bool = True,
+    client: Mapping[str, Any] | None = None,
 ) -> list[bytes]:
     """Values in ``topic`` once at least ``expected`` distinct ones arrived and ``quiet``
     seconds passed without new records (so extra records would be seen too). After
@@ -109,7 +119,8 @@ async def settle(
     last_count, last_change = -1, time.monotonic()
     values: list[bytes] = []
     while time.monotonic() < deadline:
-        values = [record.value for record in await read_all(bootstrap, topic) if record.value]
+        records = await read_all(bootstrap, topic, client=client)
+        values = [record.value for record in records if record.value]
         now = time.monotonic()
         if len(values) != last_count:
             last_count, last_change = len(values), now

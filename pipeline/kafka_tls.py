@@ -1,0 +1,59 @@
+"""TLS between pectrack and Kafka, the same for every client it makes (agent, workers,
+``pectrack events``).
+
+Off by default: the embedded broker and the compose file speak plaintext on a private
+network. On, the broker's certificate is verified against ``ca_file`` (else the system
+trust store) and its host name is checked; there is no switch to turn verification off.
+``cert_file`` (with ``key_file``, or a PEM holding both) adds a client certificate: mutual
+TLS, which is also how Strimzi's ``tls`` listener authentication identifies a client.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["KafkaTls", "KafkaTlsError", "client_options"]
+
+
+class KafkaTlsError(ValueError):
+    """A TLS file that cannot be used; the message names the file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaTls:
+    ca_file: str | None = None  # PEM of the CA(s) that sign the brokers' certificates
+    cert_file: str | None = None  # client certificate (PEM), for mutual TLS
+    key_file: str | None = None  # its private key, if not in cert_file
+
+    def __post_init__(self) -> None:
+        if self.key_file and not self.cert_file:
+            raise KafkaTlsError("a Kafka TLS key_file needs its cert_file")
+
+    def context(self) -> ssl.SSLContext:
+        """A verifying client context (TLS 1.2 or later, host name checked)."""
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except OSError as exc:  # ssl.SSLError too
+            raise KafkaTlsError(f"Kafka TLS ca_file {self.ca_file}: {_why(exc)}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert_file:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            except OSError as exc:  # ssl.SSLError too
+                raise KafkaTlsError(f"Kafka TLS cert_file {self.cert_file}: {_why(exc)}") from None
+        return context
+
+
+def client_options(tls: KafkaTls | None) -> dict[str, Any]:
+    """Keyword arguments for an aiokafka client: none for plaintext."""
+    if tls is None:
+        return {}
+    return {"security_protocol": "SSL", "ssl_context": tls.context()}
+
+
+def _why(exc: OSError) -> str:
+    """``No such file or directory``, ``PEM lib``, ...: never the file's content."""
+    reason = getattr(exc, "reason", None)  # ssl.SSLError
+    return str(reason or exc.strerror or type(exc).__name__)
