@@ -5,7 +5,8 @@ Off by default: the embedded broker and the compose file speak plaintext on a pr
 network. On, the broker's certificate is verified against ``ca_file`` (else the system
 trust store) and its host name is checked; there is no switch to turn verification off.
 ``cert_file`` (with ``key_file``, or a PEM holding both) adds a client certificate: mutual
-TLS, which is also how Strimzi's ``tls`` listener authentication identifies a client.
+TLS, which is also how Strimzi's ``tls`` listener authentication identifies a client. The
+key must not be encrypted (Strimzi's ``user.key`` is not): a service has no one to ask.
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ class KafkaTls:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if self.cert_file:
             try:
-                context.load_cert_chain(self.cert_file, self.key_file)
+                # An encrypted key fails here instead of OpenSSL prompting on a terminal.
+                context.load_cert_chain(self.cert_file, self.key_file, password=_no_password)
             except OSError as exc:  # ssl.SSLError too
-                raise KafkaTlsError(f"Kafka TLS cert_file {self.cert_file}: {_why(exc)}") from None
+                raise KafkaTlsError(
+                    f"Kafka TLS cert_file {self.cert_file}: {_why(exc)} (expected PEM: the "
+                    "certificate, and its unencrypted key here or in key_file)"
+                ) from None
         return context
 
 
@@ -51,6 +56,10 @@ def client_options(tls: KafkaTls | None) -> dict[str, Any]:
     if tls is None:
         return {}
     return {"security_protocol": "SSL", "ssl_context": tls.context()}
+
+
+def _no_password() -> bytes:
+    return b""
 
 
 def _why(exc: OSError) -> str:
