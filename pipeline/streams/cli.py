@@ -16,7 +16,7 @@ from pipeline.settings import StreamSettings, from_environment, parse_bool
 _FLAGS: tuple[tuple[str, str], ...] = (
     ("broker", "Kafka bootstrap host:port"),
     ("kafka_tls", "true: verified TLS to Kafka"),
-    ("kafka_ca_file", "PEM of the CA that signs the brokers' certificates (default: system)"),
+    ("kafka_ca_file", "PEM of the brokers' CA; unset: the system trust store"),
     ("kafka_cert_file", "client certificate PEM for mutual TLS"),
     ("kafka_key_file", "its private key, if not in --kafka-cert-file"),
     ("app_id", "consumer group / application id"),
