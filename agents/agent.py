@@ -19,6 +19,7 @@ from agents.ingest import MailboxWorker, WorkerContext
 from agents.logs import log_event
 from agents.publish import CursorStore, KafkaPublisher, PublishError
 from agents.shard import Shard
+from pipeline.kafka_tls import handshake_error
 from pipeline.metrics import IngestMetrics
 
 __all__ = ["run_agent"]
@@ -90,7 +91,12 @@ async def _connect_kafka(
             return publisher, await CursorStore.load(publisher)
         except PublishError as exc:
             await publisher.stop()
-            log_event(log, logging.WARNING, "kafka.unavailable", error=str(exc), attempt=attempt)
+            tls = config.kafka.tls
+            cause = await handshake_error(config.kafka.bootstrap, tls) if tls else None
+            extra = {"tls_error": cause} if cause else {}
+            log_event(
+                log, logging.WARNING, "kafka.unavailable", error=str(exc), attempt=attempt, **extra
+            )
             delay = backoff.delay(attempt, random.random)
             attempt += 1
             try:

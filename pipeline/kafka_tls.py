@@ -11,11 +11,12 @@ key must not be encrypted (Strimzi's ``user.key`` is not): a service has no one 
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KafkaTls", "KafkaTlsError", "client_options"]
+__all__ = ["KafkaTls", "KafkaTlsError", "client_options", "handshake_error"]
 
 
 class KafkaTlsError(ValueError):
@@ -56,6 +57,32 @@ def client_options(tls: KafkaTls | None) -> dict[str, Any]:
     if tls is None:
         return {}
     return {"security_protocol": "SSL", "ssl_context": tls.context()}
+
+
+async def handshake_error(bootstrap: str, tls: KafkaTls, timeout: float = 5.0) -> str | None:
+    """Why a TLS handshake with the first bootstrap broker fails, or ``None`` if it works
+    (or the broker cannot be reached at all: that is not a TLS problem). aiokafka reports
+    a refused certificate only as a connection error; this names the cause, e.g.
+    ``certificate verify failed: unable to get local issuer certificate``."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().rpartition(":")
+    writer = None
+    try:
+        context = tls.context()
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host.strip("[]"), int(port), ssl=context), timeout
+        )
+        # TLS 1.3: a server refuses the client's certificate after the handshake; the
+        # connection then ends at once. A broker that accepted it waits for a request.
+        if await asyncio.wait_for(reader.read(1), 0.5) == b"":
+            return "the broker hung up right after the TLS handshake (client certificate refused?)"
+    except ssl.SSLError as exc:
+        return str(getattr(exc, "verify_message", None) or exc.reason or exc)[:200]
+    except (KafkaTlsError, OSError, ValueError, TimeoutError):
+        return None
+    finally:
+        if writer is not None:
+            writer.close()
+    return None
 
 
 def _no_password() -> bytes:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from pipeline.kafka_tls import KafkaTls, KafkaTlsError, client_options
+from pipeline.embedded import free_port
+from pipeline.kafka_tls import KafkaTls, KafkaTlsError, client_options, handshake_error
 from tests.support.tls import TlsPki
 
 
@@ -55,3 +56,10 @@ def test_a_file_that_is_not_a_certificate_is_named(tmp_path: Path) -> None:
     junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     with pytest.raises(KafkaTlsError, match=r"ca_file .*junk\.pem"):
         KafkaTls(str(junk)).context()
+
+
+async def test_an_unreachable_broker_is_not_called_a_tls_problem(tmp_path: Path) -> None:
+    pki = TlsPki(tmp_path)
+    port = free_port()  # nothing listens there
+    assert await handshake_error(f"127.0.0.1:{port}", KafkaTls(pki.ca)) is None
+    assert await handshake_error("not a bootstrap", KafkaTls(pki.ca)) is None

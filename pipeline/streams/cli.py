@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pipeline.kafka_tls import handshake_error
 from pipeline.settings import StreamSettings, from_environment, parse_bool
 
 _FLAGS: tuple[tuple[str, str], ...] = (
@@ -95,9 +96,12 @@ def _wait_for_broker(
         try:
             return asyncio.run(ensure(settings))
         except errors as exc:
+            tls = settings.tls
+            cause = asyncio.run(handshake_error(settings.broker, tls)) if tls else None
             print(
-                f"pectrack worker: broker {settings.broker} unreachable ({exc}); "
-                f"retrying in {delay:.0f}s",
+                f"pectrack worker: broker {settings.broker} unreachable ({exc})"
+                + (f"; TLS: {cause}" if cause else "")
+                + f"; retrying in {delay:.0f}s",
                 file=sys.stderr,
                 flush=True,
             )

@@ -122,6 +122,9 @@ async def test_agent_refuses_a_broker_its_trust_store_does_not_know(
             "kafka.unavailable",
         )
     assert await read_all(tls_broker.bootstrap, "pec.raw", client=tls_kafka.client) == []
+    (first, *_) = (r for r in caplog.records if r.getMessage() == "kafka.unavailable")
+    fields = getattr(first, "fields", {})
+    assert "certificate" in fields["tls_error"]  # the cause, not only "cannot reach Kafka"
 
 
 async def test_workers_and_events_command_run_over_mutual_tls(
@@ -174,3 +177,26 @@ async def test_workers_and_events_command_run_over_mutual_tls(
     )
     assert refused.returncode == 1
     assert b"broker" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("missing", "expected"),
+    [
+        ("client-cert", "TLS: the broker hung up right after the TLS handshake"),
+        ("ca", "TLS: self-signed certificate in certificate chain"),
+    ],
+)
+async def test_worker_says_why_tls_fails(
+    missing: str, expected: str, tls_kafka: TlsKafka, tmp_path: Path
+) -> None:
+    """A worker without its client certificate, or without the brokers' CA, keeps waiting
+    for the broker, and its log names the TLS cause, not only "unreachable"."""
+    pki = tls_kafka.pki
+    flags = {
+        "client-cert": ("--kafka-ca-file", pki.ca),
+        "ca": ("--kafka-cert-file", pki.client_cert, "--kafka-key-file", pki.client_key),
+    }[missing]
+    args = worker_args(tmp_path, "--kafka-tls", "true", *flags)
+    with WorkerProcess(tls_kafka.broker, tmp_path / "w", *args) as worker:
+        await wait_until(lambda: expected in worker.log_text(), 30, expected)
+        assert "unreachable" in worker.log_text()
