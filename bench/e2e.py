@@ -19,6 +19,12 @@ for scaling, the 1-worker and 1x in-flight figures.
 
     .venv/bin/python -m bench.e2e                    # 2 workers, 1,000 receipts/s
     .venv/bin/python -m bench.e2e --scaling          # also 1 and 4 workers, and 10x in-flight
+    .venv/bin/python -m bench.e2e --tls              # every client over mutual TLS
+
+``--tls``: a native TLS terminator (Debian ``stunnel4``) stands in front of the broker and
+requires a client certificate; the workers and the bench's own clients use the project's
+TLS settings, so their TLS cost is in the figures, and the terminator's CPU is reported
+beside the broker's (a broker that speaks TLS itself pays about that).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +42,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -43,12 +51,14 @@ from bench.common import Row, percentile, table
 from pipeline.core.examine import receipt_id
 from pipeline.core.model import Recipient, RecipientType
 from pipeline.core.parse import read_layout
-from pipeline.embedded import EmbeddedBroker, free_port
+from pipeline.embedded import EmbeddedBroker, free_port, wait_for_port
+from pipeline.kafka_tls import KafkaTls, client_options
 from pipeline.procstat import cpu_seconds
 from pipeline.settings import StreamSettings
 from pipeline.simulate import OriginalMessage, TrafficItem, generate_traffic, render_original
 from pipeline.simulate.ca import default_pki
 from pipeline.streams.topics import ensure_topics
+from tests.support.tls import TlsPki
 
 RECEIPTS_TARGET = 1000.0
 P99_TARGET = 2.0
@@ -80,6 +90,7 @@ class Result:
     broker_cpu: float
     bench_cpu: float  # this process: load generator and the watching consumers
     records: int  # raw records in all phases
+    tls_cpu: float = 0.0  # the TLS terminator (--tls), seconds
 
 
 def _record(item: TrafficItem) -> Record:
@@ -128,7 +139,9 @@ def sent_copies(count: int, start: int = 0) -> list[Record]:
 class Workers:
     """``pectrack worker`` subprocesses; every one is stopped on exit."""
 
-    def __init__(self, settings: StreamSettings, count: int, work: Path) -> None:
+    def __init__(
+        self, settings: StreamSettings, count: int, work: Path, extra: Sequence[str] = ()
+    ) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs = [work / f"worker{n}.log" for n in range(count)]
         for n in range(count):
@@ -155,6 +168,7 @@ class Workers:
                 "warning",
                 "--batch-size",
                 str(settings.batch_size),
+                *extra,
             ]
             with self.logs[n].open("ab") as log:
                 self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log))
@@ -191,8 +205,11 @@ class Watch:
     stop: bool = False
 
 
-async def _consume(bootstrap: str, topic: str, partitions: int, watch: Watch) -> None:
+async def _consume(
+    bootstrap: str, topic: str, partitions: int, watch: Watch, client: dict[str, Any]
+) -> None:
     consumer = AIOKafkaConsumer(
+        **client,
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 << 20,
@@ -369,23 +386,69 @@ def _transport_rate(phase: Phase, watch: Watch, raw_before: int, records: int) -
     return len(burst_raw) * share / max((last - first) / 1000, 1e-3)
 
 
+@dataclass
+class _Terminator:
+    proc: subprocess.Popen[bytes]
+    client: KafkaTls  # what the bench's clients and the workers are configured with
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+
+@contextlib.contextmanager
+def _stunnel(work: Path, accept: int, connect: int) -> Iterator[_Terminator]:
+    """Debian's stunnel4 on ``accept`` (mutual TLS, the test CA) forwarding to the broker."""
+    binary = shutil.which("stunnel4") or shutil.which("stunnel")
+    if binary is None:
+        raise SystemExit("--tls needs stunnel: apt-get install stunnel4")
+    pki = TlsPki(work / "tls")
+    conf = work / "stunnel.conf"
+    conf.write_text(
+        "foreground = yes\npid =\n[kafka]\n"
+        f"accept = 127.0.0.1:{accept}\nconnect = 127.0.0.1:{connect}\n"
+        f"cert = {pki.server_cert}\nkey = {pki.server_key}\n"
+        f"CAfile = {pki.ca}\nverifyChain = yes\nrequireCert = yes\n"
+    )
+    with (work / "stunnel.log").open("ab") as log:
+        proc = subprocess.Popen([binary, str(conf)], stdout=log, stderr=log)
+    try:
+        wait_for_port("127.0.0.1", accept, 10, proc)
+        yield _Terminator(proc, KafkaTls(pki.ca, pki.client_cert, pki.client_key))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, work: Path) -> Result:
     partitions = config.workers
-    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+    advertised = free_port()
+    listen = free_port() if args.tls else advertised
+    with contextlib.ExitStack() as stack:
+        broker = stack.enter_context(
+            EmbeddedBroker(port=advertised, listen_port=listen, log_path=work / "broker.log")
+        )
+        terminator = stack.enter_context(_stunnel(work, advertised, listen)) if args.tls else None
+        tls = terminator.client if terminator else None
+        client = client_options(tls)
         settings = StreamSettings(
             broker=broker.bootstrap,
             app_id="bench",
             partitions=partitions,
             trust=str(inputs.anchor),
             batch_size=args.batch_size,
+            kafka_tls=tls is not None,
+            kafka_ca_file=tls.ca_file if tls else None,
+            kafka_cert_file=tls.cert_file if tls else None,
+            kafka_key_file=tls.key_file if tls else None,
         )
         await ensure_topics(settings)
         watch = Watch()
         consumers = [
-            asyncio.create_task(_consume(broker.bootstrap, topic, partitions, watch))
+            asyncio.create_task(_consume(broker.bootstrap, topic, partitions, watch, client))
             for topic in ("pec.raw", settings.state_changes_topic)
         ]
         producer = AIOKafkaProducer(
+            **client,
             bootstrap_servers=broker.bootstrap,
             enable_idempotence=False,
             linger_ms=5,
@@ -393,10 +456,16 @@ async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, wor
             acks=-1,
         )
         await producer.start()
-        workers = Workers(settings, config.workers, work)
+        tls_args: list[str] = []
+        if tls is not None:
+            tls_args = ["--kafka-tls", "true", "--kafka-ca-file", str(tls.ca_file),
+                        "--kafka-cert-file", str(tls.cert_file),
+                        "--kafka-key-file", str(tls.key_file)]  # fmt: skip
+        workers = Workers(settings, config.workers, work, tls_args)
         try:
             await _preload(producer, workers, watch, config, args.startup_timeout)
             cpu0, broker0 = workers.cpu(), cpu_seconds(broker.pid or 0)
+            tls0 = terminator.cpu() if terminator else 0.0
             bench0 = time.process_time()
             light = await _phase(producer, watch, inputs.light, args.light_rate, args.drain_timeout)
             paced = await _phase(producer, watch, inputs.paced, args.rate, args.drain_timeout)
@@ -406,6 +475,7 @@ async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, wor
             workers.check()
             worker_cpu = workers.cpu() - cpu0
             broker_cpu = cpu_seconds(broker.pid or 0) - broker0
+            tls_cpu = (terminator.cpu() - tls0) if terminator else 0.0
             bench_cpu = time.process_time() - bench0
         finally:
             watch.stop = True
@@ -422,6 +492,7 @@ async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, wor
         broker_cpu,
         bench_cpu,
         len(inputs.light) + len(inputs.paced) + len(inputs.burst),
+        tls_cpu,
     )
 
 
@@ -438,7 +509,12 @@ def _report(result: Result) -> None:
         f" (transport {result.transport_rate:,.0f}/s);"
         f" CPU per raw record: workers {result.worker_cpu / result.records * 1000:.2f} ms,"
         f" broker {result.broker_cpu / result.records * 1000:.2f} ms,"
-        f" load generator {result.bench_cpu / result.records * 1000:.2f} ms",
+        + (
+            f" TLS terminator {result.tls_cpu / result.records * 1000:.2f} ms,"
+            if result.tls_cpu
+            else ""
+        )
+        + f" load generator {result.bench_cpu / result.records * 1000:.2f} ms",
         flush=True,
     )
 
@@ -587,6 +663,9 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--inflight", type=int, default=1000, help="tracked messages preloaded")
     out.add_argument("--scaling", action="store_true", help="1, 2, 4 workers and 10x in flight")
     out.add_argument("--seed", type=int, default=7)
+    out.add_argument(
+        "--tls", action="store_true", help="every client over mutual TLS (needs stunnel4)"
+    )
     out.add_argument(
         "--batch-size",
         type=int,
