@@ -30,7 +30,6 @@ from pipeline.codec import (
 )
 from pipeline.core.correlate import correlation_key, normalise_msgid
 from pipeline.core.trust import TrustStore
-from pipeline.kafka_tls import client_options
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.batching import Batcher, Handler
@@ -73,15 +72,12 @@ def build(
 ) -> Pipeline:
     """Create the app and register every processor. ``sink`` replaces Kafka in unit tests."""
     settings.validate()
-    client = client_options(settings.tls)  # KafkaTlsError (a ValueError) on a bad file
-    tls: dict[str, Any] = {}
-    if "ssl_context" in client:
-        tls["broker_credentials"] = faust.SSLCredentials(client["ssl_context"])
+    tls = settings.tls  # its context(): KafkaTlsError (a ValueError) on a bad file
+    credentials = {"broker_credentials": faust.SSLCredentials(tls.context())} if tls else {}
     app = PipelineApp(
         settings.app_id,
         fetch_wait_ms=settings.fetch_wait_ms,
-        kafka_client=client,
-        **tls,
+        **credentials,
         broker=f"kafka://{settings.broker}",
         store="memory://",
         autodiscover=False,

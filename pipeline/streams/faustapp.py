@@ -126,7 +126,8 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         if self.consumer.in_transaction:
             return ends
         bootstrap = self._ensure_consumer()._client._bootstrap_servers
-        client = getattr(self.app, "kafka_client", None)
+        conf = self.app.conf  # TLS options exactly as faust's own consumer gets them
+        client = faust_kafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)
         return await true_end_offsets(bootstrap, ends, client=client)
 
     async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
@@ -159,18 +160,10 @@ class _Transport(faust_kafka.Transport):
 
 
 class PipelineApp(faust.App):
-    """``faust.App`` with :class:`KeepQueuedOnResume`, a configurable fetch wait and TLS
-    options (``kafka_client``) for the clients it makes outside faust."""
+    """``faust.App`` with :class:`KeepQueuedOnResume` and a configurable fetch wait."""
 
-    def __init__(
-        self,
-        *args: Any,
-        fetch_wait_ms: int | None = None,
-        kafka_client: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, fetch_wait_ms: int | None = None, **kwargs: Any) -> None:
         self.fetch_wait_ms = fetch_wait_ms
-        self.kafka_client = dict(kafka_client or {})
         super().__init__(*args, **kwargs)
 
     def active_partitions(self, topic: str) -> set[int] | None:
