@@ -130,9 +130,12 @@ async def test_agent_refuses_a_broker_its_trust_store_does_not_know(
 async def test_workers_and_events_command_run_over_mutual_tls(
     tls_kafka: TlsKafka, tmp_path: Path
 ) -> None:
-    """The whole topology through TLS: exact events and states for simulated traffic; then
-    ``pectrack events --tls`` prints them, and without a client certificate gets nothing."""
+    """The whole topology through TLS: exact events and states for simulated traffic, with
+    a second worker taking over half-way from a fresh state directory (it rebuilds the
+    table from its changelog, end offsets included, over TLS); then ``pectrack events
+    --tls`` prints them, and without a client certificate gets nothing."""
     traffic = generate_traffic(5, 60, 6, datetime(2024, 3, 1, 9, tzinfo=UTC))
+    half = len(traffic) // 2
     want = expected_events(traffic)
     tls_broker, pki, client = tls_kafka.broker, tls_kafka.pki, tls_kafka.client
     tls_args = (
@@ -141,21 +144,26 @@ async def test_workers_and_events_command_run_over_mutual_tls(
         "--kafka-cert-file", pki.client_cert,
         "--kafka-key-file", pki.client_key,
     )  # fmt: skip
-    directory = tmp_path / "w1"
-    with WorkerProcess(tls_broker, directory, *worker_args(tmp_path, *tls_args)) as worker:
-        await produce_traffic(tls_broker.bootstrap, traffic, client=client)
-        try:
-            events = await settle(
-                tls_broker.bootstrap,
-                "pec.state-changes",
-                expected=sum(want.values()),
-                timeout=120,
-                client=client,
-            )
-        except AssertionError:
-            print(worker.log_text())
-            raise
-        states = await latest_states(tls_broker.bootstrap, client)
+    for name, items, expected in (
+        ("w1", traffic[:half], expected_events(traffic[:half])),
+        ("w2", traffic[half:], want),
+    ):
+        with WorkerProcess(
+            tls_broker, tmp_path / name, *worker_args(tmp_path, *tls_args)
+        ) as worker:
+            await produce_traffic(tls_broker.bootstrap, items, client=client)
+            try:
+                events = await settle(
+                    tls_broker.bootstrap,
+                    "pec.state-changes",
+                    expected=sum(expected.values()),
+                    timeout=120,
+                    client=client,
+                )
+            except AssertionError:
+                print(worker.log_text())
+                raise
+            states = await latest_states(tls_broker.bootstrap, client)
     assert_matches_oracle(traffic, events, states)
     assert sum(want.values()) > 50
 
