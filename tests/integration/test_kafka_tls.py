@@ -44,9 +44,14 @@ class TlsKafka:
     pki: TlsPki
 
     @property
+    def tls(self) -> KafkaTls:
+        """A client's settings: the CA and a client certificate."""
+        return KafkaTls(self.pki.ca, self.pki.client_cert, self.pki.client_key)
+
+    @property
     def client(self) -> dict[str, Any]:
-        """aiokafka options of a client with the CA and a client certificate."""
-        return client_options(KafkaTls(self.pki.ca, self.pki.client_cert, self.pki.client_key))
+        """aiokafka options of that client."""
+        return client_options(self.tls)
 
 
 @pytest.fixture
@@ -79,14 +84,13 @@ async def test_agent_publishes_over_mutual_tls(
         f'cert_file = "{pki.client_cert}"',
         f'key_file = "{pki.client_key}"',
     )
-    tls = KafkaTls(pki.ca, pki.client_cert, pki.client_key)
     async with in_process_agent(config):
         records = await wait_for_count(
             tls_broker.bootstrap, "pec.raw", 2, timeout=30, client=tls_kafka.client
         )
         owners: set[str] = set()
         for _ in range(100):  # a cursor is written after its batch's ack
-            cursors = await read_cursors(tls_broker.bootstrap, "pec.agent.cursors", tls)
+            cursors = await read_cursors(tls_broker.bootstrap, "pec.agent.cursors", tls_kafka.tls)
             owners = {key.decode().split("/")[0] for key in cursors}
             if len(owners) == 2:
                 break
