@@ -340,6 +340,7 @@ def tracked_to_dict(tracked: Tracked) -> dict[str, Any]:
         "overdue": sorted([address, reason.value] for address, reason in tracked.overdue),
         "suspects": sorted(tracked.suspects),
         "providers": list(tracked.providers),
+        "seen_at": _iso(tracked.seen_at),
     }
 
 
@@ -380,6 +381,7 @@ def tracked_from_dict(value: object) -> Tracked:
         overdue=frozenset(_overdue_flag(flag) for flag in _list(data, "overdue")),
         suspects=frozenset(_strings(data, "suspects")),
         providers=tuple(_strings(data, "providers")),
+        seen_at=_time(data, "seen_at"),  # absent in older writers' values
     )
 
 
@@ -442,6 +444,7 @@ def message_state_to_dict(tracked: Tracked) -> dict[str, Any]:
     """One ``pec.message-state`` record (compacted topic: the latest wins)."""
     data = tracked_to_dict(tracked)
     data["schema"] = STATE_SCHEMA
+    del data["seen_at"]  # the table's own bookkeeping
     for recipient in data["recipients"]:
         recipient["final"] = tracked.message.recipient(recipient["address"]).is_final  # type: ignore[union-attr]
     data["final"] = tracked.message.is_final

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
+from pipeline.core.retention import Retention
+from pipeline.core.tracker import Deadlines
 from pipeline.kafka_tls import KafkaTls
 
 
@@ -57,6 +59,22 @@ class StreamSettings:
     # A dead worker's partitions move after this; the embedded broker also waits about
     # half of it before completing a group join, so keep it short.
     session_timeout_seconds: float = 10.0
+    # Static membership (KIP-345): a stable id per worker (e.g. the StatefulSet pod name).
+    # A restarted worker with the same id takes its partitions back without a rebalance
+    # on Apache Kafka; empty: dynamic membership.
+    group_instance_id: str = ""
+    # The correlate table: "memory://" (rebuilt from the changelog at every start) or
+    # "rocksdb://" (on disk under datadir: a restart reads only what it has not applied).
+    store: str = "memory://"
+    state_cache_mb: int = 64  # RocksDB block cache + write buffers, all partitions together
+    standby_replicas: int = 0  # other workers keep a warm copy of each partition
+    # A message whose recipients are all final leaves the table this long after its
+    # newest receipt; receipts whose sent message never appears, after orphan_ttl.
+    retention_seconds: float = 30 * 86400.0
+    orphan_ttl_seconds: float = 7 * 86400.0
+    # "keep": pec.message-state keeps a message's final record (compaction keeps the
+    # latest); "table": a tombstone follows it there when it leaves the table.
+    message_state_retention: str = "keep"
     log_level: str = "warning"
 
     @property
@@ -66,6 +84,16 @@ class StreamSettings:
     @property
     def delivery_window(self) -> timedelta:
         return timedelta(seconds=self.delivery_window_seconds)
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(
+            timedelta(seconds=self.retention_seconds), timedelta(seconds=self.orphan_ttl_seconds)
+        )
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines(self.acceptance_timeout, self.delivery_window)
 
     @property
     def tls(self) -> KafkaTls | None:
@@ -88,6 +116,17 @@ class StreamSettings:
             raise ValueError(
                 f"deadline_clock must be 'wall' or 'event', not {self.deadline_clock!r}"
             )
+        if self.store not in ("memory://", "rocksdb://"):
+            raise ValueError(f"store must be memory:// or rocksdb://, not {self.store!r}")
+        if self.message_state_retention not in ("keep", "table"):
+            raise ValueError(
+                "message_state_retention must be 'keep' or 'table', "
+                f"not {self.message_state_retention!r}"
+            )
+        if self.state_cache_mb < 8 or self.standby_replicas < 0:
+            raise ValueError("state_cache_mb must be at least 8, standby_replicas at least 0")
+        if not 0 < self.orphan_ttl_seconds <= self.retention_seconds:
+            raise ValueError("orphan_ttl_seconds must be positive and at most retention_seconds")
         return self
 
 

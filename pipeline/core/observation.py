@@ -30,6 +30,7 @@ from pipeline.core.tracker import (
     new_tracked,
     receive,
     report_suspect,
+    seen,
     submit,
 )
 
@@ -209,15 +210,30 @@ class DeadlineCheck:
     now: datetime
 
 
+def observed_at(observation: Observation) -> datetime | None:
+    """The data time an observation carries: when the message was sent, or the receipt's
+    daticert time."""
+    if isinstance(observation, Submission):
+        return observation.at
+    if isinstance(observation, Evidence):
+        return observation.receipt.at
+    return observation.suspect.at
+
+
 def apply_observation(
     tracked: Tracked | None, observation: Observation | DeadlineCheck, deadlines: Deadlines
 ) -> tuple[Tracked, tuple[TrackEvent, ...]]:
     """Fold one observation into the state of its message (new state if ``None``)."""
     current = tracked or new_tracked(observation.key, observation.mailbox, observation.msgid)
+    if isinstance(observation, DeadlineCheck):
+        return check_deadlines(current, observation.now, deadlines)
+    updated, events = _apply(current, observation)
+    return seen(updated, observed_at(observation)), events
+
+
+def _apply(current: Tracked, observation: Observation) -> tuple[Tracked, tuple[TrackEvent, ...]]:
     if isinstance(observation, Submission):
         return submit(current, observation.sender, observation.recipients, observation.at)
     if isinstance(observation, Evidence):
         return receive(current, observation.receipt, observation.kind, observation.provider)
-    if isinstance(observation, SuspectReceipt):
-        return report_suspect(current, observation.suspect)
-    return check_deadlines(current, observation.now, deadlines)
+    return report_suspect(current, observation.suspect)

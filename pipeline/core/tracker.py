@@ -80,6 +80,9 @@ class Tracked:
     overdue: frozenset[tuple[str, OverdueReason]] = frozenset()
     suspects: frozenset[str] = frozenset()  # receipt ids already reported
     providers: tuple[str, ...] = ()  # providers seen on receipts (for bounded metrics labels)
+    # The newest data time (daticert, submission) of anything applied: retention counts
+    # from it (pipeline.core.retention).
+    seen_at: datetime | None = None
 
     @property
     def is_orphan(self) -> bool:
@@ -117,6 +120,13 @@ def event_id(*parts: str) -> str:
 
 def new_tracked(key: str, mailbox: str, msgid: str) -> Tracked:
     return Tracked(key, mailbox, lifecycle.new_message(msgid))
+
+
+def seen(tracked: Tracked, at: datetime | None) -> Tracked:
+    """``tracked`` with ``at`` counted in its newest data time."""
+    if at is None or (tracked.seen_at is not None and tracked.seen_at >= at):
+        return tracked
+    return replace(tracked, seen_at=at)
 
 
 def submit(

@@ -33,10 +33,11 @@ from pipeline.core.trust import TrustStore
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.batching import Batcher, Handler
-from pipeline.streams.correlate import Correlator, EventClock, KeyPartitions
+from pipeline.streams.correlate import Correlator, EventClock
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.faustapp import PipelineApp
 from pipeline.streams.sink import FaustSink, Record, Sink, dead_letter
+from pipeline.streams.state import TrackedTable
 from pipeline.streams.verify import Verifier
 from pipeline.trust_files import default_trust_store, load_trust_store
 
@@ -52,7 +53,7 @@ class Pipeline:
     settings: StreamSettings
     registry: CollectorRegistry
     metrics: StreamMetrics
-    table: Any  # faust.Table[bytes, bytes]
+    table: TrackedTable
     topics: dict[str, Any]
     verifier: Verifier
     correlator: Correlator
@@ -79,12 +80,13 @@ def build(
         fetch_wait_ms=settings.fetch_wait_ms,
         **credentials,
         broker=f"kafka://{settings.broker}",
-        store="memory://",
+        store=settings.store,
         autodiscover=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         producer_acks=-1,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
+        consumer_group_instance_id=settings.group_instance_id or None,
         consumer_auto_offset_reset="earliest",
         web_host=settings.web_host,
         web_bind=settings.web_host,
@@ -109,15 +111,18 @@ def build(
     topics[settings.message_state_topic] = _raw_topic(
         app, settings.message_state_topic, settings.partitions, compacting=True
     )
-    partitions = KeyPartitions()
-    table = app.Table(
-        settings.table_name,
+    table = TrackedTable(
+        app,
+        name=settings.table_name,
         default=None,
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
-        on_changelog_event=partitions.on_changelog_event,
+        beacon=app.tables.beacon,
+        store=settings.store,
+        options=_store_options(settings),
     )
+    app.tables.add(table)
     changelog = table.changelog_topic.get_topic_name()
     topics[changelog] = table.changelog_topic
     registry = registry or CollectorRegistry()
@@ -135,19 +140,34 @@ def build(
         table=table,
         topics=topics,
         verifier=Verifier(settings, trust_store, out, metrics),
-        correlator=Correlator(settings, out, metrics, table.data, clock, changelog, partitions),
+        correlator=Correlator(settings, out, metrics, table.store, clock, changelog),
         scanner=DeadlineScanner(
             settings,
             out,
             metrics,
-            table.data,
+            table.store,
             clock,
-            partitions,
             lambda: app.active_partitions(settings.receipts_topic),
         ),
     )
+    table.store.describe = pipeline.correlator.describe  # changelog recovery's bookkeeping
     _register(pipeline, out)
     return pipeline
+
+
+def _store_options(settings: StreamSettings) -> dict[str, Any]:
+    """RocksDB memory bounded by ``state_cache_mb`` for all partitions together: a
+    quarter for the block cache (reads), the rest for the write buffers (two each)."""
+    if settings.store != "rocksdb://":
+        return {}
+    budget = settings.state_cache_mb * 1024 * 1024 // settings.partitions
+    return {
+        "driver": "rocksdict",
+        "block_cache_size": budget // 4,
+        "block_cache_compressed_size": 0,
+        "write_buffer_size": budget * 3 // 8,
+        "max_write_buffer_number": 2,
+    }
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int, *, compacting: bool = False) -> Any:
@@ -249,12 +269,9 @@ def _register(p: Pipeline, sink: Sink) -> None:
             p.metrics.set_consumer_lag({(tp.topic, tp.partition): n for tp, n in lag.items()})
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # (its type has no `assigned`)
-    async def forget_moved_keys(_app: Any, assigned: set[TP], **_: Any) -> None:
-        """The new assignment is known: local keys of partitions now owned elsewhere go."""
-        owned = {tp.partition for tp in assigned if tp.topic == settings.receipts_topic}
-        dropped = p.correlator.partitions.purge(p.table.data, owned)
-        if dropped:
-            log.info("rebalance: %d table keys of partitions owned elsewhere dropped", dropped)
+    async def forget_moved_partitions(_app: Any, assigned: set[TP], **_: Any) -> None:
+        """The new assignment is known: lag series of partitions owned elsewhere go (the
+        table store drops their data itself, see pipeline.streams.state)."""
         p.metrics.drop_consumer_lag({(tp.topic, tp.partition) for tp in assigned})
 
     @app.page("/message/")
@@ -271,7 +288,7 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 return await app.router.route_req(p.table.name, key, self.web, request)
             except SameNode:
                 pass  # this worker owns the key
-            stored = p.table.get(key.encode())
+            stored = p.table.store.lookup(key.encode())
             if stored is None:
                 return self.json({"error": "unknown message", "key": key}, status=404)
             try:
@@ -280,4 +297,4 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 return self.json({"error": f"corrupt table entry: {exc}"}, status=500)
             return self.json(message_state_to_dict(tracked))
 
-    _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_keys, MessageView)
+    _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_partitions, MessageView)

@@ -43,6 +43,17 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("web_host", "faust web bind/advertised host"),
     ("datadir", "faust state directory (one per worker)"),
     ("session_timeout_seconds", "consumer-group session timeout (failover time)"),
+    ("group_instance_id", "static group membership id, stable per worker (e.g. the pod name)"),
+    ("store", "correlate table: memory:// or rocksdb:// (on disk under --datadir)"),
+    ("state_cache_mb", "RocksDB cache and write buffers, MiB for all partitions"),
+    ("standby_replicas", "warm copies of each table partition on other workers"),
+    ("retention_seconds", "a finished message leaves the table this long after its last receipt"),
+    ("orphan_ttl_seconds", "receipts without their sent message are dropped after this"),
+    (
+        "message_state_retention",
+        "'keep' the final pec.message-state record, or tombstone "
+        "it when the message leaves the 'table'",
+    ),
     ("log_level", "debug, info, warning, error"),
 )
 

@@ -19,10 +19,9 @@ test as transitions that skipped a state).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from pipeline.codec import (
     SUSPECT_EVENTS,
@@ -36,11 +35,13 @@ from pipeline.codec import (
     tracked_to_dict,
 )
 from pipeline.core.model import DeliveryState
-from pipeline.core.observation import Evidence, apply_observation
+from pipeline.core.observation import DeadlineCheck, Evidence, Observation, Submission
+from pipeline.core.retention import NOTHING, Fate, Retention, next_due, step, tally
 from pipeline.core.tracker import Deadlines, EventType, Tracked, TrackEvent
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
+from pipeline.streams.state import Entry, TableStore, Write
 
 log = logging.getLogger(__name__)
 
@@ -71,59 +72,49 @@ class EventClock:
 
 
 @dataclass
-class KeyPartitions:
-    """The partition of each key in this worker's local table store.
+class _Work:
+    """One batch in progress: what each key held before it and holds now."""
 
-    faust's memory store forgets, once a rebalance's recovery completes, only the keys it
-    restored from the changelog; the keys the correlator wrote itself (see the module
-    docstring) stay when their partition moves to another worker. Without this index
-    the old owner's deadline scan would go on counting them in its gauges and asking for
-    checks of messages it no longer owns.
-    """
+    outputs: list[Record] = field(default_factory=list)  # events and dead letters, in order
+    states: dict[bytes, Record] = field(default_factory=dict)  # latest message state per key
+    original: dict[bytes, Tracked | None] = field(default_factory=dict)
+    working: dict[bytes, Tracked | None] = field(default_factory=dict)
+    partition_of: dict[bytes, int | None] = field(default_factory=dict)
 
-    of: dict[bytes, int] = field(default_factory=dict)
-
-    def record(self, key: bytes, partition: int | None) -> None:
-        if partition is not None:
-            self.of[key] = partition
-
-    async def on_changelog_event(self, event: Any) -> None:
-        """faust's ``Table(on_changelog_event=...)``: a key restored from the changelog."""
-        if event.message.value is None:
-            self.of.pop(event.key, None)
-        else:
-            self.record(event.key, event.message.partition)
-
-    def owned(self, key: bytes, assigned: Collection[int] | None) -> bool:
-        """``assigned`` None: every key (no consumer group, as in unit tests)."""
-        partition = self.of.get(key)
-        return assigned is None or partition is None or partition in assigned
-
-    def purge(self, store: MutableMapping[bytes, bytes], assigned: Collection[int]) -> int:
-        """Drop the keys of partitions no longer assigned; returns how many."""
-        moved = [key for key, partition in self.of.items() if partition not in assigned]
-        for key in moved:
-            store.pop(key, None)
-            del self.of[key]
-        return len(moved)
+    def changed(self) -> list[bytes]:
+        return [key for key, now in self.working.items() if now != self.original[key]]
 
 
 @dataclass
 class Correlator:
-    """``store`` is the table's local data (faust ``Table.data``); ``changelog`` the name
-    of the topic that backs it, written through ``sink`` to the record's own partition."""
+    """``store`` is the table's local storage (:mod:`pipeline.streams.state`);
+    ``changelog`` the name of the topic that backs it, written through ``sink`` to the
+    record's own partition."""
 
     settings: StreamSettings
     sink: Sink
     metrics: StreamMetrics
-    store: MutableMapping[bytes, bytes]
+    store: TableStore
     clock: EventClock
     changelog: str
-    partitions: KeyPartitions = field(default_factory=KeyPartitions)
+    deadlines: Deadlines = field(init=False)
+    retention: Retention = field(init=False)
 
-    @property
-    def deadlines(self) -> Deadlines:
-        return Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
+    def __post_init__(self) -> None:
+        self.deadlines = self.settings.deadlines
+        self.retention = self.settings.retention
+
+    def describe(self, value: bytes) -> Entry:
+        """The store's bookkeeping for a table value (also for changelog recovery)."""
+        try:
+            return self.entry(tracked_from_dict(decode(value)))
+        except DecodeError as exc:  # correlate dead-letters this key's records meanwhile
+            log.error("table entry does not decode: %s", exc)
+            return Entry(None, NOTHING)
+
+    def entry(self, tracked: Tracked) -> Entry:
+        due = next_due(tracked, self.deadlines, self.retention)
+        return Entry(micros(due) if due is not None else None, tally(tracked))
 
     async def handle(
         self, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -131,60 +122,88 @@ class Correlator:
         await self.handle_batch([(key, value, partition)])
 
     async def handle_batch(self, batch: Sequence[Item]) -> None:
-        """Apply records in order; publish their events and message states (one wait
-        for all acks), then their table changelog records (a second wait), then the
-        local store. Records of one key in a batch are applied one after the other.
-        A record that does not decode, or whose Kafka key is not its correlation key,
-        is a dead letter (``bad-observation``)."""
-        outputs: list[Record] = []
-        changes: dict[bytes, tuple[bytes, int | None]] = {}
-        working: dict[bytes, Tracked | None] = {}
+        """Apply records in order; publish their events and each changed key's latest
+        message state (one wait for all acks), then one changelog record per changed
+        key (a second wait), then the local store. Records of one key in a batch are
+        applied one after the other. A record that does not decode, or whose Kafka key
+        is not its correlation key, is a dead letter (``bad-observation``)."""
+        work = _Work()
         for record_key, value, partition in batch:
-            try:
-                observation = observation_from_dict(decode(value))
-                key = observation.key.encode()
-                if record_key != key:
-                    raise DecodeError("the record key is not the observation's correlation key")
-            except DecodeError as exc:
-                outputs.append(self._dead_letter(record_key, value, "bad-observation", exc))
-                continue
-            if key in working:
-                tracked = working[key]
-            else:
-                try:
-                    tracked = self._stored(key)
-                except DecodeError as exc:
-                    # Only a corrupted changelog gets here: keep the partition moving and
-                    # the receipt itself, to be replayed once the entry is repaired.
-                    log.error("table entry %r does not decode: %s", key, exc)
-                    outputs.append(self._dead_letter(key, value, "bad-table-value", exc))
-                    continue
-            updated, events = apply_observation(tracked, observation, self.deadlines)
-            for event in events:
-                self.clock.observe(event.at)
-                outputs.append(
-                    Record(self.settings.state_changes_topic, key, dumps(event_to_dict(event)))
-                )
-                self._count(event)
-            working[key] = updated
-            if updated != tracked:
-                if isinstance(observation, Evidence):
-                    provider = self.metrics.provider_label(observation.provider)
-                    self.metrics.receipts.labels(observation.kind, provider).inc()
-                state = dumps(message_state_to_dict(updated))
-                outputs.append(Record(self.settings.message_state_topic, key, state))
-                changes[key] = (dumps(tracked_to_dict(updated)), partition)
-        await self.sink.send_all(outputs)
-        await self.sink.send_all(
-            [Record(self.changelog, k, v, partition=part) for k, (v, part) in changes.items()]
+            self._apply(work, record_key, value, partition)
+        await self.sink.send_all([*work.outputs, *work.states.values()])
+        changed = work.changed()
+        encoded = {
+            key: dumps(tracked_to_dict(t)) if (t := work.working[key]) is not None else None
+            for key in changed
+        }
+        offsets = await self.sink.send_all(
+            [Record(self.changelog, k, encoded[k], partition=work.partition_of[k]) for k in changed]
         )
-        for key, (encoded, partition) in changes.items():
-            self.store[key] = encoded  # last: see the module docstring
-            self.partitions.record(key, partition)
+        writes: dict[int, list[Write]] = {}
+        last: dict[int, int] = {}
+        for key, offset in zip(changed, offsets, strict=True):
+            partition = work.partition_of[key] or 0
+            after = work.working[key]
+            entry = self.entry(after) if after is not None else None
+            writes.setdefault(partition, []).append(
+                Write(key, encoded[key], tally(work.original[key]), entry)
+            )
+            last[partition] = offset
+        for partition, partition_writes in writes.items():
+            self.store.partition(partition).write(partition_writes, last[partition])  # last
         self.metrics.processed.labels("correlate").inc(len(batch))
 
-    def _stored(self, key: bytes) -> Tracked | None:
-        stored = self.store.get(key)
+    def _apply(
+        self, work: _Work, record_key: bytes | None, value: bytes | None, partition: int | None
+    ) -> None:
+        try:
+            observation = observation_from_dict(decode(value))
+            key = observation.key.encode()
+            if record_key != key:
+                raise DecodeError("the record key is not the observation's correlation key")
+        except DecodeError as exc:
+            work.outputs.append(self._dead_letter(record_key, value, "bad-observation", exc))
+            return
+        if key not in work.working:
+            try:
+                work.original[key] = work.working[key] = self._stored(key, partition)
+            except DecodeError as exc:
+                # Only a corrupted changelog gets here: keep the partition moving and
+                # the receipt itself, to be replayed once the entry is repaired.
+                log.error("table entry %r does not decode: %s", key, exc)
+                work.outputs.append(self._dead_letter(key, value, "bad-table-value", exc))
+                return
+            work.partition_of[key] = partition
+        tracked = work.working[key]
+        result = step(tracked, observation, self.deadlines, self.retention, self.clock.now())
+        if result.fate is Fate.LATE:
+            self.metrics.late.labels(_kind(observation)).inc()
+            return
+        for event in result.events:
+            self.clock.observe(event.at)
+            work.outputs.append(
+                Record(self.settings.state_changes_topic, key, dumps(event_to_dict(event)))
+            )
+            self._count(event)
+        if result.tracked == tracked:
+            return
+        work.working[key] = result.tracked
+        if isinstance(observation, Evidence):
+            provider = self.metrics.provider_label(observation.provider)
+            self.metrics.receipts.labels(observation.kind, provider).inc()
+        if result.tracked is not None:
+            state = dumps(message_state_to_dict(result.tracked))
+            work.states[key] = Record(self.settings.message_state_topic, key, state)
+            return
+        assert tracked is not None  # only a held message expires
+        self.metrics.evictions.labels("orphan" if tracked.is_orphan else "finished").inc()
+        if self.settings.message_state_retention == "table":
+            work.states[key] = Record(self.settings.message_state_topic, key, None)
+        else:
+            work.states.pop(key, None)
+
+    def _stored(self, key: bytes, partition: int | None) -> Tracked | None:
+        stored = self.store.partition(partition or 0).get(key)
         return tracked_from_dict(decode(stored)) if stored is not None else None
 
     def _dead_letter(
@@ -211,9 +230,17 @@ class Correlator:
             metrics.latency.labels(phase, provider).observe(event.latency)
 
 
-def summarize(values: list[Tracked]) -> tuple[int, int, int]:
-    """(in flight, overdue, orphan) counts for this worker's gauges."""
-    inflight = sum(1 for t in values if not t.message.is_final)
-    overdue = sum(1 for t in values if t.overdue)
-    orphans = sum(1 for t in values if t.is_orphan)
-    return inflight, overdue, orphans
+def _kind(observation: Observation | DeadlineCheck) -> str:
+    """A bounded label for an observation: submission, check, suspect, or a receipt kind."""
+    if isinstance(observation, Submission):
+        return "submission"
+    if isinstance(observation, DeadlineCheck):
+        return "check"
+    if isinstance(observation, Evidence):
+        return observation.kind
+    return "suspect"
+
+
+def micros(at: datetime) -> int:
+    """Microseconds since the epoch: the due-time index's clock."""
+    return int(at.timestamp() * 1_000_000)

@@ -1,30 +1,38 @@
-"""The deadline timer: find messages that became overdue, ask their owner to flag them.
+"""The deadline timer: find messages that are due, ask their owner to look at them.
 
-A timer cannot write a faust table (writes belong to the stream that owns the key), so
-it sends a ``check`` observation to the key's own partition of ``pec.receipts``; the
-correlate processor applies it like any other observation. The same scan refreshes
-the in-flight, overdue and orphan gauges.
+A timer cannot write the table (writes belong to the stream that owns the key), so it
+sends a ``check`` observation to the key's own partition of ``pec.receipts``; the
+correlate processor applies it like any other observation: it raises overdue flags,
+and evicts a message past its retention (:func:`pipeline.core.retention.step`).
 
-Only keys of partitions the worker is assigned now are scanned: after a rebalance the
-local store may still hold keys of partitions another worker owns (see
-:class:`~pipeline.streams.correlate.KeyPartitions`).
+The timer reads only the due-time index (:mod:`pipeline.streams.state`) of the
+partitions this worker is assigned now: its work grows with what is due, not with the
+number of tracked messages. An index entry whose key's due time has moved since (or
+whose key left) is stale and dropped. The gauges come from each partition's tally.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pipeline.codec import DecodeError, decode, dumps, observation_to_dict, tracked_from_dict
 from pipeline.core.observation import DeadlineCheck
-from pipeline.core.tracker import Deadlines, Tracked, overdue_flags
+from pipeline.core.retention import NOTHING, Retention, next_due
+from pipeline.core.tracker import Deadlines
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
-from pipeline.streams.correlate import EventClock, KeyPartitions, summarize
+from pipeline.streams.correlate import EventClock, micros
 from pipeline.streams.sink import Record, Sink
+from pipeline.streams.state import Due, PartitionState, TableStore
 
 log = logging.getLogger(__name__)
+
+# At most this many due messages per partition per scan; the rest wait for the next one
+# (a replay can make a million messages due at once).
+MAX_DUE_PER_SCAN = 20_000
 
 
 @dataclass
@@ -32,24 +40,41 @@ class DeadlineScanner:
     settings: StreamSettings
     sink: Sink
     metrics: StreamMetrics
-    table: Mapping[bytes, bytes]
+    store: TableStore
     clock: EventClock
-    partitions: KeyPartitions = field(default_factory=KeyPartitions)
-    # The partitions of pec.receipts (and of the table) assigned now; None: all keys.
+    # The partitions of pec.receipts (and of the table) assigned now; None: every
+    # partition the store holds (no consumer group, as in unit tests).
     assigned: Callable[[], Collection[int] | None] = field(default=lambda: None)
+    deadlines: Deadlines = field(init=False)
+    retention: Retention = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadlines = self.settings.deadlines
+        self.retention = self.settings.retention
 
     async def scan(self) -> int:
-        """One pass over this worker's keys; returns how many checks were requested."""
+        """One pass over this worker's due entries; returns how many checks were sent."""
         now = self.clock.now()
-        deadlines = Deadlines(self.settings.acceptance_timeout, self.settings.delivery_window)
         assigned = self.assigned()
-        owned = [v for k, v in list(self.table.items()) if self.partitions.owned(k, assigned)]
-        values = list(_decoded(owned))
-        checks = [
-            DeadlineCheck(tracked.key, tracked.mailbox, tracked.message.msgid, now)
-            for tracked in values
-            if now is not None and overdue_flags(tracked, now, deadlines) - tracked.overdue
-        ]
+        partitions = self.store.local_partitions() if assigned is None else assigned
+        totals = NOTHING
+        checks: list[DeadlineCheck] = []
+        read = 0
+        for partition in sorted(partitions):
+            state = self.store.partition(partition)
+            totals = totals + state.tally()
+            if now is None:
+                continue
+            due = state.due(micros(now), MAX_DUE_PER_SCAN)
+            read += len(due)
+            stale: list[Due] = []
+            for entry in due:
+                check = self._check(state, entry, now)
+                if check is None:
+                    stale.append(entry)
+                else:
+                    checks.append(check)
+            state.forget(stale)
         await self.sink.send_all(
             [
                 Record(
@@ -60,17 +85,24 @@ class DeadlineScanner:
                 for check in checks
             ]
         )
-        requested = len(checks)
-        inflight, overdue, orphans = summarize(values)
-        self.metrics.inflight.set(inflight)
-        self.metrics.overdue.set(overdue)
-        self.metrics.orphans.set(orphans)
-        return requested
+        self.metrics.due.set(read)
+        self.metrics.inflight.set(totals.inflight)
+        self.metrics.overdue.set(totals.overdue)
+        self.metrics.orphans.set(totals.orphans)
+        return len(checks)
 
-
-def _decoded(stored: Iterable[bytes]) -> Iterable[Tracked]:
-    for value in stored:
+    def _check(self, state: PartitionState, entry: Due, now: datetime) -> DeadlineCheck | None:
+        """The check an index entry asks for, or ``None`` when the entry is stale."""
+        due, key = entry
+        stored = state.get(key)
+        if stored is None:
+            return None
         try:
-            yield tracked_from_dict(decode(value))
+            tracked = tracked_from_dict(decode(stored))
         except DecodeError as exc:  # correlate dead-letters this key's records meanwhile
             log.error("table entry does not decode: %s", exc)
+            return None
+        current = next_due(tracked, self.deadlines, self.retention)
+        if current is None or micros(current) != due:
+            return None
+        return DeadlineCheck(tracked.key, tracked.mailbox, tracked.message.msgid, now)

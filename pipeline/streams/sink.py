@@ -14,7 +14,7 @@ Headers = list[tuple[str, bytes]]
 class Record:
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a tombstone
     headers: Headers | None = None
     partition: int | None = None
 
@@ -41,8 +41,9 @@ def dead_letter(
 
 
 class Sink(Protocol):
-    async def send_all(self, records: Sequence[Record]) -> None:
-        """Send records in order; return once the broker acknowledged every one."""
+    async def send_all(self, records: Sequence[Record]) -> list[int]:
+        """Send records in order; return once the broker acknowledged every one, with
+        the offset each got."""
 
 
 @dataclass
@@ -59,7 +60,7 @@ class FaustSink:
 
     topics: dict[str, Any]
 
-    async def send_all(self, records: Sequence[Record]) -> None:
+    async def send_all(self, records: Sequence[Record]) -> list[int]:
         # Enqueue in order (the producer keeps per-partition order), then wait for all
         # acknowledgements together: one round trip for a batch, not one per record.
         pending = [
@@ -68,20 +69,25 @@ class FaustSink:
             )
             for r in records
         ]
-        if pending:
-            await asyncio.gather(*pending)
+        if not pending:
+            return []
+        return [metadata.offset for metadata in await asyncio.gather(*pending)]
 
 
 @dataclass
 class RecordingSink:
     """A fake at the boundary: keeps what was sent, per topic."""
 
-    sent: dict[str, list[tuple[bytes, bytes, Headers]]] = field(default_factory=dict)
+    sent: dict[str, list[tuple[bytes, bytes | None, Headers]]] = field(default_factory=dict)
     partitions: dict[str, list[int | None]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # topics in the order sent
 
-    async def send_all(self, records: Sequence[Record]) -> None:
+    async def send_all(self, records: Sequence[Record]) -> list[int]:
+        offsets = []
         for r in records:
-            self.sent.setdefault(r.topic, []).append((r.key, r.value, list(r.headers or [])))
+            sent = self.sent.setdefault(r.topic, [])
+            offsets.append(len(sent))  # one offset sequence per topic
+            sent.append((r.key, r.value, list(r.headers or [])))
             self.partitions.setdefault(r.topic, []).append(r.partition)
             self.order.append(r.topic)
+        return offsets

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from agents.config import KafkaSettings, parse_config
-from pipeline.settings import StreamSettings
+from pipeline.settings import StreamSettings, from_environment
 from tests.deploy.cli_args import parse_error, pectrack_argv
 from tests.deploy.promql import ALERTS, ROOT
 from tests.support.tls import TlsPki
@@ -332,3 +332,27 @@ def test_sync_check_notices_a_changed_dashboard(tmp_path: Path) -> None:
     (tmp_path / "grafana" / "dashboards").mkdir(parents=True)
     (tmp_path / "grafana" / "dashboards" / "x.json").write_text('{"uid": "x"}\n')
     assert generator.dashboards() != before
+
+
+def test_worker_state_is_on_a_persistent_volume_with_static_membership(
+    documents: list[dict[str, Any]],
+) -> None:
+    """The workers keep the correlate table in RocksDB on a per-pod PersistentVolume at
+    their datadir, with the pod name as static group membership id; the settings read
+    back through the worker's own environment reader."""
+    worker = _kind(documents, "StatefulSet")["pectrack-worker"]
+    container = _container(worker)
+    argv = pectrack_argv(container["args"])
+    datadir = argv[argv.index("--datadir") + 1]
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == datadir]
+    claims = {c["metadata"]["name"] for c in worker["spec"]["volumeClaimTemplates"]}
+    assert mount["name"] in claims
+    assert mount["name"] not in {v["name"] for v in worker["spec"]["template"]["spec"]["volumes"]}
+    env = container["env"]
+    [instance] = [e for e in env if e["name"] == "PECTRACK_GROUP_INSTANCE_ID"]
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    plain = {e["name"]: e["value"] for e in env if "value" in e}
+    settings = from_environment(env={**plain, "PECTRACK_GROUP_INSTANCE_ID": "pectrack-worker-0"})
+    assert settings.store == "rocksdb://"
+    assert settings.standby_replicas >= 1
+    assert settings.session_timeout_seconds >= 10

@@ -152,7 +152,7 @@ async def test_correlate_full_lifecycle(pipeline: Any) -> None:
     assert len({e["id"] for e in events}) == len(events)
     state = records(sink, "pec.message-state")[-1]
     assert {r["address"]: r["state"] for r in state["recipients"]}[CERTIFIED] == "delivered"
-    assert p.table[KEY] is not None
+    assert p.table.store.lookup(KEY) is not None
     # the state change is written to the changelog, on the record's partition, after the
     # events and the message state were acknowledged
     changelog = p.table.changelog_topic.get_topic_name()
@@ -380,21 +380,21 @@ async def two_messages_on_two_partitions(p: Pipeline, sink: RecordingSink) -> No
     p.correlator.clock.observe(AT + timedelta(hours=2))  # past the acceptance timeout
 
 
-async def test_faust_keeps_keys_the_correlator_wrote_after_their_partition_moved(
-    pipeline: Any,
-) -> None:
-    """Why KeyPartitions exists: faust's memory store, at the end of a rebalance's
-    recovery, drops only the keys it restored itself, not those written to table.data."""
+async def test_a_revoked_partition_leaves_the_local_store(pipeline: Any) -> None:
+    """A partition that moves to another worker is dropped whole: its keys, index and
+    tally (it is recovered from the changelog if it comes back)."""
     p, sink = pipeline
     await two_messages_on_two_partitions(p, sink)
     changelog = p.table.changelog_topic.get_topic_name()
-    await p.table.data.on_recovery_completed({TP(changelog, 0)}, set())
-    assert OTHER_KEY in p.table.data  # partition 1 is gone, its key is not
+    await p.table.data.on_rebalance({TP(changelog, 0)}, {TP(changelog, 1)}, set())
+    assert p.table.store.lookup(KEY) is not None
+    assert p.table.store.lookup(OTHER_KEY) is None
+    assert sorted(p.table.store.local_partitions()) == [0]
 
 
 async def test_deadline_scan_covers_only_assigned_partitions(pipeline: Any) -> None:
     """After a rebalance, keys of partitions owned elsewhere are neither counted in the
-    gauges nor checked; the new assignment drops them from the local store."""
+    gauges nor checked."""
     p, sink = pipeline
     await two_messages_on_two_partitions(p, sink)
     assert await p.scanner.scan() == 2  # no consumer group: every key is this worker's
@@ -407,26 +407,30 @@ async def test_deadline_scan_covers_only_assigned_partitions(pipeline: Any) -> N
     assert key == KEY
     assert metric(p, "pec_messages_inflight") == 1
 
-    await p.app.on_partitions_assigned.send({TP("pec.receipts", 0), TP("pec.raw", 1)})
-    assert KEY in p.table.data
-    assert OTHER_KEY not in p.table.data
-    assert p.correlator.partitions.of == {KEY: 0}
 
-
-async def test_keys_restored_from_the_changelog_are_placed_in_their_partition(
+async def test_changelog_recovery_fills_each_partition_with_its_index_and_tally(
     pipeline: Any,
 ) -> None:
-    """Keys faust restores from the changelog are indexed too (and dropped on a tombstone)."""
-    p, _ = pipeline
+    """Records faust restores from the changelog land in their partition, counted in its
+    tally and indexed by due time, and a tombstone takes them out again."""
+    p, sink = pipeline
+    await two_messages_on_two_partitions(p, sink)
+    [(_, first, _), (_, second, _)] = sink.sent["pectrack-pectrack-messages-changelog"]
+    p.table.data.partitions.clear()
 
-    def restored(key: bytes, value: bytes | None, partition: int) -> Any:
-        return SimpleNamespace(key=key, message=SimpleNamespace(value=value, partition=partition))
+    def restored(key: bytes, value: bytes | None, partition: int, offset: int) -> Any:
+        message = SimpleNamespace(key=key, value=value, partition=partition, offset=offset)
+        return SimpleNamespace(key=key, message=message)
 
-    await p.table.on_changelog_event(restored(KEY, b"{}", 3))
-    await p.table.on_changelog_event(restored(OTHER_KEY, b"{}", 2))
-    await p.table.on_changelog_event(restored(OTHER_KEY, None, 2))
-    assert p.correlator.partitions.of == {KEY: 3}
-    assert p.scanner.partitions is p.correlator.partitions
+    batch = [restored(KEY, first, 3, 7), restored(OTHER_KEY, second, 2, 8)]
+    p.table.data.apply_changelog_batch(batch, None, None)
+    assert p.table.store.partition(3).get(KEY) == first
+    assert p.table.store.partition(3).tally().inflight == 1
+    assert await p.scanner.scan() == 2  # both are past their acceptance deadline
+    p.table.data.apply_changelog_batch([restored(OTHER_KEY, None, 2, 9)], None, None)
+    assert p.table.store.partition(2).get(OTHER_KEY) is None
+    assert p.table.store.partition(2).tally().inflight == 0
+    assert await p.scanner.scan() == 1  # KEY again (no check applied yet); OTHER_KEY left
 
 
 async def test_register_submission_topic(pipeline: Any) -> None:
