@@ -63,9 +63,10 @@ class StreamSettings:
     # A restarted worker with the same id takes its partitions back without a rebalance
     # on Apache Kafka; empty: dynamic membership.
     group_instance_id: str = ""
-    # The correlate table: "memory://" (rebuilt from the changelog at every start) or
-    # "rocksdb://" (on disk under datadir: a restart reads only what it has not applied).
-    store: str = "memory://"
+    # The correlate table: "rocksdb://" (on disk under datadir: a restart reads only the
+    # changelog records it has not applied) or "memory://" (rebuilt from the whole
+    # changelog at every start; for tests and small demos).
+    store: str = "rocksdb://"
     state_cache_mb: int = 64  # RocksDB block cache + write buffers, all partitions together
     standby_replicas: int = 0  # other workers keep a warm copy of each partition
     # A message whose recipients are all final leaves the table this long after its

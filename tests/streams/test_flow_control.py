@@ -14,7 +14,7 @@ from pipeline.streams.faustapp import consumer_lag
 
 
 async def test_resume_keeps_queued_records_while_flowing_and_clears_after_a_suspension() -> None:
-    app = build(StreamSettings(metrics_port=None, web_port=16067)).app
+    app = build(StreamSettings(metrics_port=None, web_port=16067, store="memory://")).app
     flow = app.flow_control
     queue: FlowControlQueue[int] = FlowControlQueue(flow_control=flow, clear_on_resume=True)
     flow.resume()
@@ -28,7 +28,9 @@ async def test_resume_keeps_queued_records_while_flowing_and_clears_after_a_susp
 
 async def test_worker_consumer_fetch_wait_comes_from_settings() -> None:
     """faust hard-codes 1500 ms; the pipeline's consumer waits ``fetch_wait_ms``."""
-    app = build(StreamSettings(metrics_port=None, web_port=16068, fetch_wait_ms=77)).app
+    app = build(
+        StreamSettings(metrics_port=None, web_port=16068, fetch_wait_ms=77, store="memory://")
+    ).app
     thread = app.consumer._thread
     consumer = thread._create_worker_consumer(app.transport)
     try:
@@ -83,7 +85,7 @@ def test_consumer_lag_gauge_forgets_partitions_no_longer_assigned() -> None:
 
 async def test_consumer_lag_is_not_measured_without_a_running_consumer() -> None:
     """Processors driven directly (no consumer group): no figure, the gauge is left alone."""
-    app = build(StreamSettings(metrics_port=None, web_port=16069)).app
+    app = build(StreamSettings(metrics_port=None, web_port=16069, store="memory://")).app
     try:
         assert await app.consumer_lag() is None
     finally:

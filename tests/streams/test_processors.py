@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,9 +43,19 @@ HEADERS = {"mailbox": BOX.encode(), "folder": b"INBOX"}
 
 
 @pytest.fixture
-async def pipeline() -> AsyncIterator[tuple[Pipeline, RecordingSink]]:
+async def pipeline(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Pipeline, RecordingSink]]:
+    """The worker's processors on the memory store, or on RocksDB when a test asks for
+    it with ``@pytest.mark.parametrize("pipeline", ["rocksdb://"], indirect=True)``."""
     sink = RecordingSink()
-    settings = StreamSettings(metrics_port=None, web_port=16066, deadline_clock="event")
+    settings = StreamSettings(
+        metrics_port=None,
+        web_port=16066,
+        deadline_clock="event",
+        store=getattr(request, "param", "memory://"),
+        datadir=str(tmp_path / "state"),
+    )
     built = build(
         settings,
         registry=CollectorRegistry(),
@@ -130,6 +141,7 @@ async def test_verify_unroutable_goes_to_dlq_with_reason(pipeline: Any) -> None:
     assert metric(p, "pec_dlq_total", reason="receipt-without-msgid") == 1
 
 
+@pytest.mark.parametrize("pipeline", ["memory://", "rocksdb://"], indirect=True)
 async def test_correlate_full_lifecycle(pipeline: Any) -> None:
     """Sent copy, acceptance, delivery: one event per transition and the latest state."""
     p, sink = pipeline
@@ -491,6 +503,7 @@ def test_lookup_key_from_mailbox_and_msgid() -> None:
     assert lookup_key({"key": ""}) is None
 
 
+@pytest.mark.parametrize("pipeline", ["memory://", "rocksdb://"], indirect=True)
 async def test_lookup_by_mailbox_and_msgid_is_routed_and_answered(pipeline: Any) -> None:
     """?mailbox=&msgid= finds the message the exact key finds, through the owner's routing."""
     p, sink = pipeline
