@@ -241,6 +241,8 @@ class StreamMetrics:
         self._providers: set[str] = set()
         for reason in ("finished", "orphan"):
             self.evictions.labels(reason)
+        for kind in ("submission", "check"):
+            self.late.labels(kind)
         for processor in ("verify", "correlate"):
             self.lag.labels(processor)
             self.processed.labels(processor)
