@@ -341,6 +341,7 @@ def tracked_to_dict(tracked: Tracked) -> dict[str, Any]:
         "suspects": sorted(tracked.suspects),
         "providers": list(tracked.providers),
         "seen_at": _iso(tracked.seen_at),
+        "retired": tracked.retired,
     }
 
 
@@ -359,6 +360,16 @@ def _overdue_flag(value: object) -> tuple[str, OverdueReason]:
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
         raise DecodeError("overdue: expected [address, reason] pairs")
     return value[0], _enum(OverdueReason, {"reason": value[1]}, "reason")
+
+
+def _flag(data: dict[str, Any], name: str) -> bool:
+    """An optional boolean: missing or null is false."""
+    value = data.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise DecodeError(f"{name}: expected a boolean")
+    return value
 
 
 def tracked_from_dict(value: object) -> Tracked:
@@ -382,6 +393,7 @@ def tracked_from_dict(value: object) -> Tracked:
         suspects=frozenset(_strings(data, "suspects")),
         providers=tuple(_strings(data, "providers")),
         seen_at=_time(data, "seen_at"),  # absent in older writers' values
+        retired=_flag(data, "retired"),
     )
 
 
@@ -444,7 +456,7 @@ def message_state_to_dict(tracked: Tracked) -> dict[str, Any]:
     """One ``pec.message-state`` record (compacted topic: the latest wins)."""
     data = tracked_to_dict(tracked)
     data["schema"] = STATE_SCHEMA
-    del data["seen_at"]  # the table's own bookkeeping
+    del data["seen_at"], data["retired"]  # the table's own bookkeeping
     for recipient in data["recipients"]:
         recipient["final"] = tracked.message.recipient(recipient["address"]).is_final  # type: ignore[union-attr]
     data["final"] = tracked.message.is_final

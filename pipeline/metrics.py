@@ -127,9 +127,9 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> in
 #                                                 the worker is assigned (changelog: to restore)
 #   pec_dlq_total{reason}                         records sent to the dead-letter topic
 #   pec_ignored_total{reason}                     mail that is not about sent messages
-#   pec_table_evictions_total{reason}             messages that left the table: finished, orphan
-#   pec_late_observations_total{kind}             observations for messages no longer held,
-#                                                 dated before the retention window: ignored
+#   pec_table_evictions_total{reason}             finished messages retired, orphans dropped
+#   pec_late_observations_total{kind}             mail of retired messages, and checks of
+#                                                 messages no longer held: ignored
 #   pec_table_entries_due                         index entries the last deadline scan read
 
 # PEC latencies run from seconds (acceptance) to days (a delivery after the 24 h warning).
@@ -221,15 +221,16 @@ class StreamMetrics:
         )
         self.evictions = Counter(
             "pec_table_evictions",
-            "Messages that left the correlate table: finished (retention after the last "
-            "receipt) or orphan (its sent message never appeared within orphan_ttl).",
+            "Messages that left the correlate table: finished (retired to a marker, retention "
+            "after the last receipt) or orphan (its sent message never appeared within "
+            "orphan_ttl).",
             ["reason"],
             registry=registry,
         )
         self.late = Counter(
             "pec_late_observations",
-            "Observations ignored because their message has left the table (dated before "
-            "the retention window, or a deadline check for a message no longer held).",
+            "Observations ignored because their message has left the table: mail read again "
+            "for a retired message, or a deadline check for a message no longer held.",
             ["kind"],
             registry=registry,
         )

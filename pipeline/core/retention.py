@@ -3,34 +3,38 @@
 A worker holds one :class:`~pipeline.core.tracker.Tracked` value per sent message. Work
 must grow with the rate of receipts, not with every message ever seen, so:
 
-* a message whose recipients are all final leaves the table ``Retention.finished`` after
+* a message whose recipients are all final is *retired* ``Retention.finished`` after
   its newest data time (``Tracked.seen_at``: the newest daticert or submission time of
-  anything applied to it); ``pec.message-state`` keeps its final record;
+  anything applied to it): only a small marker stays (key, msgid, times, no recipients),
+  and ``pec.message-state`` keeps its final record; the marker itself leaves another
+  ``finished`` later;
 * an *orphan* (receipts whose sent message never appeared) leaves ``Retention.orphan``
-  after its newest receipt;
+  after its newest receipt, without a marker;
 * the timer finds what is due through an index by :func:`next_due`, instead of decoding
   every message: a message is looked at again only once its next deadline (no acceptance,
   no delivery) or its expiry has passed.
 
-Times are data times, compared with the caller's clock (the wall clock, or the newest
-daticert time seen when replaying history), so a replay takes the same decisions.
+Times are data times, compared with the time of the deadline check (the wall clock, or
+the newest daticert time seen when replaying history), so a replay decides the same.
 
-An observation that finds no state and is dated more than ``Retention.finished`` before
-the clock is *late* (:func:`is_late`): its message, if it ever existed, has already left
-the table, and applying it would start that message again as a new one in flight (a
-re-published Sent copy would even go overdue for no acceptance). It is ignored and
-counted instead. An orphan expires sooner than a finished message (``orphan`` <=
-``finished``), so a late receipt of a message never seen is ignored too.
+An observation that finds a marker is *late* (:class:`Fate.LATE`): the message was
+finished and retired; applying a re-read receipt or Sent copy would start it again as a
+new message in flight (a Sent copy would even go overdue for no acceptance). It is
+ignored and counted. Lateness is decided by the marker, never by comparing a receipt's
+time with a clock: one wrongly dated message must not make the others look late. Once
+the marker is gone, such an observation is applied like any other (a receipt becomes an
+orphan, which expires).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from pipeline.core.lifecycle import new_message
 from pipeline.core.model import DeliveryState, RecipientType
-from pipeline.core.observation import DeadlineCheck, Observation, apply_observation, observed_at
+from pipeline.core.observation import DeadlineCheck, Observation, apply_observation
 from pipeline.core.tracker import MESSAGE_WIDE, Deadlines, OverdueReason, Tracked, TrackEvent
 
 
@@ -71,7 +75,7 @@ NOTHING = Tally()
 
 
 def tally(tracked: Tracked | None) -> Tally:
-    if tracked is None:
+    if tracked is None or tracked.retired:
         return NOTHING
     return Tally(
         inflight=int(not tracked.message.is_final),
@@ -81,10 +85,13 @@ def tally(tracked: Tracked | None) -> Tally:
 
 
 def expires_at(tracked: Tracked, retention: Retention) -> datetime | None:
-    """When the message leaves the table; ``None``: not while it is in flight (or when
-    nothing applied to it carried a time)."""
+    """When the message leaves the table (a finished one: when it is retired; a marker:
+    when it is deleted); ``None``: not while it is in flight (or when nothing applied
+    to it carried a time)."""
     if tracked.seen_at is None:
         return None
+    if tracked.retired:
+        return tracked.seen_at + 2 * retention.finished
     if tracked.is_orphan:
         return tracked.seen_at + retention.orphan
     if tracked.message.is_final:
@@ -106,6 +113,8 @@ def next_due(tracked: Tracked, deadlines: Deadlines, retention: Retention) -> da
     limit``)."""
     message = tracked.message
     candidates: list[datetime] = []
+    if tracked.retired:
+        return expires_at(tracked, retention)
     if (
         message.submitted_at is not None
         and message.accepted_at is None
@@ -127,30 +136,31 @@ def next_due(tracked: Tracked, deadlines: Deadlines, retention: Retention) -> da
     return min(candidates, default=None)
 
 
-def is_late(
-    observation: Observation | DeadlineCheck, now: datetime | None, retention: Retention
-) -> bool:
-    """Should an observation that finds no state be ignored? A deadline check always is
-    (its message has left the table); any other when dated before ``now - finished``."""
-    if isinstance(observation, DeadlineCheck):
-        return True
-    at = observed_at(observation)
-    return now is not None and at is not None and now - at > retention.finished
-
-
 class Fate(StrEnum):
     """What became of a message's table entry after one observation."""
 
     KEPT = "kept"  # applied (possibly changing nothing)
-    EXPIRED = "expired"  # a deadline check found it past its retention: it leaves
-    LATE = "late"  # no entry, and the observation is late (:func:`is_late`): ignored
+    RETIRED = "retired"  # finished and past its retention: only a marker stays
+    EXPIRED = "expired"  # an orphan past orphan_ttl, or a marker past its life: deleted
+    LATE = "late"  # a marker, or a deadline check for a message no longer held: ignored
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    tracked: Tracked | None  # None: no entry (expired, or a late observation)
+    tracked: Tracked | None  # None: no entry (expired, or a check for an unknown key)
     events: tuple[TrackEvent, ...]
     fate: Fate
+
+
+def retire(tracked: Tracked) -> Tracked:
+    """The marker a retired message leaves: who it was and when, nothing else."""
+    return Tracked(
+        tracked.key,
+        tracked.mailbox,
+        replace(new_message(tracked.message.msgid), submitted=True),  # not an orphan
+        seen_at=tracked.seen_at,
+        retired=True,
+    )
 
 
 def step(
@@ -158,15 +168,25 @@ def step(
     observation: Observation | DeadlineCheck,
     deadlines: Deadlines,
     retention: Retention,
-    now: datetime | None,
 ) -> Step:
-    """:func:`~pipeline.core.observation.apply_observation` with the table's lifetime:
-    late observations for unknown messages are ignored, and a deadline check also
-    evicts a message past its retention (at the check's own ``now``, so a replay of the
-    check decides the same). ``now`` is the caller's clock for :func:`is_late`."""
-    if tracked is None and is_late(observation, now, retention):
-        return Step(None, (), Fate.LATE)
+    """:func:`~pipeline.core.observation.apply_observation` with the table's lifetime.
+
+    A deadline check retires a finished message past its retention and deletes an
+    orphan or a marker past theirs, at the check's own ``now`` (a replay of the check
+    decides the same); a check for an unknown key is ignored. Any observation of a
+    retired message is late."""
+    if isinstance(observation, DeadlineCheck):
+        if tracked is None:
+            return Step(None, (), Fate.LATE)
+        if tracked.retired:
+            if is_expired(tracked, observation.now, retention):
+                return Step(None, (), Fate.EXPIRED)
+            return Step(tracked, (), Fate.KEPT)
+    elif tracked is not None and tracked.retired:
+        return Step(tracked, (), Fate.LATE)
     updated, events = apply_observation(tracked, observation, deadlines)
     if isinstance(observation, DeadlineCheck) and is_expired(updated, observation.now, retention):
-        return Step(None, events, Fate.EXPIRED)
+        if updated.is_orphan:
+            return Step(None, events, Fate.EXPIRED)
+        return Step(retire(updated), events, Fate.RETIRED)
     return Step(updated, events, Fate.KEPT)

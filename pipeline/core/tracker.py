@@ -83,6 +83,10 @@ class Tracked:
     # The newest data time (daticert, submission) of anything applied: retention counts
     # from it (pipeline.core.retention).
     seen_at: datetime | None = None
+    # A finished message past its retention leaves only this marker (no recipients), so a
+    # receipt or Sent copy read again later is recognised as late instead of starting the
+    # message over (pipeline.core.retention).
+    retired: bool = False
 
     @property
     def is_orphan(self) -> bool:

@@ -295,6 +295,9 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 tracked = tracked_from_dict(decode(stored))
             except DecodeError as exc:
                 return self.json({"error": f"corrupt table entry: {exc}"}, status=500)
+            if tracked.retired:
+                gone = {"error": "finished and past its retention", "key": key}
+                return self.json(gone, status=410)  # the final state is on pec.message-state
             return self.json(message_state_to_dict(tracked))
 
     _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_partitions, MessageView)

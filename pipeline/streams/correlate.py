@@ -1,6 +1,9 @@
 """The correlate processor: ``pec.receipts`` -> lifecycle -> events and message state.
 
-Stateful: one table entry per correlation key (a faust Table backed by its changelog).
+Stateful: one table entry per correlation key (a faust Table backed by its changelog,
+stored by :mod:`pipeline.streams.state`). A deadline check retires a finished message
+past its retention to a small marker and deletes orphans and old markers; observations
+of a retired message are ignored as late (:mod:`pipeline.core.retention`).
 Order of effects, for at-least-once with idempotent state: the events and the new
 message state are sent and acknowledged first, then the table's changelog record, and
 only then does the handler return (and faust may commit the source offset). A crash
@@ -175,7 +178,7 @@ class Correlator:
                 return
             work.partition_of[key] = partition
         tracked = work.working[key]
-        result = step(tracked, observation, self.deadlines, self.retention, self.clock.now())
+        result = step(tracked, observation, self.deadlines, self.retention)
         if result.fate is Fate.LATE:
             self.metrics.late.labels(_kind(observation)).inc()
             return
@@ -191,11 +194,14 @@ class Correlator:
         if isinstance(observation, Evidence):
             provider = self.metrics.provider_label(observation.provider)
             self.metrics.receipts.labels(observation.kind, provider).inc()
-        if result.tracked is not None:
+        if result.fate is Fate.KEPT:
+            assert result.tracked is not None
             state = dumps(message_state_to_dict(result.tracked))
             work.states[key] = Record(self.settings.message_state_topic, key, state)
             return
-        assert tracked is not None  # only a held message expires
+        assert tracked is not None  # only a held message is retired or expires
+        if tracked.retired:  # a marker's life ended: nothing to report
+            return
         self.metrics.evictions.labels("orphan" if tracked.is_orphan else "finished").inc()
         if self.settings.message_state_retention == "table":
             work.states[key] = Record(self.settings.message_state_topic, key, None)

@@ -114,7 +114,7 @@ def test_a_message_in_flight_never_expires() -> None:
     flagged, events = apply_observation(tracked, check(late), DEADLINES)
     assert [e.type for e in events] == [EventType.OVERDUE]
     assert next_due(flagged, DEADLINES, RETENTION) is None  # nothing more until it changes
-    assert step(flagged, check(late), DEADLINES, RETENTION, late).fate is Fate.KEPT
+    assert step(flagged, check(late), DEADLINES, RETENTION).fate is Fate.KEPT
 
 
 def test_an_orphan_expires_after_orphan_ttl() -> None:
@@ -123,43 +123,62 @@ def test_an_orphan_expires_after_orphan_ttl() -> None:
     assert tracked.is_orphan
     assert expires_at(tracked, RETENTION) == T0 + timedelta(minutes=60, days=7)
     at = T0 + timedelta(minutes=61, days=7)
-    result = step(tracked, check(at), DEADLINES, RETENTION, at)
-    assert (result.tracked, result.fate) == (None, Fate.EXPIRED)
+    result = step(tracked, check(at), DEADLINES, RETENTION)
+    assert (result.tracked, result.fate) == (None, Fate.EXPIRED)  # no marker for orphans
 
 
-def test_a_deadline_check_raises_flags_before_it_evicts() -> None:
-    """A check past the expiry still reports what it finds, then the message leaves."""
+def test_a_finished_message_is_retired_to_a_marker_then_deleted() -> None:
+    """Past its retention a check leaves only a marker (no recipients, counted nowhere);
+    another retention later the marker goes too."""
     tracked = fold(sent(to=(EXT,)), receipt("a", Event.ACCEPT, 1, to=(EXT,)))
     assert tracked.message.is_final
     at = T0 + timedelta(days=31)
-    result = step(tracked, check(at), DEADLINES, RETENTION, at)
-    assert result.fate is Fate.EXPIRED
+    result = step(tracked, check(at), DEADLINES, RETENTION)
+    assert result.fate is Fate.RETIRED
     assert result.events == ()
+    marker = result.tracked
+    assert marker is not None
+    assert marker.retired
+    assert marker.message.recipients == ()
+    assert not marker.is_orphan
+    assert tally(marker) == Tally()
+    gone = T0 + timedelta(minutes=1, days=60)
+    assert next_due(marker, DEADLINES, RETENTION) == gone
+    assert step(marker, check(gone), DEADLINES, RETENTION).fate is Fate.KEPT
+    later = gone + timedelta(seconds=1)
+    result = step(marker, check(later), DEADLINES, RETENTION)
+    assert (result.tracked, result.fate) == (None, Fate.EXPIRED)
 
 
-def test_late_observations_for_unknown_messages_are_ignored() -> None:
-    """Dated before now - retention (or a deadline check): no state, no event."""
-    now = T0 + timedelta(days=31)
-    for observation in (sent(), receipt("d", Event.DELIVER, 5), suspect("s", 5), check(now)):
-        result = step(None, observation, DEADLINES, RETENTION, now)
-        assert (result.tracked, result.events, result.fate) == (None, (), Fate.LATE)
+def test_observations_of_a_retired_message_are_late() -> None:
+    """A re-read receipt or Sent copy meets the marker: ignored, nothing changes, even
+    when it claims a time far in the future."""
+    finished = fold(sent(), receipt("a", Event.ACCEPT, 1), receipt("d", Event.DELIVER, 5))
+    marker = step(finished, check(T0 + timedelta(days=31)), DEADLINES, RETENTION).tracked
+    assert marker is not None
+    for observation in (sent(), receipt("d", Event.DELIVER, 5), suspect("s", 10**6)):
+        result = step(marker, observation, DEADLINES, RETENTION)
+        assert (result.tracked, result.events, result.fate) == (marker, (), Fate.LATE)
 
 
-def test_a_recent_receipt_for_an_unknown_message_is_an_orphan() -> None:
-    """Within the retention window it is applied as before (its sent copy may follow)."""
-    now = T0 + timedelta(days=29)
-    result = step(None, receipt("d", Event.DELIVER, 5), DEADLINES, RETENTION, now)
-    assert result.fate is Fate.KEPT
-    assert result.tracked is not None
-    assert result.tracked.is_orphan
-    assert step(None, sent(), DEADLINES, RETENTION, None).fate is Fate.KEPT  # no clock yet
+def test_a_check_for_an_unknown_message_is_ignored() -> None:
+    result = step(None, check(T0), DEADLINES, RETENTION)
+    assert (result.tracked, result.events, result.fate) == (None, (), Fate.LATE)
+
+
+def test_lateness_never_depends_on_the_clock() -> None:
+    """An unknown message is applied whatever its time: a receipt from long ago becomes
+    an orphan (which expires), a Sent copy a message in flight."""
+    for observation in (sent(), receipt("d", Event.DELIVER, 5)):
+        result = step(None, observation, DEADLINES, RETENTION)
+        assert result.fate is Fate.KEPT
+        assert result.tracked is not None
 
 
 def test_a_held_message_takes_late_receipts() -> None:
-    """Late only matters for messages the table no longer holds."""
+    """A message in flight takes a receipt whatever its time."""
     tracked = fold(sent(), receipt("a", Event.ACCEPT, 1))
-    now = T0 + timedelta(days=90)
-    result = step(tracked, receipt("d", Event.DELIVER, 5), DEADLINES, RETENTION, now)
+    result = step(tracked, receipt("d", Event.DELIVER, 60 * 24 * 90), DEADLINES, RETENTION)
     assert result.fate is Fate.KEPT
     assert result.tracked is not None
     assert result.tracked.message.is_final

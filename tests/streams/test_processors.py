@@ -526,3 +526,20 @@ async def test_lookup_by_mailbox_and_msgid_is_routed_and_answered(pipeline: Any)
     status, unknown = await get_message(p, here, mailbox=BOX, msgid="<nope@x>")
     assert (status, unknown["key"]) == (404, correlation_key(BOX, "<nope@x>"))
     assert (await get_message(p, here, mailbox=BOX))[0] == 400
+
+
+async def test_lookup_of_a_retired_message_says_it_is_gone(pipeline: Any) -> None:
+    """Past its retention a finished message answers 410: its final state is on
+    pec.message-state, the table keeps only a marker."""
+    p, sink = pipeline
+    external = (Recipient(EXTERNAL, RecipientType.ESTERNO),)
+    await verify(p, make_sent_copy(recipients=external).raw, folder="Sent")
+    await verify(p, make_receipt(Kind.ACCETTAZIONE, recipients=external))
+    await correlate_all(p, sink)
+    here = FakeRouter(owner_elsewhere=False)
+    assert (await get_message(p, here, key=KEY.decode()))[0] == 200
+    p.correlator.clock.observe(AT + timedelta(days=31))
+    assert await p.scanner.scan() == 1
+    await correlate_all(p, sink)
+    status, body = await get_message(p, here, key=KEY.decode())
+    assert (status, body["key"]) == (410, KEY.decode())

@@ -148,23 +148,27 @@ def delivered(n: int, minutes: int = 0) -> tuple[Observation, ...]:
 
 
 def test_a_finished_message_leaves_the_table_after_retention(store: TableStore) -> None:
-    """30 days after its delivery (event clock) a check evicts it: a changelog tombstone,
-    the message state kept, the gauges and the eviction counter updated."""
+    """30 days after its delivery (event clock) a check retires it to a marker (counted
+    nowhere, the message state kept); 30 days later the marker goes (a tombstone)."""
     w = worker(store)
     w.feed(*delivered(1), sent(2))
     key = b"box <m1@c>"
-    assert store.partition(0).get(key) is not None
     w.clock.observe(at(5) + timedelta(days=30))
     assert w.tick() == 1  # message 2: overdue for no acceptance (message 1 not yet due)
-    assert store.partition(0).get(key) is not None
+    assert orjson.loads(store.partition(0).get(key) or b"{}")["retired"] is False
     w.clock.observe(at(6) + timedelta(days=30))
-    assert w.tick() == 1  # message 1 expired
-    assert store.partition(0).get(key) is None
-    assert w.sink.sent[CHANGELOG][-1][:2] == (key, None)
+    assert w.tick() == 1  # message 1 retired
+    marker = orjson.loads(store.partition(0).get(key) or b"{}")
+    assert (marker["retired"], marker["recipients"]) == (True, [])
     assert all(v is not None for _, v, _ in w.sink.sent["pec.message-state"])
     assert w.metric("pec_table_evictions_total", reason="finished") == 1
     assert store.partition(0).tally().inflight == 1  # message 2, still waiting
     assert w.tick() == 0  # nothing due any more: no repeated checks
+    w.clock.observe(at(6) + timedelta(days=60))
+    assert w.tick() == 1  # the marker's life ended
+    assert store.partition(0).get(key) is None
+    assert w.sink.sent[CHANGELOG][-1][:2] == (key, None)
+    assert w.metric("pec_table_evictions_total", reason="finished") == 1
 
 
 def test_message_state_retention_table_tombstones_the_final_state(store: TableStore) -> None:
@@ -174,6 +178,9 @@ def test_message_state_retention_table_tombstones_the_final_state(store: TableSt
     w.clock.observe(at(10) + timedelta(days=30))
     w.tick()
     assert w.sink.sent["pec.message-state"][-1][:2] == (b"box <m1@c>", None)
+    w.clock.observe(at(10) + timedelta(days=60))
+    w.tick()  # the marker goes: no second tombstone
+    assert len([v for _, v, _ in w.sink.sent["pec.message-state"] if v is None]) == 1
 
 
 def test_an_orphan_expires_after_orphan_ttl(store: TableStore) -> None:
@@ -189,32 +196,38 @@ def test_an_orphan_expires_after_orphan_ttl(store: TableStore) -> None:
 
 
 def test_a_receipt_after_eviction_does_not_bring_the_message_back(store: TableStore) -> None:
-    """A re-published delivery receipt or Sent copy of an evicted message is late: no
-    state, no event, counted in pec_late_observations_total."""
+    """A re-published delivery receipt or Sent copy of a retired message is late: no
+    new state, no event, counted in pec_late_observations_total."""
     w = worker(store)
     w.feed(*delivered(1))
     w.clock.observe(at(10) + timedelta(days=30))
     w.tick()
+    key = b"box <m1@c>"
+    marker = store.partition(0).get(key)
     before = len(w.events())
     w.feed(receipt(1, "d", Event.DELIVER, 5), sent(1))
-    assert store.lookup(b"box <m1@c>") is None
+    assert store.partition(0).get(key) == marker
     assert len(w.events()) == before
     assert w.metric("pec_late_observations_total", kind="deliver") == 1
     assert w.metric("pec_late_observations_total", kind="submission") == 1
     assert store.partition(0).tally().inflight == 0
 
 
-def test_a_replayed_check_after_eviction_changes_nothing(store: TableStore) -> None:
-    """At-least-once: the eviction's check read again finds no message and is ignored."""
+def test_a_replayed_check_changes_nothing(store: TableStore) -> None:
+    """At-least-once: the retiring check read again leaves the marker as it is; a check
+    for a key the table does not hold is ignored."""
     w = worker(store)
     w.feed(*delivered(1))
     w.clock.observe(at(10) + timedelta(days=30))
     asyncio.run(w.scanner.scan())
     [(key, check, _)] = w.sink.sent.pop("pec.receipts")
     asyncio.run(w.correlator.handle_batch([(key, check, 0), (key, check, 0)]))
-    assert store.lookup(key) is None
+    assert orjson.loads(store.partition(0).get(key) or b"{}")["retired"] is True
+    assert len([k for k, _, _ in w.sink.sent[CHANGELOG] if k == key]) == 2  # made, retired
+    unknown = check.replace(b"m1@c", b"m9@c")
+    asyncio.run(w.correlator.handle_batch([(b"box <m9@c>", unknown, 0)]))
+    assert store.lookup(b"box <m9@c>") is None
     assert w.metric("pec_late_observations_total", kind="check") == 1
-    assert [v for k, v, _ in w.sink.sent[CHANGELOG] if k == key][-1] is None
 
 
 def test_one_message_state_and_one_changelog_record_per_key_per_batch(
