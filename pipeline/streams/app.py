@@ -23,7 +23,6 @@ from pipeline.codec import (
     DecodeError,
     decode,
     dumps,
-    message_state_to_dict,
     observation_to_dict,
     submission_from_dict,
     tracked_from_dict,
@@ -278,6 +277,6 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 tracked = tracked_from_dict(decode(stored))
             except DecodeError as exc:
                 return self.json({"error": f"corrupt table entry: {exc}"}, status=500)
-            return self.json(message_state_to_dict(tracked))
+            return self.json(settings.publication.message_state_dict(tracked))
 
     _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_keys, MessageView)

@@ -29,8 +29,6 @@ from pipeline.codec import (
     DecodeError,
     decode,
     dumps,
-    event_to_dict,
-    message_state_to_dict,
     observation_from_dict,
     tracked_from_dict,
     tracked_to_dict,
@@ -162,16 +160,15 @@ class Correlator:
             updated, events = apply_observation(tracked, observation, self.deadlines)
             for event in events:
                 self.clock.observe(event.at)
-                outputs.append(
-                    Record(self.settings.state_changes_topic, key, dumps(event_to_dict(event)))
-                )
+                encoded, headers = self.settings.publication.state_change(event)
+                outputs.append(Record(self.settings.state_changes_topic, key, encoded, headers))
                 self._count(event)
             working[key] = updated
             if updated != tracked:
                 if isinstance(observation, Evidence):
                     provider = self.metrics.provider_label(observation.provider)
                     self.metrics.receipts.labels(observation.kind, provider).inc()
-                state = dumps(message_state_to_dict(updated))
+                state = self.settings.publication.message_state(updated)
                 outputs.append(Record(self.settings.message_state_topic, key, state))
                 changes[key] = (dumps(tracked_to_dict(updated)), partition)
         await self.sink.send_all(outputs)
