@@ -32,11 +32,12 @@ system-deps:
 	fi
 
 lint: venv
-	$(BIN)/ruff check pipeline agents tests bench deploy
-	$(BIN)/ruff format --check pipeline agents tests bench deploy
+	$(BIN)/ruff check pipeline agents tests bench deploy examples
+	$(BIN)/ruff format --check pipeline agents tests bench deploy examples
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples/consumer.py
 
 archcheck: venv
 	$(BIN)/lint-imports
