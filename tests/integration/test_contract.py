@@ -17,7 +17,9 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from cloudevents.core.bindings import kafka as ce_kafka
@@ -225,3 +227,12 @@ async def test_the_broker_enforces_the_published_schemas(
         after = await read_all(broker.bootstrap, TOPIC)
         assert len(after) == len(records) + 1
         assert {r.value for r in after} == events
+        # every topic the worker created or wrote is one the AsyncAPI document describes
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            topics = set(await admin.list_topics())
+        finally:
+            await admin.close()
+    described = yaml.safe_load((ROOT / "schemas" / "asyncapi.yaml").read_text())["channels"]
+    assert topics - {"__consumer_offsets"} <= {c["address"] for c in described.values()}
