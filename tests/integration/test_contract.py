@@ -93,36 +93,49 @@ async def events_settled(bootstrap: str, expected: int, timeout: float = 180) ->
     raise AssertionError(f"{TOPIC}: {len(records)} records after {timeout}s, want {expected}")
 
 
-class ExampleConsumer:
-    """examples/consumer.py as a user runs it, printing every event as JSON lines."""
+class ConsumerProcess:
+    """A consumer script run as a user runs it, its output lines collected."""
 
-    def __init__(self, bootstrap: str, directory: Path) -> None:
-        self.out = directory / "consumer.out"
-        argv = [sys.executable, str(ROOT / "examples" / "consumer.py"), "--broker", bootstrap,
-                "--group", "example", "--from-beginning", "--jsonl"]  # fmt: skip
+    def __init__(self, script: Path, directory: Path, *args: str) -> None:
+        self.out = directory / f"{script.stem}.out"
         with self.out.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, str(script), *args], stdout=out, stderr=subprocess.STDOUT
+            )
 
-    def lines(self) -> list[dict[str, Any]]:
-        text = self.out.read_text()
-        return [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+    def lines(self) -> list[str]:
+        return self.out.read_text().splitlines()
 
-    async def wait_for(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+    async def wait_for(self, count: int, timeout: float = 60) -> list[str]:
+        """The lines once ``count`` arrived and 2 s more passed (to see any extra)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and len(self.lines()) < count:
             assert self.proc.poll() is None, self.out.read_text()[-2000:]
             await asyncio.sleep(0.3)
-        await asyncio.sleep(2)  # anything beyond ``count`` would show up now
+        await asyncio.sleep(2)
         return self.lines()
 
-    def stop(self) -> str:
+    def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        return self.out.read_text()
+
+
+def readme_consumer(directory: Path, bootstrap: str) -> Path:
+    """The ten lines of README's "Consuming the events", pointed at ``bootstrap``."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Consuming the events", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "127.0.0.1:9092" in code
+    script = directory / "readme_consumer.py"
+    script.write_text(code.replace("127.0.0.1:9092", bootstrap))
+    return script
+
+
+FINAL = {"delivered", "delivery-failed", "virus", "rejected"}
 
 
 @pytest.mark.parametrize("mode", list(Mode), ids=lambda mode: mode.value)
@@ -130,7 +143,8 @@ async def test_consumers_read_exactly_the_oracles_events(
     broker: EmbeddedBroker, tmp_path: Path, traffic: list[TrafficItem], mode: Mode
 ) -> None:
     """In either binding mode, the CloudEvents SDK reads every record as a valid event,
-    and the example consumer prints, after dedup on id, exactly the oracle's events."""
+    the example consumer prints, after dedup on id, exactly the oracle's events, and
+    README's ten-line consumer each delivery and failure once."""
     want = expected_events(traffic)
     args = worker_args(tmp_path, "--cloudevents-mode", mode.value)
     with WorkerProcess(broker, tmp_path / "w", *args) as worker:
@@ -140,12 +154,31 @@ async def test_consumers_read_exactly_the_oracles_events(
         except AssertionError:
             print(worker.log_text())
             raise
-    example = ExampleConsumer(broker.bootstrap, tmp_path)  # a new group: from the start
+    example = ConsumerProcess(
+        ROOT / "examples" / "consumer.py", tmp_path, "--broker", broker.bootstrap,
+        "--group", "example", "--from-beginning", "--jsonl",
+    )  # fmt: skip
     try:
-        printed = await example.wait_for(sum(want.values()))
+        lines = await example.wait_for(sum(want.values()))
     finally:
-        output = example.stop()
-    assert "skipped" not in output
+        example.stop()
+    assert not [line for line in lines if not line.startswith("{")]  # nothing skipped
+    printed = [orjson.loads(line) for line in lines]
+    readme = ConsumerProcess(readme_consumer(tmp_path, broker.bootstrap), tmp_path)
+    finals: Counter[tuple[str | None, str | None]] = Counter()
+    for (_, recipient, _, _, to_state), count in want.items():
+        if to_state in FINAL:
+            finals[(to_state, recipient)] += count
+    try:
+        readme_lines = await readme.wait_for(sum(finals.values()))
+    finally:
+        readme.stop()
+    readme_saw = Counter(
+        (line.split(" -> ")[0].split()[-2], line.split(" -> ")[1])
+        for line in readme_lines
+        if " -> " in line
+    )
+    assert readme_saw == finals
 
     envelope = schema_document(STATE_CHANGE.path)
     data_schema = jsonschema.Draft202012Validator(
