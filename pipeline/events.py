@@ -51,6 +51,7 @@ from pipeline.core.tracker import EventType, SignatureVerdict, TrackEvent
 __all__ = [
     "BINARY_CONTENT_TYPE",
     "CONTENT_TYPE_HEADER",
+    "HEADER_PREFIX",
     "STRUCTURED_CONTENT_TYPE",
     "TYPE_PREFIX",
     "DecodeError",
