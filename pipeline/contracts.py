@@ -35,6 +35,7 @@ __all__ = [
     "Publication",
     "released_schema",
     "schema_document",
+    "state_change_value_schema",
 ]
 
 DEFAULT_SCHEMA_BASE = "https://pectrack.example/schemas/"
@@ -82,6 +83,20 @@ def schema_document(path: str) -> dict[str, Any]:
     resource = resources.files("pipeline").joinpath("schemas", *path.split("/"))
     loaded: dict[str, Any] = json.loads(resource.read_text(encoding="utf-8"))
     return loaded
+
+
+def state_change_value_schema(mode: Mode) -> dict[str, Any]:
+    """The JSON Schema of a ``pec.state-changes`` record *value* in ``mode``: the whole
+    event (structured), or its ``data`` alone (binary) — what a schema registry checks."""
+    event = schema_document(STATE_CHANGE.current)
+    if mode is Mode.STRUCTURED:
+        return event
+    return {
+        "$schema": event["$schema"],
+        "title": "pec.state-changes record value in CloudEvents binary mode: the data",
+        **event["properties"]["data"],
+        "$defs": event["$defs"],
+    }
 
 
 def released_schema(contract: Contract) -> dict[str, Any]:

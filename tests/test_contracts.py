@@ -24,7 +24,9 @@ from pipeline.contracts import (
     check_schema_base,
     released_schema,
     schema_document,
+    state_change_value_schema,
 )
+from pipeline.events import Mode
 from tests.support.schema_compat import incompatibilities
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,3 +194,15 @@ def _refs(node: Any) -> list[str]:
     if isinstance(node, list):
         return [ref for value in node for ref in _refs(value)]
     return []
+
+
+def test_the_value_schema_follows_the_binding_mode() -> None:
+    """Structured: the event's schema; binary: its data's, self-contained."""
+    assert state_change_value_schema(Mode.STRUCTURED) == schema_document(STATE_CHANGE.current)
+    data = state_change_value_schema(Mode.BINARY)
+    jsonschema.Draft202012Validator.check_schema(data)
+    assert all(ref.startswith("#/$defs/") for ref in _refs(data))
+    validator = jsonschema.Draft202012Validator(data)
+    event = schema_document(STATE_CHANGE.current)["properties"]["data"]
+    assert set(data["required"]) == set(event["required"])
+    assert not validator.is_valid({"key": "k"})

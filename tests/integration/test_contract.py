@@ -26,7 +26,12 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from pipeline.contracts import MESSAGE_STATE, STATE_CHANGE, schema_document
+from pipeline.contracts import (
+    MESSAGE_STATE,
+    STATE_CHANGE,
+    schema_document,
+    state_change_value_schema,
+)
 from pipeline.embedded import EmbeddedBroker, write_schema_registry
 from pipeline.events import Mode, decode_record
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
@@ -211,23 +216,25 @@ async def test_consumers_read_exactly_the_oracles_events(
     assert len({p["id"] for p in printed}) == len(printed)  # deduplicated
 
 
+@pytest.mark.parametrize("mode", list(Mode), ids=lambda mode: mode.value)
 async def test_the_broker_enforces_the_published_schemas(
-    tmp_path: Path, traffic: list[TrafficItem]
+    tmp_path: Path, traffic: list[TrafficItem], mode: Mode
 ) -> None:
-    """With the embedded broker validating pec.state-changes and pec.message-state
-    against the published schemas, the pipeline's records all pass, and a record that
-    breaks the schema (a version-1 event: no time, a relative dataschema) is refused."""
+    """With the embedded broker validating pec.state-changes (the event, or in binary
+    mode its data) and pec.message-state against the published schemas, the pipeline's
+    records all pass, and records that break them are refused."""
     registry = write_schema_registry(
         tmp_path / "registry",
         {
-            TOPIC: schema_document(STATE_CHANGE.current),
+            TOPIC: state_change_value_schema(mode),
             "pec.message-state": schema_document(MESSAGE_STATE.current),
         },
     )
     want = expected_events(traffic)
+    args = worker_args(tmp_path, "--cloudevents-mode", mode.value)
     with (
         EmbeddedBroker(schema_registry=registry, log_path=tmp_path / "broker.log") as broker,
-        WorkerProcess(broker, tmp_path / "w", *worker_args(tmp_path)) as worker,
+        WorkerProcess(broker, tmp_path / "w", *args) as worker,
     ):
         await produce_traffic(broker.bootstrap, traffic)
         try:
@@ -241,8 +248,12 @@ async def test_the_broker_enforces_the_published_schemas(
         assert states
 
         good = orjson.loads(records[0].value)
-        old = good | {"time": None, "dataschema": "pectrack.state-change/1"}
-        off_enum = good | {"data": good["data"] | {"to_state": "teleported"}}
+        if mode is Mode.STRUCTURED:  # a version-1 event (no time, a relative dataschema)
+            old = good | {"time": None, "dataschema": "pectrack.state-change/1"}
+            off_enum = good | {"data": good["data"] | {"to_state": "teleported"}}
+        else:  # the data: version 1's envelope is no data; a state off the enum
+            old = {"specversion": "1.0", "data": good}
+            off_enum = good | {"to_state": "teleported"}
         state = orjson.loads(states[0].value)
         producer = AIOKafkaProducer(
             bootstrap_servers=broker.bootstrap, enable_idempotence=False, acks="all"
