@@ -39,7 +39,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -71,6 +71,7 @@ SPECVERSION = "1.0"
 PARTITIONKEY = "partitionkey"
 
 Headers = list[tuple[str, bytes]]
+_EnumT = TypeVar("_EnumT", bound=enum.Enum)
 
 
 class Mode(enum.Enum):
@@ -245,8 +246,7 @@ def _when(text: str | None, name: str) -> datetime | None:
     return parsed
 
 
-def _member(kind: type[enum.Enum], data: Mapping[str, Any], name: str) -> Any:
-    value = _opt_text(data, name)
+def _member(kind: type[_EnumT], value: str | None, name: str) -> _EnumT | None:
     if value is None:
         return None
     try:
@@ -267,10 +267,12 @@ def _state_change(attributes: Mapping[str, Any], data: object) -> StateChange:
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int | float)):
         raise DecodeError("latency_seconds: expected a number or null")
     time = _when(_text(attributes, "time"), "time")
+    event_type = _member(EventType, kind.removeprefix(TYPE_PREFIX), "type")
     assert time is not None
+    assert event_type is not None
     return StateChange(
         id=_text(attributes, "id"),
-        type=_member(EventType, {"type": kind.removeprefix(TYPE_PREFIX)}, "type"),
+        type=event_type,
         source=_text(attributes, "source"),
         time=time,
         dataschema=_text(attributes, "dataschema"),
@@ -278,8 +280,8 @@ def _state_change(attributes: Mapping[str, Any], data: object) -> StateChange:
         mailbox=_text(data, "mailbox"),
         msgid=_text(data, "msgid"),
         recipient=_opt_text(data, "recipient"),
-        from_state=_member(DeliveryState, data, "from_state"),
-        to_state=_member(DeliveryState, data, "to_state"),
+        from_state=_member(DeliveryState, _opt_text(data, "from_state"), "from_state"),
+        to_state=_member(DeliveryState, _opt_text(data, "to_state"), "to_state"),
         receipt_kind=_opt_text(data, "receipt_kind"),
         receipt_id=_opt_text(data, "receipt_id"),
         provider=_opt_text(data, "provider"),
@@ -288,5 +290,5 @@ def _state_change(attributes: Mapping[str, Any], data: object) -> StateChange:
         latency_from=_opt_text(data, "latency_from"),
         outcome=_opt_text(data, "outcome"),
         reason=_opt_text(data, "reason"),
-        signature=_member(SignatureVerdict, data, "signature"),
+        signature=_member(SignatureVerdict, _opt_text(data, "signature"), "signature"),
     )
