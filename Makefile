@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck archcheck unit demo venv system-deps clean fuzz bench
+.PHONY: test lint typecheck archcheck unit demo venv system-deps clean fuzz bench asyncapi-parser
 
 venv: $(STAMP)
 
@@ -31,20 +31,29 @@ system-deps:
 	  fi; \
 	fi
 
+# The official AsyncAPI parser (npm; node runs it) validates schemas/asyncapi.yaml in the
+# tests (tests/test_asyncapi.py), installed into the venv's folder.
+ASYNCAPI_PARSER := $(VENV)/node/node_modules/@asyncapi/parser/package.json
+asyncapi-parser: $(ASYNCAPI_PARSER)
+
+$(ASYNCAPI_PARSER):
+	npm install --prefix $(VENV)/node --no-audit --no-fund --silent @asyncapi/parser@3.6.3
+
 lint: venv
-	$(BIN)/ruff check pipeline agents tests bench deploy
-	$(BIN)/ruff format --check pipeline agents tests bench deploy
+	$(BIN)/ruff check pipeline agents tests bench deploy examples
+	$(BIN)/ruff format --check pipeline agents tests bench deploy examples
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples/consumer.py
 
 archcheck: venv
 	$(BIN)/lint-imports
 
-unit: venv
+unit: venv asyncapi-parser
 	$(BIN)/pytest -m "not integration" -q
 
-test: venv system-deps lint typecheck archcheck
+test: venv system-deps asyncapi-parser lint typecheck archcheck
 	$(BIN)/pytest -q
 
 # The whole system on simulated traffic until Ctrl-C; options: make demo DEMO_ARGS="--rate 10".

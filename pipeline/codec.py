@@ -91,8 +91,6 @@ def dumps(data: dict[str, Any]) -> bytes:
 # --- pec.receipts: what verify sends to correlate (schema "pectrack.observation/1") -------
 
 OBSERVATION_SCHEMA = "pectrack.observation/1"
-EVENT_SCHEMA = "pectrack.state-change/1"
-STATE_SCHEMA = "pectrack.message-state/1"
 TRACKED_SCHEMA = "pectrack.tracked/1"
 
 
@@ -401,33 +399,24 @@ def tracked_from_dict(value: object) -> Tracked:
 
 
 def event_to_dict(event: TrackEvent) -> dict[str, Any]:
-    """One ``pec.state-changes`` record; CloudEvents attribute names where they fit."""
+    """The ``data`` of one ``pec.state-changes`` event (:mod:`pipeline.events` adds the
+    CloudEvents attributes and the Kafka binding)."""
     return {
-        "specversion": "1.0",
-        "id": event.event_id,
-        "source": f"pectrack/{event.mailbox}",
-        "type": f"it.pec.{event.type.value}",
-        "subject": event.msgid,
-        "time": _iso(event.at),
-        "datacontenttype": "application/json",
-        "dataschema": EVENT_SCHEMA,
-        "data": {
-            "key": event.key,
-            "mailbox": event.mailbox,
-            "msgid": event.msgid,
-            "recipient": event.recipient,
-            "from_state": event.before.value if event.before else None,
-            "to_state": event.after.value if event.after else None,
-            "receipt_kind": event.receipt_kind,
-            "receipt_id": event.receipt_id,
-            "provider": event.provider,
-            "daticert_time": _iso(event.at),
-            "latency_seconds": event.latency,
-            "latency_from": event.latency_from,
-            "outcome": event.outcome,
-            "reason": event.reason,
-            "signature": signature_outcome(event),
-        },
+        "key": event.key,
+        "mailbox": event.mailbox,
+        "msgid": event.msgid,
+        "recipient": event.recipient,
+        "from_state": event.before.value if event.before else None,
+        "to_state": event.after.value if event.after else None,
+        "receipt_kind": event.receipt_kind,
+        "receipt_id": event.receipt_id,
+        "provider": event.provider,
+        "daticert_time": _iso(event.at),
+        "latency_seconds": event.latency,
+        "latency_from": event.latency_from,
+        "outcome": event.outcome,
+        "reason": event.reason,
+        "signature": signature_outcome(event),
     }
 
 
@@ -452,10 +441,11 @@ def _legacy_verdict(event: EventType, reason: str) -> SignatureVerdict:
     return SignatureVerdict.VALID_TRUSTED
 
 
-def message_state_to_dict(tracked: Tracked) -> dict[str, Any]:
-    """One ``pec.message-state`` record (compacted topic: the latest wins)."""
+def message_state_to_dict(tracked: Tracked, schema: str) -> dict[str, Any]:
+    """One ``pec.message-state`` record (compacted topic: the latest wins); ``schema`` is
+    the URI of the version it follows (:mod:`pipeline.contracts`)."""
     data = tracked_to_dict(tracked)
-    data["schema"] = STATE_SCHEMA
+    data["schema"] = schema
     del data["seen_at"], data["retired"]  # the table's own bookkeeping
     for recipient in data["recipients"]:
         recipient["final"] = tracked.message.recipient(recipient["address"]).is_final  # type: ignore[union-attr]

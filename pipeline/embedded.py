@@ -8,6 +8,16 @@ Tests, benchmarks and the demo run against a real broker process rather than a m
     with LocalS3() as s3, EmbeddedBroker(s3=s3) as broker:   # durable: survives kill()
         broker.kill(); broker.start()
 
+    registry = write_schema_registry(tmp / "schemas", {"pec.state-changes": schema})
+    with EmbeddedBroker(schema_registry=registry) as broker:  # refuses records off schema
+
+With a schema registry the broker checks each record it is sent to a topic that has a
+schema file: the **value** must be JSON valid against the topic's value schema (a record
+without a value, a tombstone, is refused too), the **key** only if the file has a key
+schema (then the key must be JSON), the **headers** never. ``format`` is not asserted
+(``date-time`` needs a ``pattern`` to be checked). A refused record fails the producer's
+send with ``UnknownError``; topics without a file take anything.
+
 The build has no idempotent producer (``InitProducerId`` fails): clients must run with
 ``enable_idempotence=False`` against it. Errors: :class:`BrokerError` (binary missing, port
 never opened, durable mode without ``moto_server``).
@@ -15,6 +25,7 @@ never opened, durable mode without ``moto_server``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,9 +33,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 __all__ = [
     "BrokerError",
@@ -32,7 +44,9 @@ __all__ = [
     "LocalS3",
     "find_broker_binary",
     "free_port",
+    "registry_schema",
     "wait_for_port",
+    "write_schema_registry",
 ]
 
 
@@ -74,6 +88,22 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     raise BrokerError(f"{host}:{port} not accepting connections after {timeout}s")
 
 
+def registry_schema(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The broker's form of a topic schema: ``{"type": "object", "properties": {"value":
+    <value schema>}}``. The broker compiles the value schema on its own, so its
+    ``#/$defs/...`` references must point inside it (as a self-contained schema's do); a
+    reference it cannot resolve makes it accept every record, without a word."""
+    return {"type": "object", "properties": {"value": dict(value)}}
+
+
+def write_schema_registry(directory: Path, values: Mapping[str, Mapping[str, Any]]) -> Path:
+    """A ``file://`` schema registry: ``<topic>.json`` for each topic's value schema."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for topic, value in values.items():
+        (directory / f"{topic}.json").write_text(json.dumps(registry_schema(value)))
+    return directory
+
+
 class _Process:
     """One child process with a log file, started and stopped by the owner."""
 
@@ -82,10 +112,12 @@ class _Process:
         self._log_path = log_path
         self._log: IO[bytes] | None = None
 
-    def spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, argv: list[str], env: dict[str, str], cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         self._log = open(self._log_path, "ab") if self._log_path else None  # noqa: SIM115
         out = self._log if self._log is not None else subprocess.DEVNULL
-        self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out)  # noqa: S603
+        self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out, cwd=cwd)  # noqa: S603
         return self.proc
 
     def stop(self, sig: int, timeout: float) -> None:
@@ -163,6 +195,8 @@ class EmbeddedBroker:
     ``kill()`` sends SIGKILL (with memory storage every record is then lost). The port is
     kept across restarts so clients can reconnect. ``listen_port`` (default: ``port``) is
     where the process listens while ``port`` is what it advertises, for a proxy in between.
+    ``schema_registry``: a directory of topic schemas (:func:`write_schema_registry`) the
+    broker validates records against.
     """
 
     def __init__(
@@ -173,12 +207,14 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         binary: Path | None = None,
         listen_port: int | None = None,
+        schema_registry: Path | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.listen_port = listen_port or self.port
         self._s3 = s3
         self._binary = binary
+        self._schema_registry = schema_registry
         self._process = _Process(log_path)
 
     @property
@@ -208,7 +244,14 @@ class EmbeddedBroker:
         if self._s3 is not None:
             argv += ["--storage-engine", f"s3://{self._s3.bucket}/"]
             env.update(self._s3.broker_env())
-        proc = self._process.spawn(argv, env)
+        cwd = None
+        if self._schema_registry is not None:
+            # The broker reads file:// locations relative to its working directory (an
+            # absolute file:///dir is taken as ./dir), so it runs from the parent.
+            registry = self._schema_registry.resolve()
+            cwd = registry.parent
+            argv += ["--schema-registry", f"file://./{registry.name}"]
+        proc = self._process.spawn(argv, env, cwd)
         try:
             wait_for_port(self.host, self.listen_port, timeout, proc)
         except BrokerError:

@@ -4,7 +4,9 @@
     pectrack events --broker 127.0.0.1:9092 --from-beginning --max 10 | jq .data.to_state
 
 Each line is one record's JSON value as the worker wrote it; a value that is not JSON is
-printed as ``{"raw": "..."}``. Reads without a consumer group: it never moves anyone's
+printed as ``{"raw": "..."}``. An event in CloudEvents binary mode (``ce_*`` headers,
+``--cloudevents-mode binary``) is printed in its structured form: the attributes from
+the headers, the value as ``data``. Reads without a consumer group: it never moves anyone's
 offsets. Ctrl-C stops it.
 """
 
@@ -13,9 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
+from pipeline.events import CONTENT_TYPE_HEADER, HEADER_PREFIX
 from pipeline.kafka_tls import KafkaTls, KafkaTlsError, client_options
 
 __all__ = ["register"]
@@ -47,12 +52,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def line(value: bytes | None) -> bytes:
-    """One output line: the record's JSON re-serialized compactly, or ``{"raw": ...}``."""
+def line(value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> bytes:
+    """One output line: the record's JSON re-serialized compactly, or ``{"raw": ...}``;
+    with ``ce_*`` headers, the event's attributes and the value as its ``data``."""
     try:
-        return orjson.dumps(orjson.loads(value or b"null"))
+        parsed: Any = orjson.loads(value or b"null")
     except orjson.JSONDecodeError:
-        return orjson.dumps({"raw": (value or b"").decode("utf-8", "replace")})
+        parsed = {"raw": (value or b"").decode("utf-8", "replace")}
+    attributes = {
+        name.removeprefix(HEADER_PREFIX): bytes(raw).decode("utf-8", "replace")
+        for name, raw in headers
+        if name.startswith(HEADER_PREFIX)
+    }
+    content_type = dict(headers).get(CONTENT_TYPE_HEADER)
+    if attributes and not (content_type or b"").startswith(b"application/cloudevents"):
+        if content_type is not None:
+            attributes["datacontenttype"] = bytes(content_type).decode("utf-8", "replace")
+        return orjson.dumps({**attributes, "data": parsed})
+    return orjson.dumps(parsed)
 
 
 async def follow(args: argparse.Namespace) -> int:
@@ -83,7 +100,7 @@ async def follow(args: argparse.Namespace) -> int:
     printed = 0
     try:
         async for record in consumer:
-            sys.stdout.buffer.write(line(record.value) + b"\n")
+            sys.stdout.buffer.write(line(record.value, record.headers) + b"\n")
             sys.stdout.buffer.flush()
             printed += 1
             if args.max and printed >= args.max:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
+from pipeline.contracts import DEFAULT_SCHEMA_BASE, Publication, check_schema_base
 from pipeline.core.retention import Retention
 from pipeline.core.tracker import Deadlines
+from pipeline.events import Mode
 from pipeline.kafka_tls import KafkaTls
 
 
@@ -36,6 +38,13 @@ class StreamSettings:
     message_state_topic: str = "pec.message-state"
     dlq_topic: str = "pec.dlq"
     table_name: str = "pectrack-messages"
+    # pec.state-changes in the CloudEvents Kafka binding: "structured" (the event is the
+    # JSON value, content-type application/cloudevents+json) or "binary" (ce_* headers,
+    # the value is the data) for consumers that route on headers.
+    cloudevents_mode: str = Mode.STRUCTURED.value
+    # Records name their schema as <schema_base><name>/<version>.json: a name, resolvable
+    # where the operator publishes schemas/ (docs/schemas.md).
+    schema_base: str = DEFAULT_SCHEMA_BASE
     # Records already queued are handled together (at most ``batch_size``): one wait for
     # all their acknowledgements instead of one per record; a batch never waits to fill
     # (see ``pipeline.streams.batching``). 1 processes record by record.
@@ -103,6 +112,11 @@ class StreamSettings:
             return None
         return KafkaTls(self.kafka_ca_file, self.kafka_cert_file, self.kafka_key_file)
 
+    @property
+    def publication(self) -> Publication:
+        """How the outputs are written: binding mode and schema base."""
+        return Publication(Mode(self.cloudevents_mode), self.schema_base)
+
     def validate(self) -> StreamSettings:
         if self.partitions < 1 or self.batch_size < 1 or self.fetch_wait_ms < 1:
             raise ValueError("partitions, batch_size and fetch_wait_ms must be at least 1")
@@ -128,6 +142,10 @@ class StreamSettings:
             raise ValueError("state_cache_mb must be at least 8, standby_replicas at least 0")
         if not 0 < self.orphan_ttl_seconds <= self.retention_seconds:
             raise ValueError("orphan_ttl_seconds must be positive and at most retention_seconds")
+        modes = [mode.value for mode in Mode]
+        if self.cloudevents_mode not in modes:
+            raise ValueError(f"cloudevents_mode must be in {modes}, not {self.cloudevents_mode!r}")
+        check_schema_base(self.schema_base)
         return self
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -24,6 +23,14 @@ from pipeline.codec import (
     submission_from_dict,
     tracked_from_dict,
     tracked_to_dict,
+)
+from pipeline.contracts import (
+    DEFAULT_SCHEMA_BASE,
+    MESSAGE_STATE,
+    STATE_CHANGE,
+    SUBMISSION,
+    Contract,
+    schema_document,
 )
 from pipeline.core.correlate import correlation_key
 from pipeline.core.lifecycle import Event, Receipt
@@ -49,13 +56,21 @@ from pipeline.streams.state import Entry, MemoryPartitions, Write
 from pipeline.streams.verify import Verifier
 from tests.factories import anchor_pem
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((SCHEMAS / name).read_text())
+def schema(contract: Contract) -> dict[str, Any]:
+    """The working copy of a contract's schema (what the code must write)."""
+    loaded = schema_document(contract.current)
     jsonschema.Draft202012Validator.check_schema(loaded)
     return loaded
+
+
+def claimed(uri: str) -> jsonschema.Draft202012Validator:
+    """The frozen released schema a record names by URI (``.../state-change/2.json``)."""
+    assert uri.startswith(DEFAULT_SCHEMA_BASE), uri
+    return jsonschema.Draft202012Validator(
+        schema_document(uri.removeprefix(DEFAULT_SCHEMA_BASE)),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +101,16 @@ def emitted() -> RecordingSink:
 
 
 def test_every_state_change_fits_the_schema(emitted: RecordingSink) -> None:
-    """All event types appear and each record validates against state-change.schema.json."""
-    validator = jsonschema.Draft202012Validator(schema("state-change.schema.json"))
-    events = [orjson.loads(value) for _, value, _ in emitted.sent["pec.state-changes"]]
-    for event in events:
+    """All event types appear; each record is a structured-mode CloudEvent valid against
+    the working schema and against the frozen version its dataschema names."""
+    validator = jsonschema.Draft202012Validator(schema(STATE_CHANGE))
+    records = emitted.sent["pec.state-changes"]
+    events = [orjson.loads(value) for _, value, _ in records]
+    for (_, _, headers), event in zip(records, events, strict=True):
+        assert headers == [("content-type", b"application/cloudevents+json; charset=UTF-8")]
         validator.validate(event)
+        claimed(event["dataschema"]).validate(event)
+    assert {event["dataschema"] for event in events} == {STATE_CHANGE.uri()}
     types = {event["type"] for event in events}
     assert {"it.pec.state-change", "it.pec.overdue", "it.pec.untrusted-signer"} <= types
     signatures = {(event["type"], event["data"]["signature"]) for event in events}
@@ -100,26 +120,33 @@ def test_every_state_change_fits_the_schema(emitted: RecordingSink) -> None:
 
 
 def test_every_message_state_fits_the_schema(emitted: RecordingSink) -> None:
-    """pec.message-state records validate against message-state.schema.json."""
-    validator = jsonschema.Draft202012Validator(schema("message-state.schema.json"))
+    """pec.message-state records validate against the working schema and the frozen
+    version their ``schema`` field names."""
+    validator = jsonschema.Draft202012Validator(schema(MESSAGE_STATE))
     states = [orjson.loads(value) for _, value, _ in emitted.sent["pec.message-state"]]
     assert states
     for state in states:
         validator.validate(state)
+        claimed(state["schema"]).validate(state)
+    assert {state["schema"] for state in states} == {MESSAGE_STATE.uri()}
 
 
 def test_the_schema_rejects_a_wrong_record(emitted: RecordingSink) -> None:
     """The schema can fail: an unknown state name is refused."""
-    validator = jsonschema.Draft202012Validator(schema("state-change.schema.json"))
+    validator = jsonschema.Draft202012Validator(schema(STATE_CHANGE))
     event = orjson.loads(emitted.sent["pec.state-changes"][0][1])
     event["data"]["to_state"] = "teleported"
+    assert not validator.is_valid(event)
+    event["data"]["to_state"] = None
+    event["time"] = None  # version 1 allowed it; an event always has a time now
     assert not validator.is_valid(event)
 
 
 def test_submission_schema_and_decoder_agree() -> None:
     """A documented submission example validates and decodes; a bad one is refused."""
-    validator = jsonschema.Draft202012Validator(schema("submission.schema.json"))
+    validator = jsonschema.Draft202012Validator(schema(SUBMISSION))
     example = {
+        "schema": SUBMISSION.uri(),
         "mailbox": "ufficio-legale",
         "msgid": "<20240301.42@erp.example.it>",
         "recipients": ["Giulia.Bianchi@postecert.it"],

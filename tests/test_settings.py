@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.contracts import DEFAULT_SCHEMA_BASE, Publication
+from pipeline.events import Mode
 from pipeline.kafka_tls import KafkaTls, KafkaTlsError, client_options
 from pipeline.settings import StreamSettings, from_environment, parse_bool
 from pipeline.streams import cli
@@ -85,3 +87,30 @@ def test_unreadable_ca_file_is_named_before_any_connection(tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 2
     assert f"Kafka TLS ca_file {missing}: No such file" in result.stderr.decode()
+
+
+def test_cloudevents_mode_and_schema_base_from_environment_and_flags(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Structured by default; binary and another schema base by variable or flag."""
+    monkeypatch.delenv("PECTRACK_CLOUDEVENTS_MODE", raising=False)
+    monkeypatch.delenv("PECTRACK_SCHEMA_BASE", raising=False)
+    assert parse().publication == Publication(Mode.STRUCTURED, DEFAULT_SCHEMA_BASE)
+    env = {"PECTRACK_CLOUDEVENTS_MODE": "binary", "PECTRACK_SCHEMA_BASE": "https://s.example/"}
+    assert from_environment(env=env).publication == Publication(Mode.BINARY, "https://s.example/")
+    flags = parse("--cloudevents-mode", "binary", "--schema-base", "https://s.example/pec/")
+    assert flags.publication == Publication(Mode.BINARY, "https://s.example/pec/")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PECTRACK_CLOUDEVENTS_MODE": "batch"},
+        {"PECTRACK_SCHEMA_BASE": "pectrack.state-change/"},
+        {"PECTRACK_SCHEMA_BASE": "https://pectrack.example/schemas"},
+    ],
+)
+def test_a_bad_mode_or_schema_base_is_refused(env: dict[str, str]) -> None:
+    """An unknown binding mode, or a base that would not give absolute URIs."""
+    with pytest.raises(ValueError, match=r"cloudevents_mode|schema base"):
+        from_environment(env=env)

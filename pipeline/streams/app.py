@@ -23,7 +23,6 @@ from pipeline.codec import (
     DecodeError,
     decode,
     dumps,
-    message_state_to_dict,
     observation_to_dict,
     submission_from_dict,
     tracked_from_dict,
@@ -298,6 +297,6 @@ def _register(p: Pipeline, sink: Sink) -> None:
             if tracked.retired:
                 gone = {"error": "finished and past its retention", "key": key}
                 return self.json(gone, status=410)  # the final state is on pec.message-state
-            return self.json(message_state_to_dict(tracked))
+            return self.json(settings.publication.message_state_dict(tracked))
 
     _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_partitions, MessageView)

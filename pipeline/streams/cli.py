@@ -28,6 +28,8 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("state_changes_topic", "output: one event per transition"),
     ("message_state_topic", "output (compacted): latest state per message"),
     ("dlq_topic", "output: unroutable input"),
+    ("cloudevents_mode", "pec.state-changes: 'structured' (JSON value) or 'binary' (ce_* headers)"),
+    ("schema_base", "URI the schemas are published under; records name <base><name>/<N>.json"),
     ("batch_size", "most queued records handled (and acknowledged) together; 1: one by one"),
     ("fetch_wait_ms", "longest a consumer fetch waits for data, in ms"),
     ("batch_seconds", "a batch is handled at the latest this long after its first record"),

@@ -31,8 +31,6 @@ from pipeline.codec import (
     DecodeError,
     decode,
     dumps,
-    event_to_dict,
-    message_state_to_dict,
     observation_from_dict,
     tracked_from_dict,
     tracked_to_dict,
@@ -184,9 +182,8 @@ class Correlator:
             return
         for event in result.events:
             self.clock.observe(event.at)
-            work.outputs.append(
-                Record(self.settings.state_changes_topic, key, dumps(event_to_dict(event)))
-            )
+            encoded, headers = self.settings.publication.state_change(event)
+            work.outputs.append(Record(self.settings.state_changes_topic, key, encoded, headers))
             self._count(event)
         if result.tracked == tracked:
             return
@@ -196,7 +193,7 @@ class Correlator:
             self.metrics.receipts.labels(observation.kind, provider).inc()
         if result.fate is Fate.KEPT:
             assert result.tracked is not None
-            state = dumps(message_state_to_dict(result.tracked))
+            state = self.settings.publication.message_state(result.tracked)
             work.states[key] = Record(self.settings.message_state_topic, key, state)
             return
         assert tracked is not None  # only a held message is retired or expires

@@ -21,6 +21,26 @@ def test_json_values_are_printed_compactly_and_other_bytes_as_raw() -> None:
     assert line(None) == b"null"
 
 
+def test_a_binary_mode_event_is_printed_in_its_structured_form() -> None:
+    """ce_* headers become attributes and the value the data; structured mode as it is."""
+    value, headers = (
+        b'{"to_state": "delivered"}',
+        [
+            ("content-type", b"application/json"),
+            ("ce_id", b"5c0f"),
+            ("ce_type", b"it.pec.state-change"),
+        ],
+    )
+    assert orjson.loads(line(value, headers)) == {
+        "id": "5c0f",
+        "type": "it.pec.state-change",
+        "datacontenttype": "application/json",
+        "data": {"to_state": "delivered"},
+    }
+    structured = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
+    assert line(b'{"id": "5c0f"}', structured) == b'{"id":"5c0f"}'
+
+
 @pytest.mark.integration
 async def test_events_prints_existing_records_from_the_beginning(tmp_path: Path) -> None:
     """--from-beginning --max N prints the first N records of the topic, one JSON per line."""

@@ -257,7 +257,12 @@ async def test_worker_started_before_the_broker_waits_for_it(tmp_path: Path) -> 
         EmbeddedBroker(port=port), tmp_path / "w", *worker_args(tmp_path)
     ).start()
     try:
-        await asyncio.sleep(3)
+        # until it has found the broker missing (a fixed sleep raced a slow start under load)
+        for _ in range(300):
+            if "unreachable" in worker.log.read_text(errors="replace"):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
         assert worker.proc is not None
         assert worker.proc.poll() is None  # still waiting, not exited
         with EmbeddedBroker(port=port) as broker:
