@@ -20,7 +20,8 @@ the topics created, ONE ``pectrack worker`` owning all ``--partitions``):
    with the same settings, and one new submission produced at once; the time until its
    ``submitted`` event (record CreateTime) counts from the kill and from the restart. Two
    table lookups (the first and last loaded message) then check the table came back.
-   The worker's RSS after recovery is given too.
+   The worker's RSS after recovery is given too, also beyond the base per message: the
+   table as rebuilt, without what the load left behind in the allocator.
 
 Baseline: the ``memory://`` store (faust's in-memory table, rebuilt from the changelog
 on start) measured in the same run; figures of other stores carry a ratio to it (> 1:
@@ -43,6 +44,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -108,6 +110,11 @@ class Measured:
     @property
     def rss_per_message(self) -> float:
         return (self.loaded_rss_kib - self.base_rss_kib) * 1024 / self.count
+
+    @property
+    def recovered_per_message(self) -> float:
+        """RSS beyond the base after recovery: the table rebuilt, no transient garbage."""
+        return (self.recovered_rss_kib - self.base_rss_kib) * 1024 / self.count
 
     @property
     def idle_percent(self) -> float:
@@ -498,6 +505,8 @@ def _rows(r: Measured, b: Measured | None) -> list[Row]:
         row("recovery, from the restart", r.from_restart, "s", b.from_restart if b else None),
         row("RSS after recovery", r.recovered_rss_kib / 1024, "MiB",
             b.recovered_rss_kib / 1024 if b else None),
+        row("RSS beyond base per message after recovery", r.recovered_per_message, "B",
+            b.recovered_per_message if b else None),
     ]  # fmt: skip
 
 
@@ -533,7 +542,8 @@ async def run(args: argparse.Namespace) -> tuple[list[Measured], list[str]]:
             for store in stores:
                 run_dir = work / f"{store}-{count}"
                 run_dir.mkdir()
-                print(f"state: {store} store, {count:,} tracked messages", flush=True)
+                load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+                print(f"state: {store} store, {count:,} tracked messages (load {load})", flush=True)
                 results.append(await _measure(store, count, args, run_dir))
     return results, notes
 
