@@ -21,7 +21,8 @@ the topics created, ONE ``pectrack worker`` owning all ``--partitions``):
    ``submitted`` event (record CreateTime) counts from the kill and from the restart. Two
    table lookups (the first and last loaded message) then check the table came back.
    The worker's RSS after recovery is given too, also beyond the base per message: the
-   table as rebuilt, without what the load left behind in the allocator.
+   table as rebuilt, without what the load left behind in the allocator, and again
+   ``--rescan-seconds`` later, once the deadline timer has scanned the rebuilt table.
 
 Baseline: the ``memory://`` store (faust's in-memory table, rebuilt from the changelog
 on start) measured in the same run; figures of other stores carry a ratio to it (> 1:
@@ -101,6 +102,7 @@ class Measured:
     from_kill: float  # seconds, kill -> the new submission's event
     from_restart: float  # seconds, restart -> that event
     recovered_rss_kib: int
+    rescanned_rss_kib: int  # after recovery and one more deadline scan
     lookups: str  # what the table lookups after recovery found
 
     @property
@@ -115,6 +117,10 @@ class Measured:
     def recovered_per_message(self) -> float:
         """RSS beyond the base after recovery: the table rebuilt, no transient garbage."""
         return (self.recovered_rss_kib - self.base_rss_kib) * 1024 / self.count
+
+    @property
+    def rescanned_per_message(self) -> float:
+        return (self.rescanned_rss_kib - self.base_rss_kib) * 1024 / self.count
 
     @property
     def idle_percent(self) -> float:
@@ -390,9 +396,10 @@ class Session:
             print(f"    {self.label}: idle {spent:.0f}s, worker CPU {percent:.2f} %", flush=True)
         return time.monotonic() - started, cpu_seconds(self.pid) - idle0
 
-    async def recover(self, count: int) -> tuple[float, float, int, str]:
+    async def recover(self, count: int) -> tuple[float, float, int, int, str]:
         """SIGKILL, restart on the same datadir, one new submission at once: seconds from
-        the kill and from the restart to its event, RSS (KiB) then, the table lookups."""
+        the kill and from the restart to its event, RSS (KiB) then and ``--rescan-seconds``
+        later (a deadline scan of the rebuilt table in between), the table lookups."""
         await self.counter.total()
         since = dict(self.counter.ends)
         killed = time.time()
@@ -409,7 +416,16 @@ class Session:
             asyncio.to_thread(_lookup, proc, self.tag, 0),
             asyncio.to_thread(_lookup, proc, self.tag, count - 1),
         )
-        return event_ms / 1000 - killed, event_ms / 1000 - restarted, rss, "; ".join(lookups)
+        await asyncio.sleep(self.args.rescan_seconds)
+        self.workers.check()
+        rescanned = rss_kib(self.pid)
+        return (
+            event_ms / 1000 - killed,
+            event_ms / 1000 - restarted,
+            rss,
+            rescanned,
+            "; ".join(lookups),
+        )
 
 
 async def _measure(store: str, count: int, args: argparse.Namespace, work: Path) -> Measured:
@@ -448,20 +464,22 @@ async def _measure(store: str, count: int, args: argparse.Namespace, work: Path)
             await asyncio.sleep(2.0)
             loaded_rss = rss_kib(session.pid)
             idle_seconds, idle_cpu = await session.idle()
-            from_kill, from_restart, recovered_rss, lookups = await session.recover(count)
+            recovery = await session.recover(count)
+            from_kill, from_restart, recovered_rss, rescanned_rss, lookups = recovery
         finally:
             session.workers.stop()
             await producer.stop()
             await counter.stop()
     result = Measured(
         store, count, seconds, worker_cpu, broker_cpu, bench_cpu, base_rss, loaded_rss,
-        idle_seconds, idle_cpu, from_kill, from_restart, recovered_rss, lookups,
+        idle_seconds, idle_cpu, from_kill, from_restart, recovered_rss, rescanned_rss, lookups,
     )  # fmt: skip
     print(
         f"    {label}: RSS base {base_rss / 1024:,.1f} MiB, loaded {loaded_rss / 1024:,.1f} MiB"
         f" ({result.rss_per_message:,.0f} B/message); idle CPU {result.idle_percent:.2f} %;"
         f" recovery after SIGKILL {from_kill:.2f}s from the kill, {from_restart:.2f}s from the"
-        f" restart, RSS then {recovered_rss / 1024:,.1f} MiB; lookups {lookups}",
+        f" restart, RSS then {recovered_rss / 1024:,.1f} MiB,"
+        f" {args.rescan_seconds:.0f}s later {rescanned_rss / 1024:,.1f} MiB; lookups {lookups}",
         flush=True,
     )
     return result
@@ -507,6 +525,8 @@ def _rows(r: Measured, b: Measured | None) -> list[Row]:
             b.recovered_rss_kib / 1024 if b else None),
         row("RSS beyond base per message after recovery", r.recovered_per_message, "B",
             b.recovered_per_message if b else None),
+        row("RSS beyond base per message after recovery + a scan", r.rescanned_per_message, "B",
+            b.rescanned_per_message if b else None),
     ]  # fmt: skip
 
 
@@ -601,6 +621,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=65.0,
         help="idle CPU window after the load (the deadline timer runs every 30 s)",
+    )
+    out.add_argument(
+        "--rescan-seconds",
+        type=float,
+        default=35.0,
+        help="RSS again this long after recovery (a deadline scan: every 30 s)",
     )
     out.add_argument(
         "--recovery-timeout",
