@@ -3,10 +3,12 @@
     core   parse + classify + verify on one core vs ``openssl smime`` per message; RSS
     e2e    simulator -> pec.raw -> workers -> pec.state-changes on the embedded broker,
            2 workers, then 1, 2, 4 partitions/workers and 10x the in-flight messages
+    state  N tracked messages on one worker, per state store (memory, rocksdb): load rate,
+           CPU and RSS per message, idle CPU, recovery after SIGKILL
     ingest Dovecot -> agent -> pec.raw (root only: Dovecot runs mail as uid ``mail``)
 
 Each module runs alone with its full-size options (``python -m bench.core --help``).
-Small defaults keep the whole run under 10 minutes on a 2-core machine.
+Small defaults keep the whole run under 12 minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import subprocess
 import sys
 import time
 
-from bench import core, e2e
+from bench import core, e2e, state
 from bench.common import table
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--skip", action="append", default=[], choices=["core", "e2e", "ingest"])
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["core", "e2e", "state", "ingest"]
+    )
     args = parser.parse_args()
     started = time.monotonic()
     summary = []
@@ -34,6 +38,10 @@ def main() -> int:
         small = ["--seconds", "3", "--burst", "1500", "--inflight", "300", "--drain-timeout", "45"]
         rows = e2e.main(["--scaling", *small])
         summary.append(table("End to end on the embedded broker", rows))
+    if "state" not in args.skip:
+        rows, notes = state.main(["--counts", "20000", "--idle-seconds", "65"])
+        title = "Worker state: tracked messages on one worker, per store"
+        summary.append("\n\n".join([table(title, rows), *notes]))
     if "ingest" not in args.skip:
         if os.geteuid() != 0:
             print("\ningest: skipped (needs root for Dovecot)")
