@@ -9,6 +9,8 @@
   after a rebalance. The end offset is checked by reading that last batch.
 * :meth:`PipelineApp.consumer_lag`: records waiting per assigned partition, from one
   ListOffsets request and faust's committed offsets (faust exports no such figure).
+* :meth:`PipelineApp.kafka_producer`: the aiokafka producer faust started, for the
+  processors' sink to send record batches through (see ``pipeline.streams.sink``).
 * ``fetch_wait_ms``: faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. The
   embedded broker (Tansu) holds a fetch over several partitions for the whole wait even
   when one of them has data (measured: ~480 ms per record at 500 ms on a 4-partition
@@ -192,6 +194,11 @@ class PipelineApp(faust.App):
             cast(TableManager, self.tables).recovery.active_remaining(),
             changelogs,
         )
+
+    def kafka_producer(self) -> aiokafka.AIOKafkaProducer:
+        """The aiokafka producer faust started for this app (its acks, TLS, batch size)."""
+        producer: aiokafka.AIOKafkaProducer = self.producer._ensure_producer()  # type: ignore[attr-defined]
+        return producer
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
