@@ -181,11 +181,15 @@ def lookup_key(query: Mapping[str, str]) -> str | None:
 
 
 def _headers(event: Any) -> dict[str, bytes]:
-    raw = event.headers or {}
-    items = raw.items() if isinstance(raw, dict) else raw
+    raw = event.headers
+    if not raw:
+        return {}
+    headers = dict(raw.items() if isinstance(raw, dict) else raw)
+    if all(type(name) is str and type(value) is bytes for name, value in headers.items()):
+        return headers  # what Kafka delivers: no conversion per header
     return {
         str(name): value if isinstance(value, bytes) else str(value).encode()
-        for name, value in items
+        for name, value in headers.items()
     }
 
 
@@ -208,7 +212,7 @@ def _register(p: Pipeline, sink: Sink) -> None:
     async def verify(stream: Any) -> None:
         async def handle(events: Sequence[Any]) -> None:
             await p.verifier.handle_batch([(e.key, e.value, _headers(e)) for e in events])
-            p.metrics.lag.labels("verify").set(_lag(events[-1]))
+            p.metrics.verify_lag.set(_lag(events[-1]))
 
         await _batcher(app, stream, handle, settings).run()
 
@@ -216,26 +220,33 @@ def _register(p: Pipeline, sink: Sink) -> None:
     async def correlate(stream: Any) -> None:
         async def handle(events: Sequence[Any]) -> None:
             await p.correlator.handle_batch([(e.key, e.value, e.message.partition) for e in events])
-            p.metrics.lag.labels("correlate").set(_lag(events[-1]))
+            p.metrics.correlate_lag.set(_lag(events[-1]))
 
         await _batcher(app, stream, handle, settings).run()
 
     @app.agent(p.topics[settings.submissions_topic], name="pectrack.register")
     async def register(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                submission = submission_from_dict(decode(event.value))
-            except DecodeError as exc:
-                letter = dead_letter(
-                    settings.dlq_topic, event.key, event.value, "bad-submission", str(exc)
+        async def handle(events: Sequence[Any]) -> None:
+            records, bad = [], 0
+            for event in events:
+                try:
+                    submission = submission_from_dict(decode(event.value))
+                except DecodeError as exc:
+                    reason = "bad-submission"
+                    records.append(
+                        dead_letter(settings.dlq_topic, event.key, event.value, reason, str(exc))
+                    )
+                    bad += 1
+                    continue
+                observation = dumps(observation_to_dict(submission))
+                records.append(
+                    Record(settings.receipts_topic, submission.key.encode(), observation)
                 )
-                await sink.send_all([letter])
-                p.metrics.dlq.labels("bad-submission").inc()
-                continue
-            observation = dumps(observation_to_dict(submission))
-            await sink.send_all(
-                [Record(settings.receipts_topic, submission.key.encode(), observation)]
-            )
+            await sink.send_all(records)
+            if bad:
+                p.metrics.labelled(p.metrics.dlq, "bad-submission").inc(bad)
+
+        await _batcher(app, stream, handle, settings).run()
 
     @app.timer(interval=settings.deadline_interval_seconds, name="pectrack.deadlines")  # type: ignore[untyped-decorator]
     async def deadlines() -> None:
