@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Coroutine, Generator, Iterable, Mapping
 from typing import Any, cast
 
 import aiokafka
@@ -31,6 +31,7 @@ import faust
 from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
+from mode.services import WaitResults
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -145,9 +146,68 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         return consumer
 
 
+class _Resume:
+    """A coroutine that already ran its first step (which yielded ``yielded``), made
+    awaitable again: the Task that awaits this passes ``yielded`` on and then relays every
+    send and throw, as ``await`` does between nested coroutines."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self.coro, self.yielded = coro, yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self.coro, self.yielded
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as exc:  # thrown in by the Task (a cancellation)
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    return await _Resume(coro, yielded)
+
+
+_FLOW_WAIT = asyncio.Event.wait.__code__
+
+
 class _Consumer(faust_kafka.Consumer):
     def _new_consumer_thread(self) -> faust_kafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        """faust's fetch loop hands every record to the conductor as
+        ``wait_first(callback(message), self.suspend_flow.wait())``: four tasks and an
+        ``asyncio.wait`` per record, although the callback (decode, put on the stream's
+        queue) almost never suspends. Here its first step runs at once; only when it
+        suspends (a full queue) does the rest race flow suspension, stop and crash as
+        before. Any other call is mode's own."""
+        if (
+            len(coros) != 2
+            or timeout is not None
+            or not isinstance(handled := coros[0], Coroutine)
+            or not isinstance(flow := coros[1], Coroutine)
+            or flow.cr_code is not _FLOW_WAIT  # type: ignore[attr-defined]
+            or self.suspend_flow.is_set()
+            or self.should_stop
+        ):
+            return await super().wait_first(*coros, timeout=timeout)
+        try:
+            yielded = handled.send(None)
+        except StopIteration as done:
+            flow.close()
+            return WaitResults([handled], [done.value], False)
+        except BaseException:
+            flow.close()
+            raise
+        return await super().wait_first(_resume(handled, yielded), flow)
 
     async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
         return await cast(_ConsumerThread, self._thread).end_offsets(partitions)
