@@ -170,7 +170,7 @@ class Correlator:
             if updated != tracked:
                 if isinstance(observation, Evidence):
                     provider = self.metrics.provider_label(observation.provider)
-                    self.metrics.receipts.labels(observation.kind, provider).inc()
+                    self.metrics.labelled(self.metrics.receipts, observation.kind, provider).inc()
                 state = dumps(message_state_to_dict(updated))
                 outputs.append(Record(self.settings.message_state_topic, key, state))
                 changes[key] = (dumps(tracked_to_dict(updated)), partition)
@@ -181,7 +181,7 @@ class Correlator:
         for key, (encoded, partition) in changes.items():
             self.store[key] = encoded  # last: see the module docstring
             self.partitions.record(key, partition)
-        self.metrics.processed.labels("correlate").inc(len(batch))
+        self.metrics.correlated.inc(len(batch))
 
     def _stored(self, key: bytes) -> Tracked | None:
         stored = self.store.get(key)
@@ -190,25 +190,25 @@ class Correlator:
     def _dead_letter(
         self, key: bytes | None, value: bytes | None, reason: str, exc: DecodeError
     ) -> Record:
-        self.metrics.dlq.labels(reason).inc()
+        self.metrics.labelled(self.metrics.dlq, reason).inc()
         return dead_letter(self.settings.dlq_topic, key, value, reason, str(exc))
 
     def _count(self, event: TrackEvent) -> None:
         metrics = self.metrics
         if event.type in SUSPECT_EVENTS:
-            metrics.signature_failures.labels(event.type.value).inc()
+            metrics.labelled(metrics.signature_failures, event.type.value).inc()
             return
         if event.type is not EventType.STATE_CHANGE or event.after is None:
             return
-        metrics.state_changes.labels(event.after.value).inc()
+        metrics.labelled(metrics.state_changes, event.after.value).inc()
         if event.after in FAILED:
-            metrics.failures.labels(event.after.value).inc()
+            metrics.labelled(metrics.failures, event.after.value).inc()
         if event.latency is None:
             return
         phase = PHASES.get(event.after)
         if phase is not None:
             provider = metrics.provider_label(event.provider)  # the receipt ending the phase
-            metrics.latency.labels(phase, provider).observe(event.latency)
+            metrics.labelled(metrics.latency, phase, provider).observe(event.latency)
 
 
 def summarize(values: list[Tracked]) -> tuple[int, int, int]:
