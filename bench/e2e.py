@@ -48,9 +48,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import Row, percentile, table
-from pipeline.core.examine import receipt_id
+from pipeline.core.examine import examine, receipt_id
 from pipeline.core.model import Recipient, RecipientType
 from pipeline.core.parse import read_layout
+from pipeline.core.trust import TrustStore
 from pipeline.embedded import EmbeddedBroker, free_port, wait_for_port
 from pipeline.kafka_tls import KafkaTls, client_options
 from pipeline.procstat import cpu_seconds
@@ -91,6 +92,9 @@ class Result:
     bench_cpu: float  # this process: load generator and the watching consumers
     records: int  # raw records in all phases
     tls_cpu: float = 0.0  # the TLS terminator (--tls), seconds
+    submissions: int = 0  # records on pec.submissions after the burst (--submissions)
+    submission_worker_cpu: float = 0.0  # seconds, that phase alone
+    submission_broker_cpu: float = 0.0
 
 
 def _record(item: TrafficItem) -> Record:
@@ -301,6 +305,40 @@ def _event_rate(watch: Watch, sent: dict[str, int]) -> float:
     return (len(done) - 1) / ((done[-1] - done[0]) / 1000)
 
 
+def submissions(count: int) -> list[Record]:
+    """``count`` records for ``pec.submissions`` (a sending system registering its mail)."""
+    out = []
+    for n in range(count):
+        mailbox = f"erp{n % 40:02d}@pec.aruba.it"
+        value = orjson.dumps(
+            {
+                "mailbox": mailbox,
+                "msgid": f"<submission.{n}@bench.client>",
+                "recipients": ["ufficio@pec.comune.it"],
+                "submitted_at": "2024-03-01T09:00:00+01:00",
+            }
+        )
+        out.append(Record(mailbox.encode(), value, [], None))
+    return out
+
+
+async def _submissions(
+    producer: AIOKafkaProducer, watch: Watch, topic: str, count: int, timeout: float
+) -> None:
+    """Produce ``count`` submissions at once; wait until each produced its event."""
+    futures = [
+        await producer.send(topic, record.value, key=record.key) for record in submissions(count)
+    ]
+    await asyncio.gather(*futures)
+    wanted = {f"<submission.{n}@bench.client>" for n in range(count)}
+    deadline = time.monotonic() + timeout
+    while wanted - watch.subjects and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    missing = len(wanted - watch.subjects)
+    if missing:
+        print(f"    submissions: {missing} of {count} without an event", flush=True)
+
+
 async def _preload(
     producer: AIOKafkaProducer, workers: Workers, watch: Watch, config: Config, timeout: float
 ) -> None:
@@ -477,6 +515,16 @@ async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, wor
             broker_cpu = cpu_seconds(broker.pid or 0) - broker0
             tls_cpu = (terminator.cpu() - tls0) if terminator else 0.0
             bench_cpu = time.process_time() - bench0
+            sub_worker_cpu = sub_broker_cpu = 0.0
+            if args.submissions:
+                sub0, sub_broker0 = workers.cpu(), cpu_seconds(broker.pid or 0)
+                await _submissions(
+                    producer, watch, settings.submissions_topic, args.submissions,
+                    args.drain_timeout,
+                )  # fmt: skip
+                workers.check()
+                sub_worker_cpu = workers.cpu() - sub0
+                sub_broker_cpu = cpu_seconds(broker.pid or 0) - sub_broker0
         finally:
             watch.stop = True
             workers.stop()
@@ -493,7 +541,25 @@ async def _measure(config: Config, args: argparse.Namespace, inputs: Inputs, wor
         bench_cpu,
         len(inputs.light) + len(inputs.paced) + len(inputs.burst),
         tls_cpu,
+        args.submissions,
+        sub_worker_cpu,
+        sub_broker_cpu,
     )
+
+
+def examine_cpu(records: Sequence[Record], anchor: bytes, count: int = 3000) -> float:
+    """CPU seconds of ``examine`` alone per record, in this process, over the first
+    ``count`` records (after a warm-up): the floor a worker's CPU per raw record is read
+    against. On a machine shared with other work, CPU seconds per operation rise with
+    the load (caches, frequency), so it is measured next to each run."""
+    trust = TrustStore.from_bytes(anchor)
+    sample = records[:count]
+    for record in sample[:200]:
+        examine(record.value, trust)
+    started = time.process_time()
+    for record in sample:
+        examine(record.value, trust)
+    return (time.process_time() - started) / max(1, len(sample))
 
 
 def _report(result: Result) -> None:
@@ -517,6 +583,14 @@ def _report(result: Result) -> None:
         + f" load generator {result.bench_cpu / result.records * 1000:.2f} ms",
         flush=True,
     )
+    if result.submissions:
+        n = result.submissions
+        print(
+            f"    {n:,} submissions at once: CPU per submission: workers"
+            f" {result.submission_worker_cpu / n * 1000:.2f} ms,"
+            f" broker {result.submission_broker_cpu / n * 1000:.2f} ms",
+            flush=True,
+        )
 
 
 def _delay_rows(phase: Phase, label: str) -> list[Row]:
@@ -634,15 +708,23 @@ async def run(args: argparse.Namespace) -> tuple[list[Result], list[Row]]:
         flush=True,
     )
     results: list[Result] = []
+    anchor_pem = default_pki().anchor_pem()
+    floor = examine_cpu(records, anchor_pem)
     with _workdir() as work:
         anchor = work / "anchor.pem"
-        anchor.write_bytes(default_pki().anchor_pem())
+        anchor.write_bytes(anchor_pem)
         for config in configs:
             run_dir = work / f"w{config.workers}-i{config.inflight}"
             run_dir.mkdir()
             result = await _measure(config, args, Inputs(light, paced, burst, anchor), run_dir)
             _report(result)
             results.append(result)
+    after = examine_cpu(records, anchor_pem)
+    print(
+        f"    examine alone, CPU per raw record in this process (same traffic), before /"
+        f" after the runs: {floor * 1000:.2f} / {after * 1000:.2f} ms",
+        flush=True,
+    )
     main = next(r for r in results if r.config == Config(args.workers, args.inflight))
     rows = rows_for(main)
     if args.scaling:
@@ -662,6 +744,12 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--light-seconds", type=float, default=5.0, help="0 skips the light phase")
     out.add_argument("--inflight", type=int, default=1000, help="tracked messages preloaded")
     out.add_argument("--scaling", action="store_true", help="1, 2, 4 workers and 10x in flight")
+    out.add_argument(
+        "--submissions",
+        type=int,
+        default=2000,
+        help="records on pec.submissions after the burst: worker CPU per submission (0: none)",
+    )
     out.add_argument("--seed", type=int, default=7)
     out.add_argument(
         "--tls", action="store_true", help="every client over mutual TLS (needs stunnel4)"

@@ -174,6 +174,9 @@ def _time(data: dict[str, Any], name: str) -> datetime | None:
 
 def _enum(cls: type[_EnumT], data: dict[str, Any], name: str) -> _EnumT:
     value = _str(data, name)
+    member: _EnumT | None = cls._value2member_map_.get(value)  # type: ignore[assignment]
+    if member is not None:  # Enum's own lookup, without EnumType.__call__ per field
+        return member
     try:
         return cls(value)
     except ValueError as exc:

@@ -23,8 +23,10 @@ Ingest (``agents/``)::
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 __all__ = ["IMAP_ERROR_KINDS", "IngestMetrics", "serve"]
 
@@ -139,6 +141,8 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 MAX_PROVIDER_LABELS = 64
 
+_MetricT = TypeVar("_MetricT", bound=MetricWrapperBase)
+
 
 class StreamMetrics:
     """Metrics of the verify and correlate processors (one instance per worker)."""
@@ -244,11 +248,25 @@ class StreamMetrics:
             self.evictions.labels(reason)
         for kind in ("submission", "check"):
             self.late.labels(kind)
-        for processor in ("verify", "correlate"):
-            self.lag.labels(processor)
-            self.processed.labels(processor)
+        # Children per record are looked up once: prometheus-client's labels() costs a
+        # few microseconds (argument checks, a lock) every call.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.verified = self.processed.labels("verify")
+        self.correlated = self.processed.labels("correlate")
+        self.verify_lag = self.lag.labels("verify")
+        self.correlate_lag = self.lag.labels("correlate")
         for reason in ("signature-invalid", "untrusted-signer", "receipt-rejected"):
             self.signature_failures.labels(reason)
+
+    def labelled(self, metric: _MetricT, *values: str) -> _MetricT:
+        """``metric.labels(*values)``, cached. Only for metrics whose series are never
+        removed (not ``consumer_lag``), and bounded label values only."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        result: _MetricT = child
+        return result
 
     def set_consumer_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
         """``(topic, partition) -> records``: the worker's whole assignment. Partitions

@@ -35,7 +35,7 @@ from pipeline.streams.batching import Batcher, Handler
 from pipeline.streams.correlate import Correlator, EventClock
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.faustapp import PipelineApp
-from pipeline.streams.sink import FaustSink, Record, Sink, dead_letter
+from pipeline.streams.sink import KafkaSink, Record, Sink, dead_letter
 from pipeline.streams.state import TrackedTable
 from pipeline.streams.verify import Verifier
 from pipeline.trust_files import default_trust_store, load_trust_store
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 # How often pec_consumer_lag_records is measured (one ListOffsets request each time).
 CONSUMER_LAG_INTERVAL_SECONDS = 5.0
+# A record batch the sink builds per partition (faust's default is 16 KiB: a batch of 200
+# observations took a dozen batches). Under faust's 1,000,000-byte request limit; a
+# larger single record (a dead letter of up to ~900 KB) still goes alone in its batch.
+PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 @dataclass
@@ -84,6 +88,7 @@ def build(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         producer_acks=-1,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         table_standby_replicas=settings.standby_replicas,
         consumer_group_instance_id=settings.group_instance_id or None,
         consumer_auto_offset_reset="earliest",
@@ -126,7 +131,7 @@ def build(
     topics[changelog] = table.changelog_topic
     registry = registry or CollectorRegistry()
     metrics = StreamMetrics(registry)
-    out = sink or FaustSink(topics)
+    out = sink or KafkaSink(app.kafka_producer)
     clock = EventClock(settings.deadline_clock, _wall)
     trust_store = trust or (
         load_trust_store(settings.trust) if settings.trust else default_trust_store()
@@ -195,11 +200,15 @@ def lookup_key(query: Mapping[str, str]) -> str | None:
 
 
 def _headers(event: Any) -> dict[str, bytes]:
-    raw = event.headers or {}
-    items = raw.items() if isinstance(raw, dict) else raw
+    raw = event.headers
+    if not raw:
+        return {}
+    headers = dict(raw.items() if isinstance(raw, dict) else raw)
+    if all(type(name) is str and type(value) is bytes for name, value in headers.items()):
+        return headers  # what Kafka delivers: no conversion per header
     return {
         str(name): value if isinstance(value, bytes) else str(value).encode()
-        for name, value in items
+        for name, value in headers.items()
     }
 
 
@@ -222,7 +231,7 @@ def _register(p: Pipeline, sink: Sink) -> None:
     async def verify(stream: Any) -> None:
         async def handle(events: Sequence[Any]) -> None:
             await p.verifier.handle_batch([(e.key, e.value, _headers(e)) for e in events])
-            p.metrics.lag.labels("verify").set(_lag(events[-1]))
+            p.metrics.verify_lag.set(_lag(events[-1]))
 
         await _batcher(app, stream, handle, settings).run()
 
@@ -230,26 +239,33 @@ def _register(p: Pipeline, sink: Sink) -> None:
     async def correlate(stream: Any) -> None:
         async def handle(events: Sequence[Any]) -> None:
             await p.correlator.handle_batch([(e.key, e.value, e.message.partition) for e in events])
-            p.metrics.lag.labels("correlate").set(_lag(events[-1]))
+            p.metrics.correlate_lag.set(_lag(events[-1]))
 
         await _batcher(app, stream, handle, settings).run()
 
     @app.agent(p.topics[settings.submissions_topic], name="pectrack.register")
     async def register(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                submission = submission_from_dict(decode(event.value))
-            except DecodeError as exc:
-                letter = dead_letter(
-                    settings.dlq_topic, event.key, event.value, "bad-submission", str(exc)
+        async def handle(events: Sequence[Any]) -> None:
+            records, bad = [], 0
+            for event in events:
+                try:
+                    submission = submission_from_dict(decode(event.value))
+                except DecodeError as exc:
+                    reason = "bad-submission"
+                    records.append(
+                        dead_letter(settings.dlq_topic, event.key, event.value, reason, str(exc))
+                    )
+                    bad += 1
+                    continue
+                observation = dumps(observation_to_dict(submission))
+                records.append(
+                    Record(settings.receipts_topic, submission.key.encode(), observation)
                 )
-                await sink.send_all([letter])
-                p.metrics.dlq.labels("bad-submission").inc()
-                continue
-            observation = dumps(observation_to_dict(submission))
-            await sink.send_all(
-                [Record(settings.receipts_topic, submission.key.encode(), observation)]
-            )
+            await sink.send_all(records)
+            if bad:
+                p.metrics.labelled(p.metrics.dlq, "bad-submission").inc(bad)
+
+        await _batcher(app, stream, handle, settings).run()
 
     @app.timer(interval=settings.deadline_interval_seconds, name="pectrack.deadlines")  # type: ignore[untyped-decorator]
     async def deadlines() -> None:

@@ -152,7 +152,7 @@ class Correlator:
             last[partition] = offset
         for partition, partition_writes in writes.items():
             self.store.partition(partition).write(partition_writes, last[partition])  # last
-        self.metrics.processed.labels("correlate").inc(len(batch))
+        self.metrics.correlated.inc(len(batch))
 
     def _apply(
         self, work: _Work, record_key: bytes | None, value: bytes | None, partition: int | None
@@ -178,7 +178,7 @@ class Correlator:
         tracked = work.working[key]
         result = step(tracked, observation, self.deadlines, self.retention)
         if result.fate is Fate.LATE:
-            self.metrics.late.labels(_kind(observation)).inc()
+            self.metrics.labelled(self.metrics.late, _kind(observation)).inc()
             return
         for event in result.events:
             self.clock.observe(event.at)
@@ -190,7 +190,7 @@ class Correlator:
         work.working[key] = result.tracked
         if isinstance(observation, Evidence):
             provider = self.metrics.provider_label(observation.provider)
-            self.metrics.receipts.labels(observation.kind, provider).inc()
+            self.metrics.labelled(self.metrics.receipts, observation.kind, provider).inc()
         if result.fate is Fate.KEPT:
             assert result.tracked is not None
             state = self.settings.publication.message_state(result.tracked)
@@ -199,7 +199,9 @@ class Correlator:
         assert tracked is not None  # only a held message is retired or expires
         if tracked.retired:  # a marker's life ended: nothing to report
             return
-        self.metrics.evictions.labels("orphan" if tracked.is_orphan else "finished").inc()
+        self.metrics.labelled(
+            self.metrics.evictions, "orphan" if tracked.is_orphan else "finished"
+        ).inc()
         if self.settings.message_state_retention == "table":
             work.states[key] = Record(self.settings.message_state_topic, key, None)
         else:
@@ -212,25 +214,25 @@ class Correlator:
     def _dead_letter(
         self, key: bytes | None, value: bytes | None, reason: str, exc: DecodeError
     ) -> Record:
-        self.metrics.dlq.labels(reason).inc()
+        self.metrics.labelled(self.metrics.dlq, reason).inc()
         return dead_letter(self.settings.dlq_topic, key, value, reason, str(exc))
 
     def _count(self, event: TrackEvent) -> None:
         metrics = self.metrics
         if event.type in SUSPECT_EVENTS:
-            metrics.signature_failures.labels(event.type.value).inc()
+            metrics.labelled(metrics.signature_failures, event.type.value).inc()
             return
         if event.type is not EventType.STATE_CHANGE or event.after is None:
             return
-        metrics.state_changes.labels(event.after.value).inc()
+        metrics.labelled(metrics.state_changes, event.after.value).inc()
         if event.after in FAILED:
-            metrics.failures.labels(event.after.value).inc()
+            metrics.labelled(metrics.failures, event.after.value).inc()
         if event.latency is None:
             return
         phase = PHASES.get(event.after)
         if phase is not None:
             provider = metrics.provider_label(event.provider)  # the receipt ending the phase
-            metrics.latency.labels(phase, provider).observe(event.latency)
+            metrics.labelled(metrics.latency, phase, provider).observe(event.latency)
 
 
 def _kind(observation: Observation | DeadlineCheck) -> str:

@@ -9,6 +9,8 @@
   after a rebalance. The end offset is checked by reading that last batch.
 * :meth:`PipelineApp.consumer_lag`: records waiting per assigned partition, from one
   ListOffsets request and faust's committed offsets (faust exports no such figure).
+* :meth:`PipelineApp.kafka_producer`: the aiokafka producer faust started, for the
+  processors' sink to send record batches through (see ``pipeline.streams.sink``).
 * ``fetch_wait_ms``: faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. The
   embedded broker (Tansu) holds a fetch over several partitions for the whole wait even
   when one of them has data (measured: ~480 ms per record at 500 ms on a 4-partition
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Coroutine, Generator, Iterable, Mapping
 from typing import Any, cast
 
 import aiokafka
@@ -29,6 +31,7 @@ import faust
 from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
+from mode.services import WaitResults
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -143,9 +146,68 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         return consumer
 
 
+class _Resume:
+    """A coroutine that already ran its first step (which yielded ``yielded``), made
+    awaitable again: the Task that awaits this passes ``yielded`` on and then relays every
+    send and throw, as ``await`` does between nested coroutines."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self.coro, self.yielded = coro, yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self.coro, self.yielded
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as exc:  # thrown in by the Task (a cancellation)
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    return await _Resume(coro, yielded)
+
+
+_FLOW_WAIT = asyncio.Event.wait.__code__
+
+
 class _Consumer(faust_kafka.Consumer):
     def _new_consumer_thread(self) -> faust_kafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        """faust's fetch loop hands every record to the conductor as
+        ``wait_first(callback(message), self.suspend_flow.wait())``: four tasks and an
+        ``asyncio.wait`` per record, although the callback (decode, put on the stream's
+        queue) almost never suspends. Here its first step runs at once; only when it
+        suspends (a full queue) does the rest race flow suspension, stop and crash as
+        before. Any other call is mode's own."""
+        if (
+            len(coros) != 2
+            or timeout is not None
+            or not isinstance(handled := coros[0], Coroutine)
+            or not isinstance(flow := coros[1], Coroutine)
+            or flow.cr_code is not _FLOW_WAIT  # type: ignore[attr-defined]
+            or self.suspend_flow.is_set()
+            or self.should_stop
+        ):
+            return await super().wait_first(*coros, timeout=timeout)
+        try:
+            yielded = handled.send(None)
+        except StopIteration as done:
+            flow.close()
+            return WaitResults([handled], [done.value], False)
+        except BaseException:
+            flow.close()
+            raise
+        return await super().wait_first(_resume(handled, yielded), flow)
 
     async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
         return await cast(_ConsumerThread, self._thread).end_offsets(partitions)
@@ -192,6 +254,11 @@ class PipelineApp(faust.App):
             cast(TableManager, self.tables).recovery.active_remaining(),
             changelogs,
         )
+
+    def kafka_producer(self) -> aiokafka.AIOKafkaProducer:
+        """The aiokafka producer faust started for this app (its acks, TLS, batch size)."""
+        producer: aiokafka.AIOKafkaProducer = self.producer._ensure_producer()  # type: ignore[attr-defined]
+        return producer
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:

@@ -1,11 +1,14 @@
-"""Where processors send records: faust topics in a worker, a recording fake in tests."""
+"""Where processors send records: the worker's Kafka producer, a recording fake in tests."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from aiokafka.partitioner import murmur2
 
 Headers = list[tuple[str, bytes]]
 
@@ -46,32 +49,72 @@ class Sink(Protocol):
         the offset each got."""
 
 
-@dataclass
-class FaustSink:
-    """Sends through the app's producer now and waits for the acknowledgement (acks=all).
+class KafkaSink:
+    """Sends through the worker's aiokafka producer (the one faust configured and started:
+    acks=all, TLS) and waits for every acknowledgement.
 
-    ``force=True`` matters: by default faust *attaches* a message sent inside an agent to
-    the source offset and publishes it only at the next commit, while table changelog
-    writes flush on their own schedule. A worker killed in between would then have its
-    table updated but its events never sent, and the replay would see a duplicate and
-    send nothing: lost events. Sending now and awaiting the ack, before the table write,
-    turns that crash into a replay of the same event ids instead.
+    Records are appended to one record batch per partition (a new one when a batch is
+    full) and each batch is handed to the producer whole: one produce request and one
+    future per partition instead of faust's ``topic.send`` per record (a FutureMessage,
+    sensors, a debug log line and an accumulator append each). Records of one partition
+    keep their order within a call, and a call returns only once all are acknowledged,
+    so calls never overtake each other. A record without a partition goes where
+    aiokafka's default partitioner (murmur2 of the key, as the Java client) puts it.
+
+    This also keeps faust's attachments out of the way (what ``topic.send(force=True)``
+    did before): a record sent inside an agent is published now, not at the next offset
+    commit, so the correlator's events are acknowledged before its table write.
     """
 
-    topics: dict[str, Any]
+    def __init__(self, producer: Callable[[], Any]) -> None:
+        self._producer = producer  # the started aiokafka.AIOKafkaProducer
 
     async def send_all(self, records: Sequence[Record]) -> list[int]:
-        # Enqueue in order (the producer keeps per-partition order), then wait for all
-        # acknowledgements together: one round trip for a batch, not one per record.
-        pending = [
-            await self.topics[r.topic].send(
-                key=r.key, value=r.value, headers=r.headers, partition=r.partition, force=True
-            )
-            for r in records
-        ]
-        if not pending:
+        if not records:
             return []
-        return [metadata.offset for metadata in await asyncio.gather(*pending)]
+        producer = self._producer()
+        cluster = producer.client.cluster
+        batches: dict[tuple[str, int], list[Any]] = {}
+        partitions: dict[str, list[int]] = {}
+        places: list[tuple[Any, int]] = []  # each record's batch and position in it
+        for r in records:
+            partition = r.partition
+            if partition is None:
+                choices = partitions.get(r.topic)
+                if choices is None:
+                    await producer.client._wait_on_metadata(r.topic)
+                    choices = partitions[r.topic] = list(cluster.partitions_for_topic(r.topic))
+                partition = choices[key_hash(r.key) % len(choices)]
+            builders = batches.setdefault((r.topic, partition), [])
+            headers = r.headers or []
+            if not builders or not _append(builders[-1], r.key, r.value, headers):
+                builders.append(producer.create_batch())
+                _append(builders[-1], r.key, r.value, headers)  # a first record always fits
+            places.append((builders[-1], builders[-1].record_count() - 1))
+        pending = [
+            await producer.send_batch(builder, topic, partition=partition)
+            for (topic, partition), builders in batches.items()
+            for builder in builders
+        ]
+        acknowledged = await asyncio.gather(*pending)
+        base = {
+            id(builder): metadata.offset
+            for builder, metadata in zip(
+                (b for bs in batches.values() for b in bs), acknowledged, strict=True
+            )
+        }
+        return [base[id(builder)] + position for builder, position in places]
+
+
+def _append(builder: Any, key: bytes, value: bytes | None, headers: Headers) -> bool:
+    return builder.append(timestamp=None, key=key, value=value, headers=headers) is not None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def key_hash(key: bytes) -> int:
+    """aiokafka's (and the Java client's) partition hash of a key, before ``% partitions``.
+    Cached: a message's correlation key comes back with each of its receipts."""
+    return int(murmur2(key)) & 0x7FFFFFFF
 
 
 @dataclass

@@ -79,7 +79,7 @@ class Verifier:
 
         ``examined`` is ``raw`` already examined (by the pool); ``None``: examine it here.
         """
-        self.metrics.processed.labels("verify").inc()
+        self.metrics.verified.inc()
         mailbox = _mailbox(key, headers)
         folder = _text(headers.get("folder")) or "INBOX"
         if not mailbox or raw is None:
@@ -92,7 +92,7 @@ class Verifier:
         if isinstance(outcome, Unroutable):
             return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)]
         if isinstance(outcome, Ignored):
-            self.metrics.ignored.labels(outcome.reason).inc()
+            self.metrics.labelled(self.metrics.ignored, outcome.reason).inc()
             return []
         value = dumps(observation_to_dict(outcome))
         return [Record(self.settings.receipts_topic, outcome.key.encode(), value)]
@@ -166,7 +166,7 @@ class Verifier:
     ) -> Record:
         """The raw record with its headers (:func:`dead_letter`); over
         :data:`DLQ_MAX_VALUE_BYTES`, its header section only."""
-        self.metrics.dlq.labels(reason).inc()
+        self.metrics.labelled(self.metrics.dlq, reason).inc()
         value, source = raw, headers
         if len(raw) > DLQ_MAX_VALUE_BYTES:
             value = header_section(raw, DLQ_MAX_VALUE_BYTES)

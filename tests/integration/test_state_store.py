@@ -71,12 +71,13 @@ async def test_on_disk_worker_killed_and_restarted_reads_only_the_changelog_tail
 async def test_on_disk_workers_rebalance_and_take_partitions_back(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    """Two RocksDB workers share the partitions; one is SIGKILLed mid-stream (the other
-    recovers its partitions from the changelog), then it comes back on its old datadir
-    and takes partitions back: nothing lost, nothing doubled after dedup."""
+    """Two RocksDB workers share the partitions, each keeping a standby copy of the
+    other's; one is SIGKILLed mid-stream (the other takes its partitions over), then it
+    comes back on its old datadir and takes partitions back: nothing lost, nothing
+    doubled after dedup."""
     items = generate_traffic(35, 600, 12, START)
     third = len(items) // 3
-    args = (*worker_args(tmp_path), *ON_DISK)
+    args = (*worker_args(tmp_path), *ON_DISK, "--standby-replicas", "1")
     with (
         WorkerProcess(broker, tmp_path / "a", *args) as a,
         WorkerProcess(broker, tmp_path / "b", *args) as b,

@@ -3,6 +3,10 @@ the consumer lag faust does not export."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
 from faust.types import TP
 from mode.utils.queues import FlowControlQueue
 from prometheus_client import CollectorRegistry
@@ -90,3 +94,65 @@ async def test_consumer_lag_is_not_measured_without_a_running_consumer() -> None
         assert await app.consumer_lag() is None
     finally:
         app.consumer._thread.thread_loop.close()
+
+
+async def _handed_over(app: Any, handler: Any) -> Any:
+    consumer = app.consumer
+    try:
+        return await consumer.wait_first(handler, consumer.suspend_flow.wait())
+    finally:
+        consumer._thread.thread_loop.close()
+
+
+async def test_record_handed_over_at_once_without_tasks() -> None:
+    """The conductor's callback that does not suspend runs to its end in the fetch loop's
+    own step: its result, no task created."""
+    app = build(StreamSettings(metrics_port=None, web_port=16069)).app
+    tasks: list[int] = []
+
+    async def handler() -> str:
+        tasks.append(len(asyncio.all_tasks()))
+        return "queued"
+
+    before = len(asyncio.all_tasks())
+    result = await _handed_over(app, handler())
+    assert result.results == ["queued"]
+    assert not result.stopped
+    assert tasks == [before]
+
+
+async def test_record_handler_that_suspends_finishes_raced_with_flow() -> None:
+    """A callback that suspends (a full stream queue) is continued where it stopped: sends,
+    results and exceptions reach it as if faust's own wait_first had run it."""
+    app = build(StreamSettings(metrics_port=None, web_port=16070)).app
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def handler() -> int:
+        await asyncio.sleep(0)
+        return await ready
+
+    async def failing() -> int:
+        value = await handler()
+        raise RuntimeError(value)
+
+    asyncio.get_running_loop().call_later(0.01, ready.set_result, 42)
+    with pytest.raises(RuntimeError, match="42"):
+        await asyncio.wait_for(_handed_over(app, failing()), 1.0)
+
+
+async def test_record_handler_waiting_when_flow_is_suspended_is_cancelled() -> None:
+    """A rebalance suspends the flow while the callback waits: the callback is cancelled
+    and the fetch loop goes on, as with faust's wait_first."""
+    app = build(StreamSettings(metrics_port=None, web_port=16071)).app
+    cancelled: list[bool] = []
+
+    async def handler() -> None:
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    asyncio.get_running_loop().call_later(0.01, app.consumer.suspend_flow.set)
+    await asyncio.wait_for(_handed_over(app, handler()), 1.0)
+    assert cancelled == [True]
