@@ -14,6 +14,7 @@ the topics created, ONE ``pectrack worker`` owning all ``--partitions``):
    decoded; their types are checked on a sample. *CPU per submission* of the worker and of
    the broker = /proc CPU seconds during the load / N;
 3. *RSS beyond the base* = (worker RSS after the load - base) / N: bytes per tracked message;
+   *disk* = the worker's datadir (the RocksDB table; empty with memory://) / N;
 4. *idle CPU*: the worker's CPU % over ``--idle-seconds`` with no traffic (the deadline
    timer scans every 30 s, its default; the default 65 s covers two scans);
 5. *recovery after SIGKILL*: the worker is killed, started again on the same ``--datadir``
@@ -97,6 +98,7 @@ class Measured:
     bench_cpu: float  # this process: producer and event counting
     base_rss_kib: int
     loaded_rss_kib: int
+    disk_bytes: int  # the worker's datadir after the load (the RocksDB table)
     idle_seconds: float
     idle_cpu: float  # worker CPU seconds over idle_seconds
     from_kill: float  # seconds, kill -> the new submission's event
@@ -125,6 +127,11 @@ class Measured:
     @property
     def idle_percent(self) -> float:
         return 100 * self.idle_cpu / self.idle_seconds
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (0 if it does not exist)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def mailbox(n: int) -> str:
@@ -463,6 +470,7 @@ async def _measure(store: str, count: int, args: argparse.Namespace, work: Path)
             seconds, worker_cpu, broker_cpu, bench_cpu = await session.load(count, base_events)
             await asyncio.sleep(2.0)
             loaded_rss = rss_kib(session.pid)
+            disk = directory_bytes(work / "w0")
             idle_seconds, idle_cpu = await session.idle()
             recovery = await session.recover(count)
             from_kill, from_restart, recovered_rss, rescanned_rss, lookups = recovery
@@ -471,12 +479,13 @@ async def _measure(store: str, count: int, args: argparse.Namespace, work: Path)
             await producer.stop()
             await counter.stop()
     result = Measured(
-        store, count, seconds, worker_cpu, broker_cpu, bench_cpu, base_rss, loaded_rss,
+        store, count, seconds, worker_cpu, broker_cpu, bench_cpu, base_rss, loaded_rss, disk,
         idle_seconds, idle_cpu, from_kill, from_restart, recovered_rss, rescanned_rss, lookups,
     )  # fmt: skip
     print(
         f"    {label}: RSS base {base_rss / 1024:,.1f} MiB, loaded {loaded_rss / 1024:,.1f} MiB"
-        f" ({result.rss_per_message:,.0f} B/message); idle CPU {result.idle_percent:.2f} %;"
+        f" ({result.rss_per_message:,.0f} B/message); datadir {disk / 2**20:,.1f} MiB;"
+        f" idle CPU {result.idle_percent:.2f} %;"
         f" recovery after SIGKILL {from_kill:.2f}s from the kill, {from_restart:.2f}s from the"
         f" restart, RSS then {recovered_rss / 1024:,.1f} MiB,"
         f" {args.rescan_seconds:.0f}s later {rescanned_rss / 1024:,.1f} MiB; lookups {lookups}",
@@ -514,6 +523,8 @@ def _rows(r: Measured, b: Measured | None) -> list[Row]:
         row("RSS beyond base per message", r.rss_per_message, "B",
             b.rss_per_message if b else None,
             (f"<= 1 KB ({RSS_GOAL_BYTES:,.0f} B) at 10^6", r.rss_per_message <= RSS_GOAL_BYTES)),
+        row("worker datadir per message (disk)", r.disk_bytes / r.count, "B",
+            b.disk_bytes / b.count if b else None),
         row(f"idle CPU over {r.idle_seconds:.0f} s", r.idle_percent, "%",
             b.idle_percent if b else None,
             (f"< {IDLE_GOAL_PERCENT:.0f} % at 10^6", r.idle_percent < IDLE_GOAL_PERCENT)),
