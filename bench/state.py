@@ -55,7 +55,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,12 +217,20 @@ class EventCounter:
             out += [orjson.loads(r.value) for r in batch.get(tp, [])][-per_partition:]
         return out
 
-    async def find(self, subject: str, since: dict[TopicPartition, int], timeout: float) -> int:
-        """CreateTime (ms) of the first event about ``subject`` after offsets ``since``."""
+    async def find(
+        self,
+        subject: str,
+        since: dict[TopicPartition, int],
+        timeout: float,
+        alive: Callable[[], None],
+    ) -> int:
+        """CreateTime (ms) of the first event about ``subject`` after offsets ``since``;
+        ``alive`` raises once the process that should send it has exited."""
         for tp, offset in since.items():
             self.consumer.seek(tp, offset)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            alive()
             batch = await self.consumer.getmany(*self.tps, timeout_ms=200)
             for records in batch.values():
                 for record in records:
@@ -416,7 +424,8 @@ class Session:
         self.workers = Workers(self.settings, 1, self.work, self.extra)
         await self.submitter.send(self.tag, range(count + 1, count + 2))
         timeout = self.args.recovery_timeout
-        event_ms = await self.counter.find(msgid(self.tag, count + 1), since, timeout)
+        wanted = msgid(self.tag, count + 1)
+        event_ms = await self.counter.find(wanted, since, timeout, self.workers.check)
         rss = rss_kib(self.pid)
         proc = self.workers.procs[0]
         lookups = await asyncio.gather(
