@@ -454,7 +454,12 @@ async def _measure(store: str, count: int, args: argparse.Namespace, work: Path)
             trust=str(anchor),
         )  # fmt: skip
         await ensure_topics(settings)
-        extra = ["--acceptance-timeout-seconds", str(ACCEPTANCE_TIMEOUT_SECONDS)]
+        # A stable group instance id, as the Kubernetes StatefulSet gives each pod: the
+        # restarted worker takes its member's place instead of waiting for its session.
+        extra = [
+            "--acceptance-timeout-seconds", str(ACCEPTANCE_TIMEOUT_SECONDS),
+            "--group-instance-id", "bench-state-worker",
+        ]  # fmt: skip
         if args.store_flag:
             extra += ["--store", STORES[store]]
         counter = EventCounter(broker.bootstrap, settings.state_changes_topic, args.partitions)
