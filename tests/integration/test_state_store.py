@@ -21,7 +21,7 @@ from tests.integration.test_streams import (
 )
 from tests.streams.oracle import expected_events
 from tests.support.kafka import read_all
-from tests.support.workers import WorkerProcess, produce_traffic, settle
+from tests.support.workers import WorkerProcess, kill_midway, produce_traffic, settle
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,7 @@ async def test_on_disk_worker_killed_and_restarted_reads_only_the_changelog_tail
     worker = WorkerProcess(broker, tmp_path / "w", *args).start()
     try:
         await produce_traffic(broker.bootstrap, items)
-        seen = 0
-        for _ in range(200):  # wait until it is midway, then kill it
-            await asyncio.sleep(0.2)
-            seen = len(await read_all(broker.bootstrap, "pec.state-changes"))
-            if seen > 200:
-                break
-        worker.kill()
+        seen = await kill_midway(worker, broker.bootstrap, after=200)
         assert 0 < seen < sum(want.values())  # killed mid-stream, not after the end
         tables = list((tmp_path / "w" / "state").rglob("*pectrack-messages-*.db"))
         assert tables, "no RocksDB partition on disk"

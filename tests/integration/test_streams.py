@@ -22,7 +22,7 @@ from pipeline.simulate.traffic import TrafficItem, generate_traffic
 from tests.factories import write_anchor
 from tests.streams.oracle import EventShape, expected_events, final_states
 from tests.support.kafka import read_all
-from tests.support.workers import WorkerProcess, produce_traffic, settle
+from tests.support.workers import WorkerProcess, kill_midway, produce_traffic, settle
 
 pytestmark = pytest.mark.integration
 
@@ -209,13 +209,7 @@ async def test_worker_killed_and_restarted_ends_in_the_same_state(
     worker = WorkerProcess(broker, tmp_path / "w", *args).start()
     try:
         await produce_traffic(broker.bootstrap, items)
-        seen = 0
-        for _ in range(200):  # wait until it is midway, then kill it
-            await asyncio.sleep(0.2)
-            seen = len(await read_all(broker.bootstrap, "pec.state-changes"))
-            if seen > 50:
-                break
-        worker.kill()
+        seen = await kill_midway(worker, broker.bootstrap, after=50)
         assert 0 < seen < sum(want.values())  # killed mid-stream, not after the end
         worker.start()
         events = await settle(

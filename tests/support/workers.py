@@ -25,7 +25,7 @@ from pipeline.embedded import EmbeddedBroker, free_port
 from pipeline.simulate.traffic import TrafficItem
 from tests.support.kafka import read_all
 
-__all__ = ["WorkerProcess", "produce_traffic", "settle"]
+__all__ = ["WorkerProcess", "kill_midway", "produce_traffic", "settle"]
 
 
 class WorkerProcess:
@@ -130,3 +130,16 @@ async def settle(
     if not fail:  # let the caller compare what did arrive, for a precise failure message
         return values
     raise AssertionError(f"{topic}: {len(values)} records after {timeout}s, expected {expected}")
+
+
+async def kill_midway(worker: WorkerProcess, bootstrap: str, after: int) -> int:
+    """SIGKILL ``worker`` once more than ``after`` events are on ``pec.state-changes``
+    (or after 40 s); returns how many there were."""
+    seen = 0
+    for _ in range(200):
+        await asyncio.sleep(0.2)
+        seen = len(await read_all(bootstrap, "pec.state-changes"))
+        if seen > after:
+            break
+    worker.kill()
+    return seen
