@@ -35,12 +35,21 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
 
 from agents.publish import read_cursors
 from pipeline.embedded import LocalS3, free_port
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
 from tests.streams.oracle import EventShape, expected_events, final_states
 from tests.support.dovecot import Dovecot
+from tests.support.forensics import (
+    cursor_history,
+    end_offsets,
+    event_lines,
+    missing_uids,
+    offset_gaps,
+    offsets_moved_back,
+)
 from tests.support.kafka import header, read_all
 from tests.support.proxy import ProxiedBroker
 from tests.support.workers import WorkerProcess
@@ -76,6 +85,7 @@ class Report:
     recovery_seconds: float = 0.0
     worker_exits: int = 0
     faults: list[str] = field(default_factory=list)
+    offsets_moved_back: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         return (
@@ -229,6 +239,44 @@ async def wait_for_events(
     return values, complete_at or time.monotonic()
 
 
+async def forensics(  # noqa: PLR0917 - a diagnostic, called once
+    bootstrap: str,
+    server: Dovecot,
+    users: dict[str, int],
+    raw: list[ConsumerRecord[bytes, bytes]],
+    want: Counter[EventShape],
+    values: list[bytes],
+) -> str:
+    """Where each lost message and each doubled event went (printed on failure)."""
+    lines: list[str] = []
+    in_imap: dict[tuple[str, str], list[int]] = {}
+    for box_id, index in users.items():
+        for folder in ("INBOX", "Sent"):
+            flags = await asyncio.to_thread(server.flags, server.user(index), folder)
+            in_imap[(box_id, folder)] = list(flags)
+    cursors = await read_all(bootstrap, "pec.agent.cursors")
+    for (box_id, folder), uids in missing_uids(in_imap, raw).items():
+        lines.append(f"missing from pec.raw: {box_id}/{folder} UIDs {uids}")
+        history = cursor_history(cursors, box_id, folder)
+        lines.append(f"  cursor records (offset:last_uid): {history}")
+        near = sorted(
+            (r.partition, r.offset, int(header(r, "uid")))
+            for r in raw
+            if (header(r, "mailbox"), header(r, "folder")) == (box_id, folder)
+        )
+        lines.append(f"  its pec.raw records (partition, offset, uid): {near}")
+    for topic in ("pec.raw", "pec.agent.cursors", "pec.receipts", "pec.state-changes"):
+        records = raw if topic == "pec.raw" else await read_all(bootstrap, topic)
+        lines += offset_gaps(records)
+    got, _ = shapes(values)
+    extra, short = got - want, want - got
+    lines.append(f"events the oracle does not expect (after dedup): {sorted(extra.elements())}")
+    lines.append(f"events expected and missing: {sorted(short.elements())}")
+    keys = {shape[0] for shape in (extra + short)}
+    lines += event_lines(values, keys)
+    return "\n".join(lines) + "\n"
+
+
 async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) -> None:
     """Seeded SIGKILLs of agent, workers, Dovecot and broker connections mid-run: nothing
     lost, nothing doubled after dedup on id, final states exact, no mailbox stuck, and no
@@ -293,6 +341,7 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
             elif fault == "broker-cut":
                 broker.proxy.down()
             else:
+                ends_before = await end_offsets(broker.bootstrap)
                 broker.kill()
             await asyncio.sleep(outage)
             if fault == "agent":
@@ -306,6 +355,10 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
                 broker.proxy.up()
             else:
                 broker.start()
+                moved = offsets_moved_back(ends_before, await end_offsets(broker.bootstrap))
+                report.offsets_moved_back += moved
+                if moved:
+                    print(f"  end offsets moved back across the broker restart: {moved}")
             last_restart = time.monotonic()
 
         # -- everything APPENDed reaches pec.raw --
@@ -340,6 +393,10 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
         report.recovery_seconds = complete_at - last_restart
         states = await latest_states(broker.bootstrap)
         print(report.text())
+        if report.lost or report.duplicates_after_dedup:
+            where = tmp_path / "forensics.txt"
+            where.write_text(await forensics(broker.bootstrap, server, users, raw, want, values))
+            print(f"  forensics: {where}\n{where.read_text()[:20000]}")
 
         # -- no mailbox stuck --
         deadline = time.monotonic() + 30
