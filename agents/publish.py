@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from agents.config import KafkaSettings
 from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
 from agents.records import OutRecord
+from pipeline.kafka_read import read_to_end
 from pipeline.kafka_tls import KafkaTls, client_options
 
 __all__ = [
@@ -202,21 +203,9 @@ async def read_topic(
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[tuple[bytes | None, bytes | None]] = []
-        while not await _caught_up(consumer, end.items()):
-            batch = await consumer.getmany(*tps, timeout_ms=500)
-            for records in batch.values():
-                out.extend((r.key, r.value) for r in records)
-        return out
+        # to the fetch's high watermark: the embedded broker's ListOffsets lags behind
+        return [(r.key, r.value) for r in await read_to_end(consumer, tps)]
     except KafkaError as exc:
         raise PublishError(f"cannot read {topic}: {type(exc).__name__}") from None
     finally:
         await consumer.stop()
-
-
-async def _caught_up(consumer: AIOKafkaConsumer, end: Iterable[tuple[TopicPartition, int]]) -> bool:
-    for tp, offset in end:
-        if await consumer.position(tp) < offset:
-            return False
-    return True

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.embedded import EmbeddedBroker
+from pipeline.kafka_read import read_to_end
 
 __all__ = ["header", "read_all", "running_broker", "wait_for_count"]
 
@@ -47,7 +48,8 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
 async def read_all(
     bootstrap: str, topic: str, *, client: Mapping[str, Any] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record currently in ``topic`` (empty if the topic does not exist); ``client``:
+    """Every record currently in ``topic`` (empty if the topic does not exist), read to
+    the fetch's high watermark (:func:`pipeline.kafka_read.read_to_end`); ``client``:
     extra aiokafka options (TLS)."""
     consumer = AIOKafkaConsumer(
         **(client or {}), bootstrap_servers=bootstrap, enable_auto_commit=False
@@ -61,15 +63,7 @@ async def read_all(
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[ConsumerRecord[bytes, bytes]] = []
-        while True:
-            positions = {tp: await consumer.position(tp) for tp in tps}
-            if all(positions[tp] >= end[tp] for tp in tps):
-                return out
-            batch = await consumer.getmany(*tps, timeout_ms=500, max_records=5000)
-            for records in batch.values():
-                out.extend(records)
+        return await read_to_end(consumer, tps, max_records=5000)
     finally:
         await consumer.stop()
 
