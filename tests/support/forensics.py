@@ -2,80 +2,28 @@
 
 ::
 
-    ends = await end_offsets(bootstrap)            # before a broker SIGKILL ...
-    moved = offsets_moved_back(ends, await end_offsets(bootstrap))   # ... and after
+    offset_gaps(await read_all(bootstrap, "pec.raw"))   # ["pec.raw/2: holes [(228, 233)]"]
 
 Everything here reads Kafka as a consumer would, and describes; nothing asserts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from tests.support.kafka import header
 
 __all__ = [
     "cursor_history",
-    "end_offsets",
     "event_lines",
     "missing_uids",
     "offset_gaps",
-    "offsets_moved_back",
 ]
-
-Partition = tuple[str, int]
-
-
-async def end_offsets(bootstrap: str, timeout: float = 20.0) -> dict[Partition, int]:
-    """The high watermark of every partition of every topic, as a fetch reports it
-    (ListOffsets(latest) lags on the embedded broker); empty when the broker does not
-    answer within ``timeout`` seconds."""
-    try:
-        return await asyncio.wait_for(_end_offsets(bootstrap), timeout)
-    except TimeoutError:
-        return {}
-
-
-async def _end_offsets(bootstrap: str, timeout_ms: int = 10_000) -> dict[Partition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
-    try:
-        await consumer.start()
-        tps = [
-            TopicPartition(topic, p)
-            for topic in sorted(await consumer.topics())
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        await consumer.getmany(*tps, timeout_ms=1000, max_records=1)
-        highs = {tp: consumer.highwater(tp) for tp in tps}
-        return {(tp.topic, tp.partition): h for tp, h in highs.items() if h is not None}
-    except KafkaError:
-        return {}
-    finally:
-        await consumer.stop()
-
-
-def offsets_moved_back(
-    before: Mapping[Partition, int], after: Mapping[Partition, int]
-) -> list[str]:
-    """Partitions whose end offset is lower after than before (records or offsets gone)."""
-    return [
-        f"{topic}/{p}: {before[(topic, p)]} -> {after.get((topic, p))}"
-        for topic, p in sorted(before)
-        if after.get((topic, p), -1) < before[(topic, p)]
-    ]
 
 
 def offset_gaps(records: Iterable[ConsumerRecord[bytes, bytes]]) -> list[str]:
