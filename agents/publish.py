@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _TOPIC_EXISTS = 36
+MAX_BATCH_BYTES = 1_000_000  # per partition and request; a larger record goes alone
 
 
 class PublishError(Exception):
@@ -77,6 +78,12 @@ class KafkaPublisher:
             acks="all",  # a record counts once every in-sync replica has it
             enable_idempotence=settings.idempotence,  # off only for the embedded broker
             max_request_size=max_record_bytes + 64 * 1024,
+            # One IMAP batch in as few Kafka batches as fit: aiokafka's default (16 KB)
+            # held two or three messages, so each became its own stored batch, and the
+            # embedded broker's S3 storage fetches slower the more batch objects a
+            # partition holds (docs/reliability.md). Below Kafka's default
+            # message.max.bytes (1 MiB + 12), so no broker setting is needed for it.
+            max_batch_size=MAX_BATCH_BYTES,
             linger_ms=5,
             request_timeout_ms=30_000,
         )

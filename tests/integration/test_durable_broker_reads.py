@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from agents.config import KafkaSettings
 from agents.cursor import FolderCursor
 from agents.publish import CursorStore, KafkaPublisher, read_cursors
+from agents.records import OutRecord
 from pipeline.embedded import EmbeddedBroker, LocalS3
 from pipeline.streams.faustapp import true_end_offsets
 
@@ -82,3 +83,39 @@ async def test_changelog_end_offsets_reach_the_last_acknowledged_record_after_a_
             await consumer.stop()
         corrected = await true_end_offsets(broker.bootstrap, listed)
     assert corrected == {tp: last + 1}
+
+
+def stored_batches(s3: LocalS3, topic: str, partition: int) -> int:
+    """How many record batches the embedded broker stored for one partition (one S3
+    object each, ``.../topics/<topic>/partitions/<partition>/records/<offset>.batch``)."""
+    import boto3  # noqa: PLC0415 - comes with moto[server], needed by this test only
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        aws_access_key_id="embedded",
+        aws_secret_access_key="embedded",
+        region_name="eu-south-1",
+    )
+    marker = f"/topics/{topic}/partitions/{partition:010d}/records/"
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket)
+    return sum(1 for page in pages for o in page.get("Contents", []) if marker in o["Key"])
+
+
+async def test_agent_publishes_an_imap_batch_as_one_stored_batch() -> None:
+    """Twenty 18 KB messages published together (one IMAP batch) are stored as one
+    record batch, not one per message: the embedded broker's S3 storage reads a
+    partition slower the more batch objects it holds (600 single-record batches: the
+    last 40 records took over 60 s to read; 30 batches of 20: one fetch)."""
+    with LocalS3() as s3, EmbeddedBroker(s3=s3) as broker:
+        settings = KafkaSettings(bootstrap=broker.bootstrap, idempotence=False, partitions=1)
+        publisher = KafkaPublisher(settings, max_record_bytes=1024 * 1024)
+        await publisher.start()
+        try:
+            records = [
+                OutRecord(settings.topic, b"box-1", bytes([n]) * 18_000, ()) for n in range(20)
+            ]
+            await publisher.publish(records)
+        finally:
+            await publisher.stop()
+        assert stored_batches(s3, settings.topic, 0) == 1
