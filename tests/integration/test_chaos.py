@@ -48,7 +48,7 @@ from tests.support.forensics import (
     missing_uids,
     offset_gaps,
 )
-from tests.support.kafka import header, read_all
+from tests.support.kafka import TopicTail, header, read_all
 from tests.support.proxy import ProxiedBroker
 from tests.support.workers import WorkerProcess
 
@@ -221,18 +221,19 @@ async def wait_for_events(
     complete_at: float | None = None
     values: list[bytes] = []
     last_len, last_change = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        tick()
-        values = [r.value for r in await read_all(bootstrap, "pec.state-changes") if r.value]
-        now = time.monotonic()
-        if len(values) != last_len:
-            last_len, last_change = len(values), now
-        got, _ = shapes(values)
-        if complete_at is None and not want - got:
-            complete_at = now
-        if complete_at is not None and now - last_change >= quiet:
-            return values, complete_at
-        await asyncio.sleep(0.5)
+    async with TopicTail(bootstrap, "pec.state-changes") as tail:
+        while time.monotonic() < deadline:
+            tick()
+            values = [r.value for r in await tail.read() if r.value]
+            now = time.monotonic()
+            if len(values) != last_len:
+                last_len, last_change = len(values), now
+            got, _ = shapes(values)
+            if complete_at is None and not want - got:
+                complete_at = now
+            if complete_at is not None and now - last_change >= quiet:
+                return values, complete_at
+            await asyncio.sleep(0.5)
     return values, complete_at or time.monotonic()
 
 
@@ -356,13 +357,16 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
 
         # -- everything APPENDed reaches pec.raw --
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            raw = await read_all(broker.bootstrap, "pec.raw")
-            ingested = {(header(r, "mailbox"), header(r, "folder"), header(r, "uid")) for r in raw}
-            if len(ingested) >= len(items) or time.monotonic() > deadline:
-                break
-            supervise()
-            await asyncio.sleep(0.5)
+        async with TopicTail(broker.bootstrap, "pec.raw") as raw_tail:
+            while True:
+                raw = list(await raw_tail.read())
+                ingested = {
+                    (header(r, "mailbox"), header(r, "folder"), header(r, "uid")) for r in raw
+                }
+                if len(ingested) >= len(items) or time.monotonic() > deadline:
+                    break
+                supervise()
+                await asyncio.sleep(0.5)
         records = [
             (header(r, "mailbox"), header(r, "folder"), header(r, "uidvalidity"),
              header(r, "uid"), r.value or b"")

@@ -24,7 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from pipeline.embedded import EmbeddedBroker
 from pipeline.kafka_read import read_to_end
 
-__all__ = ["header", "read_all", "running_broker", "wait_for_count"]
+__all__ = ["TopicTail", "header", "read_all", "running_broker", "wait_for_count"]
 
 
 @contextmanager
@@ -66,6 +66,43 @@ async def read_all(
         return await read_to_end(consumer, tps, max_records=5000)
     finally:
         await consumer.stop()
+
+
+class TopicTail:
+    """Every record of ``topic`` so far, read incrementally: each ``read()`` fetches only
+    what arrived since the last one (a poll loop that re-read a whole topic every half
+    second loaded the embedded broker's S3 storage as much as the pipeline did).
+
+    ::
+
+        async with TopicTail(bootstrap, "pec.raw") as raw:
+            records = await raw.read()     # everything so far, in fetch order
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._tps: list[TopicPartition] = []
+
+    async def __aenter__(self) -> TopicTail:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def read(self) -> list[ConsumerRecord[bytes, bytes]]:
+        if not self._tps:  # the topic may appear later
+            await self._consumer.topics()
+            partitions = self._consumer.partitions_for_topic(self.topic) or set()
+            self._tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            if not self._tps:
+                return self.records
+            self._consumer.assign(self._tps)
+            await self._consumer.seek_to_beginning(*self._tps)
+        self.records += await read_to_end(self._consumer, self._tps, max_records=5000)
+        return self.records
 
 
 async def wait_for_count(
