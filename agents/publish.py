@@ -31,6 +31,7 @@ __all__ = [
     "PublishError",
     "RecordsRejectedError",
     "read_cursors",
+    "stop_consumer",
 ]
 
 _TOPIC_EXISTS = 36
@@ -215,4 +216,22 @@ async def read_topic(
     except KafkaError as exc:
         raise PublishError(f"cannot read {topic}: {type(exc).__name__}") from None
     finally:
+        await stop_consumer(consumer, topic)
+
+
+async def stop_consumer(consumer: Any, topic: str) -> None:
+    """``consumer.stop()``, with aiokafka's own cancellation translated.
+
+    When the broker goes away during a read, aiokafka's fetch task sits in its retry
+    back-off; ``stop()`` cancels it and re-raises that task's ``CancelledError``. Left
+    alone it ended the agent's start-up (``_connect_kafka`` retries on PublishError
+    only) and the process exited, killed by a broker SIGKILL in the soak. A
+    cancellation of the caller's own task is passed on unchanged.
+    """
+    try:
         await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise PublishError(f"Kafka went away while reading {topic}") from None

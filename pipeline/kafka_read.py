@@ -13,7 +13,10 @@ acknowledged records: the agent then resumed from an old cursor, and the chaos t
 counted records as lost that were in the topic. The high watermark a fetch response
 carries is right on both brokers, so the end is the larger of the two. An offset the
 broker numbered but never wrote (a batch cut short by a broker crash) can sit at the
-very end; ``quiet_fetches`` empty fetches in a row with no progress end the read there.
+very end; ``quiet_fetches`` empty fetches in a row with no progress end the read there,
+once a ListOffsets request shows the broker is still answering (aiokafka's fetches
+return nothing, without an error, while the broker is down: that must not pass for the
+end of the topic).
 """
 
 from __future__ import annotations
@@ -51,4 +54,5 @@ async def read_to_end(
             return out
         quiet = 0 if any(batch.values()) else quiet + 1
         if quiet >= quiet_fetches:
+            await consumer.end_offsets(list(tps))  # raises KafkaError if the broker is gone
             return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from pipeline.kafka_read import read_to_end
 
@@ -68,3 +70,25 @@ async def test_a_never_written_offset_at_the_end_stops_the_read_after_quiet_fetc
     records = await read_to_end(consumer, [TP], quiet_fetches=3)
     assert [r.offset for r in records] == list(range(8))
     assert consumer.fetches == 4 + 3  # four with records, then three empty
+
+
+class BrokerGone(FakeConsumer):
+    """Fetches answer nothing (aiokafka logs the errors and returns empty) and a
+    ListOffsets request fails, as when the broker went away mid-read."""
+
+    async def getmany(self, *tps: TopicPartition, **_: Any) -> dict[TopicPartition, list[Any]]:
+        self.fetches += 1
+        return {}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.fetches:
+            raise KafkaTimeoutError
+        return dict.fromkeys(tps, self.listed)
+
+
+async def test_a_broker_gone_mid_read_is_an_error_not_the_end_of_the_topic() -> None:
+    """Empty fetches because the broker is down end in the broker's error, never in a
+    short read that the agent would take for all of its cursors."""
+    consumer = BrokerGone(stored=list(range(8)), high=10, listed=10)
+    with pytest.raises(KafkaTimeoutError):
+        await read_to_end(consumer, [TP], quiet_fetches=3)
