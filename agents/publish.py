@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from agents.config import KafkaSettings
 from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
 from agents.records import OutRecord
+from pipeline.kafka_read import read_to_end
 from pipeline.kafka_tls import KafkaTls, client_options
 
 __all__ = [
@@ -30,9 +31,11 @@ __all__ = [
     "PublishError",
     "RecordsRejectedError",
     "read_cursors",
+    "stop_consumer",
 ]
 
 _TOPIC_EXISTS = 36
+MAX_BATCH_BYTES = 1_000_000  # per partition and request; a larger record goes alone
 
 
 class PublishError(Exception):
@@ -76,6 +79,12 @@ class KafkaPublisher:
             acks="all",  # a record counts once every in-sync replica has it
             enable_idempotence=settings.idempotence,  # off only for the embedded broker
             max_request_size=max_record_bytes + 64 * 1024,
+            # One IMAP batch in as few Kafka batches as fit: aiokafka's default (16 KB)
+            # held two or three messages, so each became its own stored batch, and the
+            # embedded broker's S3 storage fetches slower the more batch objects a
+            # partition holds (docs/reliability.md). Below Kafka's default
+            # message.max.bytes (1 MiB + 12), so no broker setting is needed for it.
+            max_batch_size=MAX_BATCH_BYTES,
             linger_ms=5,
             request_timeout_ms=30_000,
         )
@@ -202,21 +211,27 @@ async def read_topic(
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[tuple[bytes | None, bytes | None]] = []
-        while not await _caught_up(consumer, end.items()):
-            batch = await consumer.getmany(*tps, timeout_ms=500)
-            for records in batch.values():
-                out.extend((r.key, r.value) for r in records)
-        return out
+        # to the fetch's high watermark: the embedded broker's ListOffsets lags behind
+        return [(r.key, r.value) for r in await read_to_end(consumer, tps)]
     except KafkaError as exc:
         raise PublishError(f"cannot read {topic}: {type(exc).__name__}") from None
     finally:
+        await stop_consumer(consumer, topic)
+
+
+async def stop_consumer(consumer: Any, topic: str) -> None:
+    """``consumer.stop()``, with aiokafka's own cancellation translated.
+
+    When the broker goes away during a read, aiokafka's fetch task sits in its retry
+    back-off; ``stop()`` cancels it and re-raises that task's ``CancelledError``. Left
+    alone it ended the agent's start-up (``_connect_kafka`` retries on PublishError
+    only) and the process exited, killed by a broker SIGKILL in the soak. A
+    cancellation of the caller's own task is passed on unchanged.
+    """
+    try:
         await consumer.stop()
-
-
-async def _caught_up(consumer: AIOKafkaConsumer, end: Iterable[tuple[TopicPartition, int]]) -> bool:
-    for tp, offset in end:
-        if await consumer.position(tp) < offset:
-            return False
-    return True
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise PublishError(f"Kafka went away while reading {topic}") from None

@@ -3,10 +3,11 @@
 * :class:`KeepQueuedOnResume`: records fetched after a post-rebalance seek are not
   discarded (they were lost until the next restart).
 * :func:`true_end_offsets`: the embedded broker (Tansu) answers ListOffsets(latest) with
-  its last record batch's *base* offset + 1. Faust's table recovery reads a changelog up
-  to that offset and stops, so the rest of the last batch (several records whenever a
-  batch of state changes was written together) never reached the table: state regressed
-  after a rebalance. The end offset is checked by reading that last batch.
+  its last record batch's *base* offset + 1, and on S3 storage with a value that stops
+  advancing altogether. Faust's table recovery reads a changelog up to that offset and
+  stops, so the records after it never reached the table: state regressed after a
+  rebalance. The end offset is checked against the high watermark of a fetch and by
+  reading the last record.
 * :meth:`PipelineApp.consumer_lag`: records waiting per assigned partition, from one
   ListOffsets request and faust's committed offsets (faust exports no such figure).
 * :meth:`PipelineApp.kafka_producer`: the aiokafka producer faust started, for the
@@ -55,6 +56,11 @@ class KeepQueuedOnResume(FlowControlEvent):
             super().resume()
 
 
+# Empty fetches at the high watermark - 1 before taking it for a never-written offset
+# (the embedded broker answers some fetches empty although records are there).
+_EMPTY_AT_TAIL = 3
+
+
 async def true_end_offsets(
     bootstrap: Any,
     ends: Mapping[TP, int],
@@ -63,9 +69,15 @@ async def true_end_offsets(
 ) -> dict[TP, int]:
     """``ends`` (from ListOffsets) raised to one past the last record actually stored.
 
-    Reads each non-empty partition from ``end - 1``: with Apache Kafka that is the last
-    record (no change); with Tansu it is the first record of the last batch, and the
-    fetch returns the whole batch.
+    Two quirks of the embedded broker make ListOffsets(latest) too low: on any storage it
+    is the last batch's base offset + 1, and on S3 storage it stops advancing altogether
+    (it keeps answering an early value while producers go on writing, across restarts).
+    The high watermark in a fetch response is right, so this reads each non-empty
+    partition from ``end - 1``, and where the fetch's high watermark says more records
+    follow, jumps to the last one (``high watermark - 1``) and reads it. The answer is
+    the last record read + 1: a tail offset the broker numbered but never wrote (a batch
+    cut short by a broker crash) is not waited for. With Apache Kafka the first fetch
+    returns the last record and nothing changes.
     """
     result = dict(ends)
     todo = {tp: end for tp, end in ends.items() if end and end > 0}
@@ -83,13 +95,24 @@ async def true_end_offsets(
         reader.assign(list(todo))
         for tp, end in todo.items():
             reader.seek(tp, end - 1)
+        jumped: dict[TP, int] = {}  # partition -> empty fetches since the jump
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             batch = await reader.getmany(*todo, timeout_ms=500)
             for tp, records in batch.items():
                 if records:
                     result[tp] = max(result[tp], records[-1].offset + 1)
-                    todo.pop(tp, None)
+            for tp in list(todo):
+                high = reader.highwater(tp)
+                if high is None:
+                    continue  # no fetch answered for it yet
+                if tp in jumped and not batch.get(tp):
+                    jumped[tp] += 1
+                if result[tp] >= high or jumped.get(tp, 0) >= _EMPTY_AT_TAIL:
+                    todo.pop(tp)  # at the end, or the tail is offsets never written
+                elif tp not in jumped and await reader.position(tp) < high - 1:
+                    reader.seek(tp, high - 1)
+                    jumped[tp] = 0
     finally:
         await reader.stop()
     return result

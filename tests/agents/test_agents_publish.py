@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from agents.config import KafkaSettings
-from agents.publish import KafkaPublisher
+from agents.publish import KafkaPublisher, PublishError, stop_consumer
 
 
 @pytest.mark.parametrize("idempotence", [True, False])
@@ -39,3 +40,36 @@ async def test_default_producer_is_a_real_aiokafka_producer_with_acks_all() -> N
         assert publisher._producer._txn_manager is not None  # idempotence on by default
     finally:
         await publisher.stop()
+
+
+class StopRaises:
+    """An aiokafka consumer whose ``stop()`` re-raises its fetch task's cancellation."""
+
+    async def stop(self) -> None:
+        raise asyncio.CancelledError
+
+
+async def test_aiokafkas_own_cancellation_on_stop_is_a_publish_error() -> None:
+    """The broker went away during the cursor read: the agent sees a PublishError (it
+    retries with backoff) instead of a CancelledError that ended the process."""
+    with pytest.raises(PublishError, match="went away"):
+        await stop_consumer(StopRaises(), "pec.agent.cursors")
+
+
+async def test_a_cancellation_of_the_reader_itself_is_passed_on() -> None:
+    """Shutting the agent down while it reads still cancels it."""
+
+    async def reading() -> None:
+        await asyncio.sleep(3600)
+
+    async def cancelled_while_stopping() -> None:
+        try:
+            await reading()
+        finally:
+            await stop_consumer(StopRaises(), "pec.agent.cursors")
+
+    task = asyncio.ensure_future(cancelled_while_stopping())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

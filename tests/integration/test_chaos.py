@@ -35,13 +35,20 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
 
 from agents.publish import read_cursors
 from pipeline.embedded import LocalS3, free_port
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
 from tests.streams.oracle import EventShape, expected_events, final_states
 from tests.support.dovecot import Dovecot
-from tests.support.kafka import header, read_all
+from tests.support.forensics import (
+    cursor_history,
+    event_lines,
+    missing_uids,
+    offset_gaps,
+)
+from tests.support.kafka import TopicTail, header, read_all
 from tests.support.proxy import ProxiedBroker
 from tests.support.workers import WorkerProcess
 
@@ -214,19 +221,59 @@ async def wait_for_events(
     complete_at: float | None = None
     values: list[bytes] = []
     last_len, last_change = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        tick()
-        values = [r.value for r in await read_all(bootstrap, "pec.state-changes") if r.value]
-        now = time.monotonic()
-        if len(values) != last_len:
-            last_len, last_change = len(values), now
-        got, _ = shapes(values)
-        if complete_at is None and not want - got:
-            complete_at = now
-        if complete_at is not None and now - last_change >= quiet:
-            return values, complete_at
-        await asyncio.sleep(0.5)
+    async with TopicTail(bootstrap, "pec.state-changes") as tail:
+        while time.monotonic() < deadline:
+            tick()
+            values = [r.value for r in await tail.read() if r.value]
+            now = time.monotonic()
+            if len(values) != last_len:
+                last_len, last_change = len(values), now
+            got, _ = shapes(values)
+            if complete_at is None and not want - got:
+                complete_at = now
+            if complete_at is not None and now - last_change >= quiet:
+                return values, complete_at
+            await asyncio.sleep(0.5)
     return values, complete_at or time.monotonic()
+
+
+async def forensics(  # noqa: PLR0917 - a diagnostic, called once
+    bootstrap: str,
+    server: Dovecot,
+    users: dict[str, int],
+    raw: list[ConsumerRecord[bytes, bytes]],
+    want: Counter[EventShape],
+    values: list[bytes],
+) -> str:
+    """Where each lost message and each doubled event went (printed on failure)."""
+    lines: list[str] = []
+    in_imap: dict[tuple[str, str], list[int]] = {}
+    for box_id, index in users.items():
+        for folder in ("INBOX", "Sent"):
+            flags = await asyncio.to_thread(server.flags, server.user(index), folder)
+            in_imap[(box_id, folder)] = list(flags)
+    cursors = await read_all(bootstrap, "pec.agent.cursors")
+    for (box_id, folder), uids in missing_uids(in_imap, raw).items():
+        lines.append(f"missing from pec.raw: {box_id}/{folder} UIDs {uids}")
+        history = cursor_history(cursors, box_id, folder)
+        lines.append(f"  cursor records (offset:last_uid): {history}")
+        near = sorted(
+            (r.partition, r.offset, int(header(r, "uid")))
+            for r in raw
+            if (header(r, "mailbox"), header(r, "folder")) == (box_id, folder)
+        )
+        lines.append(f"  its pec.raw records (partition, offset, uid): {near}")
+    for topic in ("pec.raw", "pec.agent.cursors", "pec.receipts", "pec.state-changes"):
+        records = raw if topic == "pec.raw" else await read_all(bootstrap, topic)
+        lines += offset_gaps(records)
+    got, _ = shapes(values)
+    extra, short = got - want, want - got
+    unexpected = sorted(extra.elements(), key=str)  # shapes hold None (no recipient)
+    lines.append(f"events the oracle does not expect (after dedup): {unexpected}")
+    lines.append(f"events expected and missing: {sorted(short.elements(), key=str)}")
+    keys = {shape[0] for shape in (extra + short)}
+    lines += event_lines(values, keys)
+    return "\n".join(lines) + "\n"
 
 
 async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) -> None:
@@ -310,13 +357,16 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
 
         # -- everything APPENDed reaches pec.raw --
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            raw = await read_all(broker.bootstrap, "pec.raw")
-            ingested = {(header(r, "mailbox"), header(r, "folder"), header(r, "uid")) for r in raw}
-            if len(ingested) >= len(items) or time.monotonic() > deadline:
-                break
-            supervise()
-            await asyncio.sleep(0.5)
+        async with TopicTail(broker.bootstrap, "pec.raw") as raw_tail:
+            while True:
+                raw = list(await raw_tail.read())
+                ingested = {
+                    (header(r, "mailbox"), header(r, "folder"), header(r, "uid")) for r in raw
+                }
+                if len(ingested) >= len(items) or time.monotonic() > deadline:
+                    break
+                supervise()
+                await asyncio.sleep(0.5)
         records = [
             (header(r, "mailbox"), header(r, "folder"), header(r, "uidvalidity"),
              header(r, "uid"), r.value or b"")
@@ -340,6 +390,10 @@ async def test_chaos_kill_every_component_then_match_the_oracle(tmp_path: Path) 
         report.recovery_seconds = complete_at - last_restart
         states = await latest_states(broker.bootstrap)
         print(report.text())
+        if report.lost or report.duplicates_after_dedup:
+            where = tmp_path / "forensics.txt"
+            where.write_text(await forensics(broker.bootstrap, server, users, raw, want, values))
+            print(f"  forensics: {where}\n{where.read_text()[:20000]}")
 
         # -- no mailbox stuck --
         deadline = time.monotonic() + 30

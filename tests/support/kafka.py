@@ -22,8 +22,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.embedded import EmbeddedBroker
+from pipeline.kafka_read import read_to_end
 
-__all__ = ["header", "read_all", "running_broker", "wait_for_count"]
+__all__ = ["TopicTail", "header", "read_all", "running_broker", "wait_for_count"]
 
 
 @contextmanager
@@ -47,7 +48,8 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
 async def read_all(
     bootstrap: str, topic: str, *, client: Mapping[str, Any] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record currently in ``topic`` (empty if the topic does not exist); ``client``:
+    """Every record currently in ``topic`` (empty if the topic does not exist), read to
+    the fetch's high watermark (:func:`pipeline.kafka_read.read_to_end`); ``client``:
     extra aiokafka options (TLS)."""
     consumer = AIOKafkaConsumer(
         **(client or {}), bootstrap_servers=bootstrap, enable_auto_commit=False
@@ -61,17 +63,46 @@ async def read_all(
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[ConsumerRecord[bytes, bytes]] = []
-        while True:
-            positions = {tp: await consumer.position(tp) for tp in tps}
-            if all(positions[tp] >= end[tp] for tp in tps):
-                return out
-            batch = await consumer.getmany(*tps, timeout_ms=500, max_records=5000)
-            for records in batch.values():
-                out.extend(records)
+        return await read_to_end(consumer, tps, max_records=5000)
     finally:
         await consumer.stop()
+
+
+class TopicTail:
+    """Every record of ``topic`` so far, read incrementally: each ``read()`` fetches only
+    what arrived since the last one (a poll loop that re-read a whole topic every half
+    second loaded the embedded broker's S3 storage as much as the pipeline did).
+
+    ::
+
+        async with TopicTail(bootstrap, "pec.raw") as raw:
+            records = await raw.read()     # everything so far, in fetch order
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._tps: list[TopicPartition] = []
+
+    async def __aenter__(self) -> TopicTail:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def read(self) -> list[ConsumerRecord[bytes, bytes]]:
+        if not self._tps:  # the topic may appear later
+            await self._consumer.topics()
+            partitions = self._consumer.partitions_for_topic(self.topic) or set()
+            self._tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            if not self._tps:
+                return self.records
+            self._consumer.assign(self._tps)
+            await self._consumer.seek_to_beginning(*self._tps)
+        self.records += await read_to_end(self._consumer, self._tps, max_records=5000)
+        return self.records
 
 
 async def wait_for_count(
