@@ -14,9 +14,11 @@ counted records as lost that were in the topic. The high watermark a fetch respo
 carries is right on both brokers, so the end is the larger of the two. An offset the
 broker numbered but never wrote (a batch cut short by a broker crash) can sit at the
 very end; ``quiet_fetches`` empty fetches in a row with no progress end the read there,
-once a ListOffsets request shows the broker is still answering (aiokafka's fetches
-return nothing, without an error, while the broker is down: that must not pass for the
-end of the topic).
+once a fetch has answered (it set the high watermark) and a ListOffsets request shows
+the broker is still answering (aiokafka's fetches return nothing, without an error,
+while the broker is down or before the first fetch response: that must not pass for
+the end of the topic; with no fetch answered for 30 s the read is a
+``KafkaTimeoutError``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 __all__ = ["read_to_end"]
+
+# Empty fetches (of up to 0.5 s each) with no fetch response at all before giving up.
+NO_ANSWER_FETCHES = 60
 
 
 async def read_to_end(
@@ -53,6 +59,11 @@ async def read_to_end(
         if not behind:
             return out
         quiet = 0 if any(batch.values()) else quiet + 1
-        if quiet >= quiet_fetches:
+        # Only a fetch that answered (it set the high watermark) can show a numbered but
+        # never-written tail; before that, empty fetches are fetches still under way.
+        answered = all(consumer.highwater(tp) is not None for tp in tps)
+        if quiet >= quiet_fetches and (answered or quiet >= NO_ANSWER_FETCHES):
             await consumer.end_offsets(list(tps))  # raises KafkaError if the broker is gone
+            if not answered:
+                raise KafkaTimeoutError(f"no fetch answered for {len(tps)} partitions")
             return out

@@ -92,3 +92,36 @@ async def test_a_broker_gone_mid_read_is_an_error_not_the_end_of_the_topic() -> 
     consumer = BrokerGone(stored=list(range(8)), high=10, listed=10)
     with pytest.raises(KafkaTimeoutError):
         await read_to_end(consumer, [TP], quiet_fetches=3)
+
+
+class SlowFirstFetch(FakeConsumer):
+    """The first fetches come back empty before any fetch response set the high
+    watermark (a fetch still under way, a broker busy after a SIGKILL nearby)."""
+
+    async def getmany(self, *tps: TopicPartition, **kw: Any) -> dict[TopicPartition, list[Any]]:
+        if self.fetches < 5:
+            self.fetches += 1
+            return {}
+        return await super().getmany(*tps, **kw)
+
+
+async def test_empty_fetches_before_any_answer_are_not_the_end_of_the_topic() -> None:
+    """Five empty fetches with no high watermark yet, then the records: all are read
+    (a read that stopped there returned nothing: seen as an empty changelog in a test)."""
+    consumer = SlowFirstFetch(stored=list(range(6)), high=6, listed=6)
+    records = await read_to_end(consumer, [TP], quiet_fetches=3)
+    assert [r.offset for r in records] == list(range(6))
+
+
+class NeverAnswers(FakeConsumer):
+    async def getmany(self, *tps: TopicPartition, **_: Any) -> dict[TopicPartition, list[Any]]:
+        self.fetches += 1
+        return {}
+
+
+async def test_no_fetch_answering_at_all_is_an_error() -> None:
+    """A broker that answers ListOffsets but no fetch: a timeout, not an empty topic."""
+    consumer = NeverAnswers(stored=list(range(6)), high=6, listed=6)
+    with pytest.raises(KafkaTimeoutError):
+        await read_to_end(consumer, [TP], quiet_fetches=3)
+    assert consumer.fetches == 60

@@ -78,9 +78,9 @@ async def test_s3_storage_keeps_acked_records_across_sigkill_but_list_offsets_st
     SIGKILLed and restarted, the producer writes again. Every acknowledged record is read
     back unchanged, the fetch's high watermark is one past the last acknowledged offset,
     and a consumer group's committed offset survives the kill; but ListOffsets(latest)
-    answers an early value that stopped advancing, more than a batch behind the end
-    (Apache Kafka answers the high watermark). Readers that stop at ListOffsets(latest)
-    miss acknowledged records."""
+    never answers the end: at best the last batch's base offset + 1, often an early value
+    that stopped advancing (Apache Kafka answers the high watermark). Readers that stop
+    at ListOffsets(latest) miss acknowledged records."""
     with LocalS3() as s3, EmbeddedBroker(s3=s3) as broker:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
@@ -114,5 +114,7 @@ async def test_s3_storage_keeps_acked_records_across_sigkill_but_list_offsets_st
     assert {o: v for o, v in acked.items() if got.get(o) != v} == {}  # nothing acked lost
     assert high == end == 6 * BATCH
     assert group_offset == 25
-    # the limitation: ListOffsets(latest) is more than one batch behind the end
-    assert listed < end - BATCH, listed
+    # the limitation: ListOffsets(latest) never answers the end: at best the last
+    # batch's base offset + 1 (the memory storage's quirk too), and in most runs here an
+    # earlier value that stopped advancing (e.g. 1 after 35 records; 51 of 60 in one CI run)
+    assert listed <= end - BATCH + 1, listed
