@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 START = datetime(2024, 3, 1, 9, tzinfo=UTC)
 ON_DISK = ("--store", "rocksdb://")
+CHANGELOG = "pectrack-pectrack-messages-changelog"
 
 
 def restored_records(worker: WorkerProcess) -> int:
@@ -47,11 +48,13 @@ async def test_on_disk_worker_killed_and_restarted_reads_only_the_changelog_tail
     worker = WorkerProcess(broker, tmp_path / "w", *args).start()
     try:
         await produce_traffic(broker.bootstrap, items)
-        seen = await kill_midway(worker, broker.bootstrap, after=200)
+        # killed once its table has reached the changelog, mid-stream
+        await kill_midway(worker, broker.bootstrap, after=100, topic=CHANGELOG)
+        seen = len(await read_all(broker.bootstrap, "pec.state-changes"))
         assert 0 < seen < sum(want.values())  # killed mid-stream, not after the end
         tables = list((tmp_path / "w" / "state").rglob("*pectrack-messages-*.db"))
         assert tables, "no RocksDB partition on disk"
-        written = len(await read_all(broker.bootstrap, "pectrack-pectrack-messages-changelog"))
+        written = len(await read_all(broker.bootstrap, CHANGELOG))  # all acknowledged
         worker.start()
         events = await settle(
             broker.bootstrap, "pec.state-changes", expected=sum(want.values()), timeout=240

@@ -132,13 +132,15 @@ async def settle(
     raise AssertionError(f"{topic}: {len(values)} records after {timeout}s, expected {expected}")
 
 
-async def kill_midway(worker: WorkerProcess, bootstrap: str, after: int) -> int:
-    """SIGKILL ``worker`` once more than ``after`` events are on ``pec.state-changes``
-    (or after 40 s); returns how many there were."""
+async def kill_midway(
+    worker: WorkerProcess, bootstrap: str, after: int, topic: str = "pec.state-changes"
+) -> int:
+    """SIGKILL ``worker`` once more than ``after`` records are on ``topic`` (or after
+    40 s); returns how many there were."""
     seen = 0
     for _ in range(200):
         await asyncio.sleep(0.2)
-        seen = len(await read_all(bootstrap, "pec.state-changes"))
+        seen = len(await read_all(bootstrap, topic))
         if seen > after:
             break
     worker.kill()
