@@ -3,7 +3,8 @@
 A timer cannot write the table (writes belong to the stream that owns the key), so it
 sends a ``check`` observation to the key's own partition of ``pec.receipts``; the
 correlate processor applies it like any other observation: it raises overdue flags,
-and evicts a message past its retention (:func:`pipeline.core.retention.step`).
+retires a finished message past its retention and deletes orphans and old markers
+(:func:`pipeline.core.retention.step`).
 
 The timer reads only the due-time index (:mod:`pipeline.streams.state`) of the
 partitions this worker is assigned now: its work grows with what is due, not with the
