@@ -33,7 +33,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pipeline.kafka_tls import KafkaTls, KafkaTlsError
+from pipeline.contracts import topics
+from pipeline.kafka.tls import KafkaTls, KafkaTlsError
 
 __all__ = [
     "SENT_NAMES",
@@ -124,12 +125,12 @@ class KafkaSettings:
     """Where records go. ``idempotence`` is on for Apache Kafka, off for the embedded broker."""
 
     bootstrap: str
-    topic: str = "pec.raw"
-    dead_letter_topic: str = "pec.raw.deadletter"
-    cursor_topic: str = "pec.agent.cursors"
+    topic: str = topics.RAW
+    dead_letter_topic: str = topics.RAW_DEAD_LETTER
+    cursor_topic: str = topics.AGENT_CURSORS
     idempotence: bool = True
     create_topics: bool = True
-    partitions: int = 6
+    partitions: int = topics.DEFAULT_PARTITIONS
     client_id: str = "pectrack-agent"
     tls: KafkaTls | None = None  # None: plaintext (``tls = true`` in [kafka] turns it on)
 

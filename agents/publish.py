@@ -22,8 +22,8 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from agents.config import KafkaSettings
 from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
 from agents.records import OutRecord
-from pipeline.kafka_read import read_to_end
-from pipeline.kafka_tls import KafkaTls, client_options
+from pipeline.kafka.read import read_to_end
+from pipeline.kafka.tls import KafkaTls, client_options
 
 __all__ = [
     "CursorStore",

@@ -12,8 +12,8 @@ exceptions are programming errors and ``ValueError`` from ``TrustStore.from_byte
 trust file that is not a certificate (the caller's configuration, not message input).
 """
 
-from pipeline.core.correlate import correlation_key, normalise_msgid
 from pipeline.core.examine import Examined, examine
+from pipeline.core.keys import correlation_key, normalise_msgid
 from pipeline.core.model import (
     Defect,
     DeliveryState,

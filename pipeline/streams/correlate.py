@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.codec import (
+from pipeline.contracts.codec import (
     SUSPECT_EVENTS,
     DecodeError,
     decode,
@@ -35,12 +35,12 @@ from pipeline.codec import (
     tracked_from_dict,
     tracked_to_dict,
 )
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.core.correlate import Deadlines, EventType, Tracked, TrackEvent
 from pipeline.core.model import DeliveryState
 from pipeline.core.observation import DeadlineCheck, Evidence, Observation, Submission
 from pipeline.core.retention import NOTHING, Fate, Retention, next_due, step, tally
-from pipeline.core.tracker import Deadlines, EventType, Tracked, TrackEvent
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
 from pipeline.streams.state import Entry, TableStore, Write
 

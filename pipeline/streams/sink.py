@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
 
+from pipeline.contracts.raw import DeadLetterHeader
+
 Headers = list[tuple[str, bytes]]
 
 
@@ -34,12 +36,13 @@ def dead_letter(
     """A record for ``pec.dlq``: the input unchanged, its ``source`` headers (those of the
     input record) and ``reason`` (a bounded code, the ``pec_dlq_total`` label) and
     ``detail`` (what exactly was wrong), replacing any a replayed dead letter carried."""
+    replaced = (DeadLetterHeader.REASON, DeadLetterHeader.DETAIL)
     headers: Headers = [
-        (name, data) for name, data in (source or {}).items() if name not in ("reason", "detail")
+        (name, data) for name, data in (source or {}).items() if name not in replaced
     ]
-    headers.append(("reason", reason.encode()))
+    headers.append((DeadLetterHeader.REASON, reason.encode()))
     if detail:
-        headers.append(("detail", detail[:200].encode()))
+        headers.append((DeadLetterHeader.DETAIL, detail[:200].encode()))
     return Record(topic, key or b"", value or b"", headers)
 
 

@@ -1,7 +1,7 @@
 """The correlate table's local storage: one partition at a time, with a due-time index.
 
 The table (faust ``Table``, backed by its changelog topic) holds one encoded
-:class:`~pipeline.core.tracker.Tracked` per correlation key. Beside each partition's
+:class:`~pipeline.core.correlate.Tracked` per correlation key. Beside each partition's
 values this module keeps, written in the same batch:
 
 * a **due-time index**: ``(due, key)`` entries from :func:`pipeline.core.retention.next_due`,

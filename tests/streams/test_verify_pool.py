@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pectrack.cli import worker as cli
+from pipeline.contracts.metrics import StreamMetrics
 from pipeline.core.examine import examine
 from pipeline.core.trust import TrustStore
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings, from_environment
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
-from pipeline.streams import cli
+from pipeline.streams.settings import StreamSettings, from_arguments, from_environment
 from pipeline.streams.sink import RecordingSink
 from pipeline.streams.verify import Item, Verifier
 from tests.factories import anchor_pem
@@ -147,5 +147,5 @@ def test_verify_processes_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
     args = parser.parse_args(["worker", "--verify-processes", "3"])
-    assert cli.settings_from(args).verify_processes == 3
-    assert cli.settings_from(parser.parse_args(["worker"])).verify_processes == 1
+    assert from_arguments(args).verify_processes == 3
+    assert from_arguments(parser.parse_args(["worker"])).verify_processes == 1

@@ -21,8 +21,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from pipeline.embedded import EmbeddedBroker
-from pipeline.kafka_read import read_to_end
+from pipeline.dev.embedded import EmbeddedBroker
+from pipeline.kafka.read import read_to_end
 
 __all__ = ["TopicTail", "header", "read_all", "running_broker", "wait_for_count"]
 
@@ -49,7 +49,7 @@ async def read_all(
     bootstrap: str, topic: str, *, client: Mapping[str, Any] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record currently in ``topic`` (empty if the topic does not exist), read to
-    the fetch's high watermark (:func:`pipeline.kafka_read.read_to_end`); ``client``:
+    the fetch's high watermark (:func:`pipeline.kafka.read.read_to_end`); ``client``:
     extra aiokafka options (TLS)."""
     consumer = AIOKafkaConsumer(
         **(client or {}), bootstrap_servers=bootstrap, enable_auto_commit=False

@@ -1,0 +1,59 @@
+"""The pec.raw contract: what the agent writes is what the workers read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.contracts.raw import (
+    FolderRole,
+    RawOrigin,
+    folder_role,
+    raw_headers,
+    read_origin,
+)
+
+texts = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs")), min_size=1, max_size=30)
+
+
+@given(
+    mailbox=texts,
+    folder=texts,
+    uid=st.integers(1, 2**32 - 1),
+    uidvalidity=st.integers(1, 2**32 - 1),
+    role=st.sampled_from(FolderRole),
+    at=st.none() | st.datetimes(timezones=st.just(UTC)),
+)
+def test_read_origin_reads_back_what_raw_headers_wrote(
+    mailbox: str, folder: str, uid: int, uidvalidity: int, role: FolderRole, at: datetime | None
+) -> None:
+    origin = RawOrigin(mailbox, folder, uid, uidvalidity, at, "ab" * 32, role)
+    assert read_origin(b"other-key", dict(raw_headers(origin))) == origin
+
+
+def test_sent_copies_follow_the_agents_folder_role() -> None:
+    """``folder-role`` wins over the folder's name; without it, every folder but INBOX."""
+    assert RawOrigin("m", "Archivio", role=FolderRole.SENT).holds_sent_copies
+    assert not RawOrigin("m", "Archivio", role=FolderRole.ARCHIVE).holds_sent_copies
+    assert not RawOrigin("m", "Posta inviata", role=FolderRole.INBOX).holds_sent_copies
+    assert RawOrigin("m", "Archivio").holds_sent_copies
+    assert not RawOrigin("m", " inbox ").holds_sent_copies
+
+
+def test_folder_role_of_the_agent() -> None:
+    assert folder_role(" Inbox ") is FolderRole.INBOX
+    assert folder_role("Archivio", "\\Archive") is FolderRole.ARCHIVE
+    assert folder_role("Posta inviata", "\\Sent") is FolderRole.SENT
+    assert folder_role("Elementi inviati") is FolderRole.SENT
+
+
+def test_read_origin_never_raises_on_foreign_headers() -> None:
+    """Another producer's record: missing or garbage values are left out, the key names
+    the mailbox, the folder is INBOX."""
+    origin = read_origin(
+        b"box-7",
+        {"uid": b"-1", "uidvalidity": b"x" * 50, "internal-date": b"ieri", "folder-role": b"?"},
+    )
+    assert origin == RawOrigin("box-7", "INBOX")
