@@ -40,9 +40,9 @@ __all__ = [
     "SENT_NAMES",
     "SPECIAL_USE",
     "AgentConfig",
+    "AgentLimits",
     "ConfigError",
     "KafkaSettings",
-    "Limits",
     "MailboxConfig",
     "Secret",
     "TlsMode",
@@ -136,7 +136,7 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class AgentLimits:
     """Batching, size and timing bounds; see ``examples/agent.toml`` for the reasons."""
 
     max_message_bytes: int = 10 * 1024 * 1024
@@ -157,7 +157,7 @@ class AgentConfig:
     """Everything one ``pectrack agent`` process needs."""
 
     kafka: KafkaSettings
-    limits: Limits
+    limits: AgentLimits
     mailboxes: tuple[MailboxConfig, ...]
 
 
@@ -182,7 +182,7 @@ def parse_config(
     if "bootstrap" not in kafka:
         raise ConfigError("[kafka] bootstrap is required")
     kafka_settings = _kafka(kafka, base_dir)
-    limits = Limits(**_typed(_section(data, "limits"), Limits, "limits"))
+    limits = AgentLimits(**_typed(_section(data, "limits"), AgentLimits, "limits"))
     if limits.idle_seconds > 29 * 60:
         raise ConfigError("[limits] idle_seconds must stay under 29 minutes (RFC 2177)")
     defaults = _section(data, "mailbox_defaults")

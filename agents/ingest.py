@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agents.backoff import Backoff
-from agents.config import KafkaSettings, Limits, MailboxConfig
+from agents.config import AgentLimits, KafkaSettings, MailboxConfig
 from agents.cursor import FolderCursor, FolderPlan, FolderStatus, plan_folder
 from agents.fetch_batches import FetchBatch, Oversized, chunked, plan_batches, shrink
 from agents.imap.session import (
@@ -93,7 +93,7 @@ class WorkerContext:
     """What every mailbox worker of a process shares."""
 
     kafka: KafkaSettings
-    limits: Limits
+    limits: AgentLimits
     publisher: Publisher
     cursors: Cursors
     metrics: IngestMetrics

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from pipeline.contracts.headers import Headers
 from pipeline.contracts.raw import (
     FolderRole,
-    Headers,
     RawOrigin,
     dead_letter_headers,
     folder_role,

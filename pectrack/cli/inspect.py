@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.codec import dumps, examined_to_dict
-from pipeline.core.examine import examine
+from pipeline.core import TrustStore, examine
 from pipeline.core.mime import split_entity
-from pipeline.core.trust import TrustStore
 from pipeline.trust import TrustStoreError, default_trust_store, load_trust_store
 
 _HEADER_LINE = re.compile(rb"^(?:[!-9;-~]+:|From )")

@@ -45,8 +45,8 @@ from urllib.parse import quote
 import orjson
 
 from pipeline.contracts.codec import DecodeError, event_to_dict
-from pipeline.core.correlate import EventType, SignatureVerdict, TrackEvent
-from pipeline.core.model import DeliveryState
+from pipeline.contracts.headers import Headers
+from pipeline.core import DeliveryState, EventType, SignatureVerdict, TrackEvent
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
@@ -70,7 +70,6 @@ SPECVERSION = "1.0"
 # The CloudEvents partitioning extension: the Kafka key, so an SDK maps it back and forth.
 PARTITIONKEY = "partitionkey"
 
-Headers = list[tuple[str, bytes]]
 _EnumT = TypeVar("_EnumT", bound=enum.Enum)
 
 

@@ -12,30 +12,32 @@ from typing import Any, TypeVar
 
 import orjson
 
-from pipeline.core.correlate import (
-    EventType,
-    OverdueReason,
-    SignatureVerdict,
-    Suspect,
-    Tracked,
-    TrackEvent,
-)
-from pipeline.core.examine import Examined
-from pipeline.core.keys import correlation_key, normalise_address, normalise_msgid
-from pipeline.core.lifecycle import Event, MessageState, Receipt, RecipientState
-from pipeline.core.model import (
+from pipeline.core import (
+    DeadlineCheck,
     DeliveryState,
+    Event,
+    EventType,
+    Evidence,
+    Examined,
+    MessageState,
+    Observation,
+    OverdueReason,
     PecMessage,
+    Receipt,
     Recipient,
+    RecipientState,
     RecipientType,
     SignatureReport,
-)
-from pipeline.core.observation import (
-    DeadlineCheck,
-    Evidence,
-    Observation,
+    SignatureVerdict,
     Submission,
+    Suspect,
     SuspectReceipt,
+    Tracked,
+    TrackEvent,
+    correlation_key,
+    normalise_address,
+    normalise_msgid,
+    verdict_of_reason,
 )
 
 _EnumT = TypeVar("_EnumT", bound=Enum)
@@ -226,11 +228,6 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
     }
 
 
-SUSPECT_EVENTS = frozenset(
-    {EventType.SIGNATURE_INVALID, EventType.UNTRUSTED_SIGNER, EventType.RECEIPT_REJECTED}
-)
-
-
 def observation_from_dict(value: object) -> Observation | DeadlineCheck:
     """A ``pec.receipts`` record. Its key must be the correlation key of its mailbox and
     (normalised) msgid: that is the partition, and the table entry, it is applied to."""
@@ -266,13 +263,13 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
         return Evidence(key, mailbox, msgid, receipt, _str(data, "kind"), provider)
     if kind == "suspect":
         event = _enum(EventType, data, "event")
-        if event not in SUSPECT_EVENTS:
+        if not event.reports_suspect:
             raise DecodeError(f"event: {event.value!r} is not a suspect receipt's event")
         reason = _str(data, "reason")
         signature = (
             _enum(SignatureVerdict, data, "signature")
             if data.get("signature") is not None
-            else _legacy_verdict(event, reason)
+            else verdict_of_reason(event, reason)
         )
         suspect = Suspect(
             receipt_id=_str(data, "receipt_id"),
@@ -428,20 +425,6 @@ def signature_outcome(event: TrackEvent) -> str | None:
     (:class:`pipeline.core.correlate.SignatureVerdict`), ``None`` when the event is not about
     a receipt (submission, overdue)."""
     return event.signature.value if event.signature is not None else None
-
-
-def _legacy_verdict(event: EventType, reason: str) -> SignatureVerdict:
-    """A suspect record written before the ``signature`` field existed (rolling upgrade):
-    the verdict as those versions published it, from the event and the defect codes."""
-    codes = {piece.split(":", 1)[0].strip() for piece in reason.split("; ")}
-    if event is EventType.SIGNATURE_INVALID:
-        missing = "signature-missing" in codes
-        return SignatureVerdict.MISSING if missing else SignatureVerdict.INVALID
-    if event is EventType.UNTRUSTED_SIGNER:
-        return SignatureVerdict.UNTRUSTED
-    if any(code.startswith("signer-") for code in codes):
-        return SignatureVerdict.SIGNER_MISMATCH
-    return SignatureVerdict.VALID_TRUSTED
 
 
 def message_state_to_dict(tracked: Tracked, schema: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ it was read::
 ``folder-role`` tells the workers where the user's sent copies are (:func:`folder_role`).
 A dead letter (``pec.raw.deadletter`` from the agent, ``pec.dlq`` from the workers)
 keeps the headers of the record it replaces and adds :class:`DeadLetterHeader` ones.
+Header names are written as plain ``str`` (``.value``): aiokafka's record builder
+refuses a ``str`` subclass.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from pipeline.contracts.headers import Headers
+
 __all__ = [
     "DeadLetterHeader",
     "FolderRole",
-    "Headers",
     "RawHeader",
     "RawOrigin",
     "dead_letter_headers",
@@ -31,8 +34,6 @@ __all__ = [
     "raw_headers",
     "read_origin",
 ]
-
-Headers = tuple[tuple[str, bytes], ...]  # Kafka record headers, in order
 
 
 class RawHeader(StrEnum):
@@ -92,9 +93,9 @@ def raw_headers(origin: RawOrigin) -> Headers:
     role = origin.role or folder_role(origin.folder)
     return (
         *_location(origin),
-        (RawHeader.INTERNAL_DATE, _iso(origin.internal_date).encode()),
-        (RawHeader.CONTENT_KEY, origin.content_key.encode()),
-        (RawHeader.FOLDER_ROLE, role.value.encode()),
+        (RawHeader.INTERNAL_DATE.value, _iso(origin.internal_date).encode()),
+        (RawHeader.CONTENT_KEY.value, origin.content_key.encode()),
+        (RawHeader.FOLDER_ROLE.value, role.value.encode()),
     )
 
 
@@ -102,8 +103,8 @@ def dead_letter_headers(origin: RawOrigin, reason: str, size: int) -> Headers:
     """The headers of an agent dead letter: where the message is, why, and its size."""
     return (
         *_location(origin),
-        (DeadLetterHeader.REASON, reason.encode()),
-        (DeadLetterHeader.SIZE, str(size).encode()),
+        (DeadLetterHeader.REASON.value, reason.encode()),
+        (DeadLetterHeader.SIZE.value, str(size).encode()),
     )
 
 
@@ -133,10 +134,10 @@ def header_text(value: bytes | str | None) -> str:
 
 def _location(origin: RawOrigin) -> Sequence[tuple[str, bytes]]:
     return (
-        (RawHeader.MAILBOX, origin.mailbox.encode()),
-        (RawHeader.FOLDER, origin.folder.encode()),
-        (RawHeader.UID, str(origin.uid).encode()),
-        (RawHeader.UIDVALIDITY, str(origin.uidvalidity).encode()),
+        (RawHeader.MAILBOX.value, origin.mailbox.encode()),
+        (RawHeader.FOLDER.value, origin.folder.encode()),
+        (RawHeader.UID.value, str(origin.uid).encode()),
+        (RawHeader.UIDVALIDITY.value, str(origin.uidvalidity).encode()),
     )
 
 

@@ -22,9 +22,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipeline.contracts.cloudevents import Headers, Mode, encode_event
+from pipeline.contracts.cloudevents import Mode, encode_event
 from pipeline.contracts.codec import dumps, message_state_to_dict
-from pipeline.core.correlate import Tracked, TrackEvent
+from pipeline.contracts.headers import Headers
+from pipeline.core import Tracked, TrackEvent
 
 __all__ = [
     "DEFAULT_SCHEMA_BASE",

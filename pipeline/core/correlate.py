@@ -35,6 +35,16 @@ class EventType(StrEnum):
     OVERDUE = "overdue"
     OVERDUE_CLEARED = "overdue-cleared"
 
+    @property
+    def reports_suspect(self) -> bool:
+        """The event of a receipt reported but never applied (a suspect receipt)."""
+        return self in _SUSPECT_EVENTS
+
+
+_SUSPECT_EVENTS = frozenset(
+    {EventType.SIGNATURE_INVALID, EventType.UNTRUSTED_SIGNER, EventType.RECEIPT_REJECTED}
+)
+
 
 class SignatureVerdict(StrEnum):
     """What a receipt's signature check found, as published on its event."""
@@ -141,7 +151,7 @@ def submit(
 ) -> tuple[Tracked, tuple[TrackEvent, ...]]:
     """Register the sent message; new recipients appear as ``submitted``."""
     before = {r.address for r in tracked.message.recipients}
-    message = lifecycle.submit(tracked.message, sender, recipients, at)
+    message = lifecycle.record_submission(tracked.message, sender, recipients, at)
     events = tuple(
         _event(
             tracked,

@@ -29,6 +29,7 @@ from pipeline.core.correlate import (
     seen,
     submit,
 )
+from pipeline.core.defects import DefectCode
 from pipeline.core.examine import Examined
 from pipeline.core.keys import correlation_key
 from pipeline.core.lifecycle import Receipt
@@ -167,6 +168,24 @@ def signature_verdict(examined: Examined) -> SignatureVerdict:
     if any(d.code.about_signer for d in examined.disqualifying_defects):
         return SignatureVerdict.SIGNER_MISMATCH
     return SignatureVerdict.VALID_TRUSTED
+
+
+def verdict_of_reason(event: EventType, reason: str) -> SignatureVerdict:
+    """The verdict of a suspect receipt recorded without one (its ``reason`` lists the
+    defect codes, ``"code: detail; code: detail"``): records of pec.receipts written
+    before suspects carried their verdict."""
+    codes = {piece.split(":", 1)[0].strip() for piece in reason.split("; ")}
+    if event is EventType.SIGNATURE_INVALID:
+        missing = DefectCode.SIGNATURE_MISSING in codes
+        return SignatureVerdict.MISSING if missing else SignatureVerdict.INVALID
+    if event is EventType.UNTRUSTED_SIGNER:
+        return SignatureVerdict.UNTRUSTED
+    if any(code in _ABOUT_SIGNER for code in codes):
+        return SignatureVerdict.SIGNER_MISMATCH
+    return SignatureVerdict.VALID_TRUSTED
+
+
+_ABOUT_SIGNER = frozenset(code.value for code in DefectCode if code.about_signer)
 
 
 def _suspect(examined: Examined) -> Suspect:

@@ -28,10 +28,10 @@ from pipeline.contracts.codec import (
     tracked_from_dict,
 )
 from pipeline.contracts.metrics import StreamMetrics
-from pipeline.core.keys import correlation_key, normalise_msgid
-from pipeline.core.trust import TrustStore
+from pipeline.core import TrustStore, correlation_key, normalise_msgid
 from pipeline.streams.batching import Batcher, Handler
-from pipeline.streams.correlate import Correlator, EventClock
+from pipeline.streams.clock import EventClock
+from pipeline.streams.correlate import Correlator
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.faustapp import PipelineApp
 from pipeline.streams.settings import StreamSettings

@@ -22,12 +22,10 @@ test as transitions that skipped a state).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from pipeline.contracts.codec import (
-    SUSPECT_EVENTS,
     DecodeError,
     decode,
     dumps,
@@ -36,10 +34,24 @@ from pipeline.contracts.codec import (
     tracked_to_dict,
 )
 from pipeline.contracts.metrics import StreamMetrics
-from pipeline.core.correlate import Deadlines, EventType, Tracked, TrackEvent
-from pipeline.core.model import DeliveryState
-from pipeline.core.observation import DeadlineCheck, Evidence, Observation, Submission
-from pipeline.core.retention import NOTHING, Fate, Retention, next_due, step, tally
+from pipeline.core import (
+    NOTHING,
+    DeadlineCheck,
+    Deadlines,
+    DeliveryState,
+    EventType,
+    Evidence,
+    Fate,
+    Observation,
+    Retention,
+    Submission,
+    Tracked,
+    TrackEvent,
+    next_due,
+    step,
+    tally,
+)
+from pipeline.streams.clock import EventClock, micros
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
 from pipeline.streams.state import Entry, TableStore, Write
@@ -47,29 +59,11 @@ from pipeline.streams.state import Entry, TableStore, Write
 log = logging.getLogger(__name__)
 
 # (Kafka key, value, partition) of one pec.receipts record
-Item = tuple[bytes | None, bytes | None, int | None]
+ReceiptItem = tuple[bytes | None, bytes | None, int | None]  # key, value, offset
 
 FAILED = (DeliveryState.DELIVERY_FAILED, DeliveryState.VIRUS, DeliveryState.REJECTED)
 # pec_delivery_latency_seconds{phase}: the transitions that end a phase
 PHASES = {DeliveryState.ACCEPTED: "acceptance", DeliveryState.DELIVERED: "delivery"}
-
-
-@dataclass
-class EventClock:
-    """``now`` for deadlines: the wall clock, or the newest daticert time seen ("event")."""
-
-    mode: str
-    wall: Callable[[], datetime] | None = field(default=None, repr=False)
-    newest: datetime | None = None
-
-    def observe(self, at: datetime | None) -> None:
-        if at is not None and (self.newest is None or at > self.newest):
-            self.newest = at
-
-    def now(self) -> datetime | None:
-        if self.mode == "event":
-            return self.newest
-        return self.wall() if self.wall is not None else None
 
 
 @dataclass
@@ -122,7 +116,7 @@ class Correlator:
     ) -> None:
         await self.handle_batch([(key, value, partition)])
 
-    async def handle_batch(self, batch: Sequence[Item]) -> None:
+    async def handle_batch(self, batch: Sequence[ReceiptItem]) -> None:
         """Apply records in order; publish their events and each changed key's latest
         message state (one wait for all acks), then one changelog record per changed
         key (a second wait), then the local store. Records of one key in a batch are
@@ -219,7 +213,7 @@ class Correlator:
 
     def _count(self, event: TrackEvent) -> None:
         metrics = self.metrics
-        if event.type in SUSPECT_EVENTS:
+        if event.type.reports_suspect:
             metrics.labelled(metrics.signature_failures, event.type.value).inc()
             return
         if event.type is not EventType.STATE_CHANGE or event.after is None:
@@ -244,8 +238,3 @@ def _kind(observation: Observation | DeadlineCheck) -> str:
     if isinstance(observation, Evidence):
         return observation.kind
     return "suspect"
-
-
-def micros(at: datetime) -> int:
-    """Microseconds since the epoch: the due-time index's clock."""
-    return int(at.timestamp() * 1_000_000)

@@ -27,10 +27,8 @@ from pipeline.contracts.codec import (
     tracked_from_dict,
 )
 from pipeline.contracts.metrics import StreamMetrics
-from pipeline.core.correlate import Deadlines
-from pipeline.core.observation import DeadlineCheck
-from pipeline.core.retention import NOTHING, Retention, next_due
-from pipeline.streams.correlate import EventClock, micros
+from pipeline.core import NOTHING, DeadlineCheck, Deadlines, Retention, next_due
+from pipeline.streams.clock import EventClock, micros
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink
 from pipeline.streams.state import Due, PartitionState, TableStore

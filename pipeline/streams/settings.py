@@ -21,8 +21,7 @@ from typing import Any, get_args, get_type_hints
 from pipeline.contracts import topics
 from pipeline.contracts.cloudevents import Mode
 from pipeline.contracts.schemas import DEFAULT_SCHEMA_BASE, Publication, check_schema_base
-from pipeline.core.correlate import Deadlines
-from pipeline.core.retention import Retention
+from pipeline.core import Deadlines, Retention
 from pipeline.kafka.tls import KafkaTls
 
 _DEADLINES = Deadlines()

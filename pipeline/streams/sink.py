@@ -10,9 +10,8 @@ from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
 
+from pipeline.contracts.headers import Headers
 from pipeline.contracts.raw import DeadLetterHeader
-
-Headers = list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +36,12 @@ def dead_letter(
     input record) and ``reason`` (a bounded code, the ``pec_dlq_total`` label) and
     ``detail`` (what exactly was wrong), replacing any a replayed dead letter carried."""
     replaced = (DeadLetterHeader.REASON, DeadLetterHeader.DETAIL)
-    headers: Headers = [
+    headers: list[tuple[str, bytes]] = [
         (name, data) for name, data in (source or {}).items() if name not in replaced
     ]
-    headers.append((DeadLetterHeader.REASON, reason.encode()))
+    headers.append((DeadLetterHeader.REASON.value, reason.encode()))
     if detail:
-        headers.append((DeadLetterHeader.DETAIL, detail[:200].encode()))
+        headers.append((DeadLetterHeader.DETAIL.value, detail[:200].encode()))
     return Record(topic, key or b"", value or b"", headers)
 
 

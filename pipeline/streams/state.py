@@ -33,7 +33,7 @@ from faust.stores import memory as faust_memory
 from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
-from pipeline.core.retention import NOTHING, Tally
+from pipeline.core import NOTHING, Tally
 
 DUE_PREFIX = b"\x00pectrack-due\x00"  # correlation keys never start with NUL
 TALLY_KEY = b"\x00pectrack-tally"

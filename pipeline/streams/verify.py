@@ -26,17 +26,23 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pipeline.contracts.codec import dumps, observation_to_dict
 from pipeline.contracts.metrics import StreamMetrics
 from pipeline.contracts.raw import DeadLetterHeader, read_origin
-from pipeline.core.examine import Examined, examine
+from pipeline.core import (
+    Examined,
+    Ignored,
+    Limits,
+    TrustStore,
+    Unroutable,
+    examine,
+    load_certificates,
+    observe_message,
+)
 from pipeline.core.mime import header_section
-from pipeline.core.observation import Ignored, Unroutable, observe_message
-from pipeline.core.parse import Limits
-from pipeline.core.trust import TrustStore, load_certificates
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
 
 log = logging.getLogger(__name__)
 
-Item = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, headers
+RawItem = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, headers
 
 # Largest message a dead letter carries whole. faust's producer refuses requests over
 # 1,000,000 bytes (producer_max_request_size) and Kafka's default message.max.bytes is
@@ -60,7 +66,7 @@ class Verifier:
     ) -> None:
         await self.handle_batch([(key, raw, headers)])
 
-    async def handle_batch(self, batch: Sequence[Item]) -> None:
+    async def handle_batch(self, batch: Sequence[RawItem]) -> None:
         """Verify a batch; return once every resulting record is acknowledged."""
         examined = await self._examine_batch(batch)
         records = [
@@ -105,7 +111,7 @@ class Verifier:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    async def _examine_batch(self, batch: Sequence[Item]) -> list[Examined | None]:
+    async def _examine_batch(self, batch: Sequence[RawItem]) -> list[Examined | None]:
         """Each item examined by the pool, in order; ``None`` where :meth:`plan` will
         examine (no pool) or has nothing to examine (a dead letter)."""
         processes = self.settings.verify_processes
@@ -174,8 +180,8 @@ class Verifier:
             value = header_section(raw, DLQ_MAX_VALUE_BYTES)
             source = {
                 **headers,
-                DeadLetterHeader.TRUNCATED: b"header-section",
-                DeadLetterHeader.SIZE: str(len(raw)).encode(),
+                DeadLetterHeader.TRUNCATED.value: b"header-section",
+                DeadLetterHeader.SIZE.value: str(len(raw)).encode(),
             }
         return dead_letter(self.settings.dlq_topic, key, value, reason, detail, source=source)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from pipeline.core.trust import TrustStore
+from pipeline.core import TrustStore
 
 _SUFFIXES = {".pem", ".crt", ".cer", ".der"}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.config import KafkaSettings, Limits, MailboxConfig, Secret, TlsMode
+from agents.config import AgentLimits, KafkaSettings, MailboxConfig, Secret, TlsMode
 from agents.cursor import FolderCursor, FolderStatus
 from agents.imap.session import (
     ImapDroppedError,
@@ -164,7 +164,7 @@ async def run_worker(
 
     ctx = WorkerContext(
         kafka=KafkaSettings(bootstrap="unused"),
-        limits=Limits(backoff_base=0.001, backoff_cap=0.001, **limits),
+        limits=AgentLimits(backoff_base=0.001, backoff_cap=0.001, **limits),
         publisher=kafka,
         cursors=kafka,
         metrics=metrics,

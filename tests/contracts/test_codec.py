@@ -48,7 +48,8 @@ from pipeline.core.observation import (
 from pipeline.core.retention import NOTHING
 from pipeline.core.trust import TrustStore
 from pipeline.simulate.traffic import generate_traffic
-from pipeline.streams.correlate import Correlator, EventClock
+from pipeline.streams.clock import EventClock
+from pipeline.streams.correlate import Correlator
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import RecordingSink

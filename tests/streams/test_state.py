@@ -24,7 +24,8 @@ from pipeline.core.lifecycle import Event, Receipt
 from pipeline.core.model import Recipient, RecipientType
 from pipeline.core.observation import Evidence, Observation, Submission
 from pipeline.core.retention import is_expired
-from pipeline.streams.correlate import Correlator, EventClock
+from pipeline.streams.clock import EventClock
+from pipeline.streams.correlate import Correlator
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import RecordingSink
