@@ -253,7 +253,7 @@ class MailboxWorker:
         sync of 100,000 messages queues for a slot again after every batch, so a mailbox
         woken by IDLE waits for one batch of each sync ahead of it, not for their end.
         The asyncio semaphore wakes waiters in FIFO order. Between batches nothing is
-        in flight, so the cursor-after-ack order holds as before.
+        in flight, so a cursor still moves only after its records are acknowledged.
         """
         box, limits, active = self.box, self.ctx.limits, self.ctx.active
         async with active:

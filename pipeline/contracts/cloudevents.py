@@ -44,7 +44,15 @@ from urllib.parse import quote
 
 import orjson
 
-from pipeline.contracts.codec import DecodeError, event_to_dict
+from pipeline.contracts.codec import (
+    DecodeError,
+    event_to_dict,
+    read_enum,
+    read_opt_enum,
+    read_opt_str,
+    read_str,
+    read_time,
+)
 from pipeline.contracts.headers import Headers
 from pipeline.core import DeliveryState, EventType, SignatureVerdict, TrackEvent
 
@@ -219,75 +227,40 @@ def _json_object(value: bytes | None, what: str) -> dict[str, Any]:
     return loaded
 
 
-def _text(data: Mapping[str, Any], name: str) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value:
-        raise DecodeError(f"{name}: expected a non-empty string")
-    return value
-
-
-def _opt_text(data: Mapping[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is not None and not isinstance(value, str):
-        raise DecodeError(f"{name}: expected a string or null")
-    return value
-
-
-def _when(text: str | None, name: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise DecodeError(f"{name}: not an RFC 3339 time: {text[:40]!r}") from exc
-    if parsed.utcoffset() is None:
-        raise DecodeError(f"{name}: time without a UTC offset: {text[:40]!r}")
-    return parsed
-
-
-def _member(kind: type[_EnumT], value: str | None, name: str) -> _EnumT | None:
-    if value is None:
-        return None
-    try:
-        return kind(value)
-    except ValueError as exc:
-        raise DecodeError(f"{name}: unknown value {value[:40]!r}") from exc
-
-
 def _state_change(attributes: Mapping[str, Any], data: object) -> StateChange:
     if attributes.get("specversion") != SPECVERSION:
         raise DecodeError(f"specversion: expected {SPECVERSION!r}")
     if not isinstance(data, dict):
         raise DecodeError("data: expected a JSON object")
-    kind = _text(attributes, "type")
+    kind = read_str(attributes, "type", non_empty=True)
     if not kind.startswith(TYPE_PREFIX):
         raise DecodeError(f"type: not a pectrack event: {kind[:40]!r}")
     latency = data.get("latency_seconds")
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int | float)):
         raise DecodeError("latency_seconds: expected a number or null")
-    time = _when(_text(attributes, "time"), "time")
-    event_type = _member(EventType, kind.removeprefix(TYPE_PREFIX), "type")
-    assert time is not None
-    assert event_type is not None
+    time = read_time(attributes, "time")
+    if time is None:
+        raise DecodeError("time: expected a non-empty string")
+    event_type = read_enum(EventType, {"type": kind.removeprefix(TYPE_PREFIX)}, "type")
     return StateChange(
-        id=_text(attributes, "id"),
+        id=read_str(attributes, "id", non_empty=True),
         type=event_type,
-        source=_text(attributes, "source"),
+        source=read_str(attributes, "source", non_empty=True),
         time=time,
-        dataschema=_text(attributes, "dataschema"),
-        key=_text(data, "key"),
-        mailbox=_text(data, "mailbox"),
-        msgid=_text(data, "msgid"),
-        recipient=_opt_text(data, "recipient"),
-        from_state=_member(DeliveryState, _opt_text(data, "from_state"), "from_state"),
-        to_state=_member(DeliveryState, _opt_text(data, "to_state"), "to_state"),
-        receipt_kind=_opt_text(data, "receipt_kind"),
-        receipt_id=_opt_text(data, "receipt_id"),
-        provider=_opt_text(data, "provider"),
-        daticert_time=_when(_opt_text(data, "daticert_time"), "daticert_time"),
+        dataschema=read_str(attributes, "dataschema", non_empty=True),
+        key=read_str(data, "key", non_empty=True),
+        mailbox=read_str(data, "mailbox", non_empty=True),
+        msgid=read_str(data, "msgid", non_empty=True),
+        recipient=read_opt_str(data, "recipient"),
+        from_state=read_opt_enum(DeliveryState, data, "from_state"),
+        to_state=read_opt_enum(DeliveryState, data, "to_state"),
+        receipt_kind=read_opt_str(data, "receipt_kind"),
+        receipt_id=read_opt_str(data, "receipt_id"),
+        provider=read_opt_str(data, "provider"),
+        daticert_time=read_time(data, "daticert_time"),
         latency_seconds=float(latency) if latency is not None else None,
-        latency_from=_opt_text(data, "latency_from"),
-        outcome=_opt_text(data, "outcome"),
-        reason=_opt_text(data, "reason"),
-        signature=_member(SignatureVerdict, _opt_text(data, "signature"), "signature"),
+        latency_from=read_opt_str(data, "latency_from"),
+        outcome=read_opt_str(data, "outcome"),
+        reason=read_opt_str(data, "reason"),
+        signature=read_opt_enum(SignatureVerdict, data, "signature"),
     )

@@ -6,6 +6,7 @@ processors' event schema builds on the same functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -123,20 +124,24 @@ def _object(value: object, where: str) -> dict[str, Any]:
     return value
 
 
-def _field(data: dict[str, Any], name: str) -> Any:
+def _field(data: Mapping[str, Any], name: str) -> Any:
     if name not in data:
         raise DecodeError(f"missing field {name!r}")
     return data[name]
 
 
-def _str(data: dict[str, Any], name: str) -> str:
+def read_str(data: Mapping[str, Any], name: str, *, non_empty: bool = False) -> str:
+    """A field of a decoded JSON object that must be a string (``DecodeError`` if not)."""
     value = _field(data, name)
     if not isinstance(value, str):
         raise DecodeError(f"{name}: expected a string, not {type(value).__name__}")
+    if non_empty and not value:
+        raise DecodeError(f"{name}: expected a non-empty string")
     return value
 
 
-def _opt_str(data: dict[str, Any], name: str) -> str | None:
+def read_opt_str(data: Mapping[str, Any], name: str) -> str | None:
+    """A string field that may be missing or null."""
     value = data.get(name)
     if value is not None and not isinstance(value, str):
         raise DecodeError(f"{name}: expected a string or null, not {type(value).__name__}")
@@ -157,10 +162,10 @@ def _strings(data: dict[str, Any], name: str, *, default: list[Any] | None = Non
     return values
 
 
-def _time(data: dict[str, Any], name: str) -> datetime | None:
+def read_time(data: Mapping[str, Any], name: str) -> datetime | None:
     """An ISO 8601 time with its UTC offset (naive times cannot be compared with the
     daticert times the lifecycle holds); missing, null or empty: ``None``."""
-    value = _opt_str(data, name)
+    value = read_opt_str(data, name)
     if not value:
         return None
     try:
@@ -174,8 +179,14 @@ def _time(data: dict[str, Any], name: str) -> datetime | None:
     return parsed
 
 
-def _enum(cls: type[_EnumT], data: dict[str, Any], name: str) -> _EnumT:
-    value = _str(data, name)
+def read_opt_enum(cls: type[_EnumT], data: Mapping[str, Any], name: str) -> _EnumT | None:
+    """An enum field that may be missing or null."""
+    return None if data.get(name) is None else read_enum(cls, data, name)
+
+
+def read_enum(cls: type[_EnumT], data: Mapping[str, Any], name: str) -> _EnumT:
+    """An enum field, by value (``DecodeError`` naming the field for an unknown one)."""
+    value = read_str(data, name)
     member: _EnumT | None = cls._value2member_map_.get(value)  # type: ignore[assignment]
     if member is not None:  # Enum's own lookup, without EnumType.__call__ per field
         return member
@@ -234,50 +245,51 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
     data = _object(value, "observation")
     if data.get("schema") != OBSERVATION_SCHEMA:
         raise DecodeError(f"unknown schema {str(data.get('schema'))[:40]!r}")
-    key, mailbox, msgid = _str(data, "key"), _str(data, "mailbox"), _str(data, "msgid")
+    key, mailbox, msgid = read_str(data, "key"), read_str(data, "mailbox"), read_str(data, "msgid")
     if normalise_msgid(msgid) != msgid or key != correlation_key(mailbox, msgid):
         raise DecodeError("key, mailbox and msgid do not form a correlation key")
-    kind = _str(data, "type")
+    kind = read_str(data, "type")
     if kind == "check":
-        now = _time(data, "now")
+        now = read_time(data, "now")
         if now is None:
             raise DecodeError("check without now")
         return DeadlineCheck(key, mailbox, msgid, now)
     if kind == "submission":
         recipients = tuple(_strings(data, "recipients"))
         return Submission(
-            key, mailbox, msgid, _opt_str(data, "sender"), recipients, _time(data, "at")
+            key, mailbox, msgid, read_opt_str(data, "sender"), recipients, read_time(data, "at")
         )
     if kind == "evidence":
         listed = [_object(r, "recipients[]") for r in _list(data, "recipients")]
         receipt = Receipt(
-            receipt_id=_str(data, "receipt_id"),
-            event=_enum(Event, data, "event"),
+            receipt_id=read_str(data, "receipt_id"),
+            event=read_enum(Event, data, "event"),
             recipients=tuple(
-                Recipient(_str(r, "address"), _enum(RecipientType, r, "type")) for r in listed
+                Recipient(read_str(r, "address"), read_enum(RecipientType, r, "type"))
+                for r in listed
             ),
-            delivery_recipient=_opt_str(data, "recipient"),
-            at=_time(data, "at"),
+            delivery_recipient=read_opt_str(data, "recipient"),
+            at=read_time(data, "at"),
         )
-        provider = _opt_str(data, "provider")
-        return Evidence(key, mailbox, msgid, receipt, _str(data, "kind"), provider)
+        provider = read_opt_str(data, "provider")
+        return Evidence(key, mailbox, msgid, receipt, read_str(data, "kind"), provider)
     if kind == "suspect":
-        event = _enum(EventType, data, "event")
+        event = read_enum(EventType, data, "event")
         if not event.reports_suspect:
             raise DecodeError(f"event: {event.value!r} is not a suspect receipt's event")
-        reason = _str(data, "reason")
+        reason = read_str(data, "reason")
         signature = (
-            _enum(SignatureVerdict, data, "signature")
+            read_enum(SignatureVerdict, data, "signature")
             if data.get("signature") is not None
             else verdict_of_reason(event, reason)
         )
         suspect = Suspect(
-            receipt_id=_str(data, "receipt_id"),
+            receipt_id=read_str(data, "receipt_id"),
             event=event,
-            kind=_str(data, "kind"),
-            recipient=_opt_str(data, "recipient"),
+            kind=read_str(data, "kind"),
+            recipient=read_opt_str(data, "recipient"),
             reason=reason,
-            at=_time(data, "at"),
+            at=read_time(data, "at"),
             signature=signature,
         )
         return SuspectReceipt(key, mailbox, msgid, suspect)
@@ -292,8 +304,8 @@ def submission_from_dict(value: object) -> Submission:
      "submitted_at": "2024-03-01T10:00:00+01:00"}
     """
     data = _object(value, "submission")
-    mailbox = _str(data, "mailbox")
-    msgid = normalise_msgid(_str(data, "msgid"))
+    mailbox = read_str(data, "mailbox")
+    msgid = normalise_msgid(read_str(data, "msgid"))
     if not mailbox.strip() or msgid is None:
         raise DecodeError("mailbox and msgid are required")
     recipients = tuple(
@@ -305,9 +317,9 @@ def submission_from_dict(value: object) -> Submission:
         key=correlation_key(mailbox, msgid),
         mailbox=mailbox,
         msgid=msgid,
-        sender=normalise_address(_opt_str(data, "sender")),
+        sender=normalise_address(read_opt_str(data, "sender")),
         recipients=recipients,
-        at=_time(data, "submitted_at"),
+        at=read_time(data, "submitted_at"),
     )
 
 
@@ -346,18 +358,18 @@ def tracked_to_dict(tracked: Tracked) -> dict[str, Any]:
 def _recipient_state(value: object) -> RecipientState:
     r = _object(value, "recipients[]")
     return RecipientState(
-        address=_str(r, "address"),
-        type=_enum(RecipientType, r, "type"),
-        state=_enum(DeliveryState, r, "state"),
+        address=read_str(r, "address"),
+        type=read_enum(RecipientType, r, "type"),
+        state=read_enum(DeliveryState, r, "state"),
         receipts=frozenset(_strings(r, "receipts")),
-        changed_at=_time(r, "changed_at"),
+        changed_at=read_time(r, "changed_at"),
     )
 
 
 def _overdue_flag(value: object) -> tuple[str, OverdueReason]:
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
         raise DecodeError("overdue: expected [address, reason] pairs")
-    return value[0], _enum(OverdueReason, {"reason": value[1]}, "reason")
+    return value[0], read_enum(OverdueReason, {"reason": value[1]}, "reason")
 
 
 def _flag(data: dict[str, Any], name: str) -> bool:
@@ -376,21 +388,21 @@ def tracked_from_dict(value: object) -> Tracked:
     if not isinstance(submitted, bool):
         raise DecodeError("submitted: expected a boolean")
     message = MessageState(
-        msgid=_str(data, "msgid"),
-        sender=_opt_str(data, "sender"),
-        submitted_at=_time(data, "submitted_at"),
-        accepted_at=_time(data, "accepted_at"),
+        msgid=read_str(data, "msgid"),
+        sender=read_opt_str(data, "sender"),
+        submitted_at=read_time(data, "submitted_at"),
+        accepted_at=read_time(data, "accepted_at"),
         recipients=tuple(_recipient_state(r) for r in _list(data, "recipients")),
         submitted=submitted,
     )
     return Tracked(
-        key=_str(data, "key"),
-        mailbox=_str(data, "mailbox"),
+        key=read_str(data, "key"),
+        mailbox=read_str(data, "mailbox"),
         message=message,
         overdue=frozenset(_overdue_flag(flag) for flag in _list(data, "overdue")),
         suspects=frozenset(_strings(data, "suspects")),
         providers=tuple(_strings(data, "providers")),
-        seen_at=_time(data, "seen_at"),  # absent in older writers' values
+        seen_at=read_time(data, "seen_at"),  # absent in older writers' values
         retired=_flag(data, "retired"),
     )
 

@@ -67,3 +67,18 @@ async def read_to_end(
             if not answered:
                 raise KafkaTimeoutError(f"no fetch answered for {len(tps)} partitions")
             return out
+
+
+async def read_topic(
+    consumer: AIOKafkaConsumer, topic: str, *, max_records: int | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now in ``topic``, partition by partition, read by a started consumer
+    that is not subscribed (empty if the topic does not exist)."""
+    await consumer.topics()  # refreshes metadata
+    partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if not tps:
+        return []
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return await read_to_end(consumer, tps, max_records=max_records)

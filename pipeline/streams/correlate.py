@@ -15,8 +15,8 @@ restored state already holds: nothing is sent twice.
 The changelog record is written here, awaited, rather than by faust's
 ``table[key] = value``: faust buffers that write and its pre-commit flush gives up after
 100 ms without progress, so under load a source offset could be committed while the
-state change was still in a buffer — and a SIGKILL then lost it (seen in the failover
-test as transitions that skipped a state).
+state change was still in a buffer, and a SIGKILL would lose it (consumers would see
+transitions that skip a state).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pipeline.contracts.codec import (
     tracked_to_dict,
 )
 from pipeline.contracts.metrics import StreamMetrics
+from pipeline.contracts.schemas import Publication
 from pipeline.core import (
     NOTHING,
     DeadlineCheck,
@@ -94,10 +95,12 @@ class Correlator:
     changelog: str
     deadlines: Deadlines = field(init=False)
     retention: Retention = field(init=False)
+    publication: Publication = field(init=False)
 
     def __post_init__(self) -> None:
         self.deadlines = self.settings.deadlines
         self.retention = self.settings.retention
+        self.publication = self.settings.publication
 
     def describe(self, value: bytes) -> Entry:
         """The store's bookkeeping for a table value (also for changelog recovery)."""
@@ -176,7 +179,7 @@ class Correlator:
             return
         for event in result.events:
             self.clock.observe(event.at)
-            encoded, headers = self.settings.publication.state_change(event)
+            encoded, headers = self.publication.state_change(event)
             work.outputs.append(Record(self.settings.state_changes_topic, key, encoded, headers))
             self._count(event)
         if result.tracked == tracked:
@@ -187,7 +190,7 @@ class Correlator:
             self.metrics.labelled(self.metrics.receipts, observation.kind, provider).inc()
         if result.fate is Fate.KEPT:
             assert result.tracked is not None
-            state = self.settings.publication.message_state(result.tracked)
+            state = self.publication.message_state(result.tracked)
             work.states[key] = Record(self.settings.message_state_topic, key, state)
             return
         assert tracked is not None  # only a held message is retired or expires

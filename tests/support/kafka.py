@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.dev.embedded import EmbeddedBroker
-from pipeline.kafka.read import read_to_end
+from pipeline.kafka.read import read_to_end, read_topic
 
 __all__ = ["TopicTail", "header", "read_all", "running_broker", "wait_for_count"]
 
@@ -56,14 +56,7 @@ async def read_all(
     )
     await consumer.start()
     try:
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        return await read_to_end(consumer, tps, max_records=5000)
+        return await read_topic(consumer, topic, max_records=5000)
     finally:
         await consumer.stop()
 
