@@ -128,12 +128,14 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.metrics import serve  # noqa: PLC0415
     from pipeline.streams.app import build  # noqa: PLC0415
+    from pipeline.streams.health import install  # noqa: PLC0415
     from pipeline.streams.topics import ensure_topics  # noqa: PLC0415
     from pipeline.trust_files import TrustStoreError  # noqa: PLC0415
 
     try:
         settings = settings_from(args)
         pipeline = build(settings)
+        install(pipeline.app, pipeline.registry)  # /livez, /readyz on the web port
     except (ValueError, TrustStoreError) as exc:
         print(f"pectrack worker: {exc}", file=sys.stderr)
         return 2
