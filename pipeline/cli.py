@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 
+from pipeline.build_info import version_string
+
 # Each module exposes ``register(subparsers) -> None``; its parser sets ``func`` to a
 # callable taking the parsed namespace and returning the exit status.
 _SUBCOMMAND_MODULES = (
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pectrack",
         description="Track Italian certified email (PEC) delivery receipts.",
     )
+    parser.add_argument("--version", action="version", version=f"pectrack {version_string()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _SUBCOMMAND_MODULES:
         try:

@@ -110,6 +110,9 @@ class IngestMetrics:
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> int:
     """Serve ``/metrics`` of ``registry`` in a daemon thread; returns the bound port."""
+    from pipeline.build_info import register_build_info  # noqa: PLC0415 - no cycle at import
+
+    register_build_info(registry)  # pec_build_info on every served registry
     server, _thread = start_http_server(port, addr=addr, registry=registry)
     bound: int = server.server_port
     return bound

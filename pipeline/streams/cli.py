@@ -6,13 +6,15 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pipeline.kafka_tls import handshake_error
 from pipeline.settings import StreamSettings, from_environment, parse_bool
+from pipeline.streams.logs import configure, log_event, logging_config
+
+log = logging.getLogger("pipeline.streams.worker")
 
 _FLAGS: tuple[tuple[str, str], ...] = (
     ("broker", "Kafka bootstrap host:port"),
@@ -111,12 +113,13 @@ def _wait_for_broker(
         except errors as exc:
             tls = settings.tls
             cause = asyncio.run(handshake_error(settings.broker, tls)) if tls else None
-            print(
-                f"pectrack worker: broker {settings.broker} unreachable ({exc})"
-                + (f"; TLS: {cause}" if cause else "")
-                + f"; retrying in {delay:.0f}s",
-                file=sys.stderr,
-                flush=True,
+            log_event(
+                log,
+                logging.WARNING,
+                "kafka.unreachable",
+                broker=settings.broker,
+                error=f"unreachable ({exc})" + (f"; TLS: {cause}" if cause else ""),
+                retry_seconds=round(delay),
             )
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -134,21 +137,25 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_from(args)
+        configure(settings.log_level)  # JSON lines from here on, faust's own too (below)
         pipeline = build(settings)
         install(pipeline.app, pipeline.registry)  # /livez, /readyz on the web port
     except (ValueError, TrustStoreError) as exc:
-        print(f"pectrack worker: {exc}", file=sys.stderr)
+        configure("info")
+        log_event(log, logging.ERROR, "config.invalid", error=str(exc))
         return 2
     created = _wait_for_broker(settings, ensure_topics, KafkaError)
     if created:
-        print(f"pectrack worker: created topics {', '.join(created)}", flush=True)
+        log_event(log, logging.INFO, "topics.created", topics=created)
     if settings.metrics_port is not None:
         port = serve(pipeline.registry, settings.metrics_port, settings.metrics_host)
-        print(
-            f"pectrack worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True
-        )
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
+        log_event(log, logging.INFO, "metrics.serving", host=settings.metrics_host, port=port)
+    worker = faust.Worker(
+        pipeline.app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=logging_config(settings.log_level),
+    )
     try:
         return worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits
     finally:
