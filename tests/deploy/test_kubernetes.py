@@ -47,9 +47,11 @@ EXTERNAL_SECRETS = {
         "pectrack-kafka-worker",
     },
 }
-# SASL settings are the client half of issue #16 (another branch): until it is merged
-# agents.config rejects these keys, so they are checked here and left out of the parse.
-SASL_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password_file", "oauth_token_file")
+# SASL settings are the client half of issue #16 (branch "fleet"): until it is merged
+# agents.config rejects these keys, so they are checked here and left out of the parse;
+# once KafkaSettings has `sasl`, they are parsed too.
+SASL_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password_file", "sasl_token_file")
+SASL_PARSED = "sasl" in KafkaSettings.__dataclass_fields__
 
 REQUIRED = {
     "Namespace": [],
@@ -325,11 +327,15 @@ def test_agent_config_mounts_and_parses(
         assert secret_of(agent, kafka["cert_file"]) == "pectrack-agent"
         assert secret_of(agent, kafka["key_file"]) == "pectrack-agent"
         kafka |= {"cert_file": pki.client_cert, "key_file": pki.client_key}
-    for key in SASL_KEYS:
-        kafka.pop(key, None)
+    sasl = {key: kafka.pop(key) for key in SASL_KEYS if key in kafka}
+    assert bool(sasl) == (name == "existing-kafka")
+    if SASL_PARSED:
+        kafka.update(sasl)
     kafka["ca_file"] = pki.ca  # parse_config reads the TLS files: test ones, other paths
     config = parse_config(toml, {"PW": "x"})
     assert config.kafka.tls is not None
+    if SASL_PARSED:
+        assert (getattr(config.kafka, "sasl", None) is not None) == bool(sasl)
     assert config.kafka.idempotence is True
     assert config.kafka.create_topics is False
 
