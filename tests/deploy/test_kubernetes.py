@@ -522,6 +522,10 @@ def test_probes_exercise_the_event_loop(overlay: tuple[str, list[dict[str, Any]]
         port = ports[workload["metadata"]["name"]]
         assert spec["livenessProbe"]["httpGet"] == {"path": "/livez", "port": port}
         assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+        if argv_name(spec) == "worker":  # its web server starts once Kafka answers
+            startup = spec["startupProbe"]
+            assert startup["httpGet"] == {"path": "/livez", "port": port}
+            assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
         argv = pectrack_argv(spec["args"])
         flag = "--health-port" if argv[0] == "agent" else "--web-port"
         assert int(argv[argv.index(flag) + 1]) == names[port]
@@ -541,6 +545,10 @@ def test_disruption_budgets_cover_each_workload(
             if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
         ]
         assert budget["spec"]["maxUnavailable"] == 1
+
+
+def argv_name(spec: dict[str, Any]) -> str:
+    return pectrack_argv(spec["args"])[0]
 
 
 def _peers(rule: dict[str, Any]) -> list[dict[str, Any]]:
