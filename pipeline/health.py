@@ -113,11 +113,13 @@ class ProgressWatch:
 
 
 def _samples(registry: CollectorRegistry, name: str) -> list[tuple[dict[str, str], float]]:
+    """Samples of the ingest metric ``name`` whatever its prefix (``pectrack_`` today;
+    issue #14 moves every metric to ``pec_``)."""
     return [
         (dict(sample.labels), sample.value)
         for metric in registry.collect()
         for sample in metric.samples
-        if sample.name == name
+        if sample.name.split("_", 1)[1:] == [name]
     ]
 
 
@@ -131,9 +133,9 @@ def agent_readiness(registry: CollectorRegistry) -> Verdict:
     start a worker per mailbox, each of which creates its ``mailbox_up`` series. IMAP
     state is reported (up, connected, owned) but does not make the pod unready: a
     provider outage is not fixed by moving or restarting the pod (the alerts report it)."""
-    owned = _value(registry, "pectrack_ingest_mailboxes")
-    up = _samples(registry, "pectrack_imap_mailbox_up")
-    connected = _value(registry, "pectrack_imap_connected_mailboxes") or 0.0
+    owned = _value(registry, "ingest_mailboxes")
+    up = _samples(registry, "imap_mailbox_up")
+    connected = _value(registry, "imap_connected_mailboxes") or 0.0
     started = owned is not None and len(up) >= owned
     detail = {
         "kafka": "connected" if started else "connecting",

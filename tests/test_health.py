@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import orjson
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from pipeline.health import (
     MAX_REQUEST_BYTES,
@@ -190,3 +190,13 @@ def test_install_registers_pages_and_reads_the_lag_gauge(tmp_path: Path) -> None
     assert not ready.ok
     pipeline.metrics.set_consumer_lag({("pec.raw", 3): 7})  # the gauge the metrics export
     assert health_lag(pipeline.registry) == {("pec.raw", 3): 7}
+
+
+def test_agent_readiness_reads_the_ingest_metrics_under_either_prefix() -> None:
+    """Issue #14 renames pectrack_* to pec_*: the probe finds the series either way."""
+    registry = CollectorRegistry()
+    Gauge("pec_ingest_mailboxes", "owned", registry=registry).set(1)
+    Gauge("pec_imap_mailbox_up", "up", ["mailbox"], registry=registry).labels("a").set(1)
+    verdict = agent_readiness(registry)
+    assert verdict.ok
+    assert verdict.detail["mailboxes_up"] == 1

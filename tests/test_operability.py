@@ -13,9 +13,10 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agents.logs import JsonFormatter, log_event
 from pipeline.build_info import BUILD_INFO, version_string
 from pipeline.metrics import serve
-from pipeline.streams.logs import log_event, logging_config
+from pipeline.streams.logs import logging_config
 
 
 def test_version_flag_prints_the_installed_version() -> None:
@@ -53,7 +54,7 @@ def test_worker_logging_config_writes_json_lines(
 ) -> None:
     """faust is given this dictConfig: its records and ours come out as one JSON object
     per line, with the agent's keys."""
-    logging.config.dictConfig(logging_config("info"))
+    logging.config.dictConfig(logging_config("info", JsonFormatter))
     log_event(logging.getLogger("pipeline.streams.worker"), logging.INFO, "x.y", n=3)
     logging.getLogger("faust.worker").warning("plain %s", "text")
     logging.getLogger("pipeline.streams.worker").debug("below the level")

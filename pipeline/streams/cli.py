@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from agents.logs import JsonFormatter, configure, log_event  # the agent's JSON lines
 from pipeline.kafka_tls import handshake_error
 from pipeline.settings import StreamSettings, from_environment, parse_bool
-from pipeline.streams.logs import configure, log_event, logging_config
+from pipeline.streams.logs import logging_config
 
 log = logging.getLogger("pipeline.streams.worker")
 
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline.app,
         loglevel=settings.log_level,
         quiet=True,
-        logging_config=logging_config(settings.log_level),
+        logging_config=logging_config(settings.log_level, JsonFormatter),
     )
     try:
         return worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits

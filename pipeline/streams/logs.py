@@ -1,24 +1,26 @@
-"""The worker's logs: JSON lines in the agent's format (:mod:`agents.logs`).
+"""The worker's logs: JSON lines in the agent's format.
 
 faust (through ``mode``) replaces the root logger's handlers when the worker starts;
 :func:`logging_config` is the ``dictConfig`` it is given instead of its coloured console
-handler, so faust's own records come out as JSON too.
+handler, so faust's own records come out through ``formatter`` too. The command line
+passes the agent's formatter (``agents.logs.JsonFormatter``): ``pipeline`` itself does not
+import ``agents``.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
-from agents.logs import configure, log_event
-
-__all__ = ["configure", "log_event", "logging_config"]
+__all__ = ["logging_config"]
 
 
-def logging_config(level: str) -> dict[str, Any]:
+def logging_config(level: str, formatter: Callable[[], logging.Formatter]) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "agents.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": formatter}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
