@@ -115,8 +115,8 @@ def test_inhibition_matches_the_alerts_it_names() -> None:
     assert rule["source_matchers"] == ['alertname = "PecManyMailboxesDown"']
     assert rule["target_matchers"] == ['alertname = "PecMailboxDown"']
     aggregate, single = _rule("PecManyMailboxesDown"), _rule("PecMailboxDown")
-    assert rule["equal"] == ["job"]
-    assert "count by (job)" in aggregate["expr"]  # its only label: the job
+    assert rule["equal"] == ["namespace", "job"]
+    assert "count by (namespace, job)" in aggregate["expr"]  # its only labels
     assert int(aggregate["for"].removesuffix("m")) < int(single["for"].removesuffix("m"))
     [k8s] = yaml.safe_load(AM_CONFIG.read_text())["spec"]["inhibitRules"]
     assert k8s["sourceMatch"] == [{"name": "alertname", "value": "PecManyMailboxesDown"}]
@@ -158,12 +158,14 @@ def _alert(name: str, **labels: str) -> dict[str, Any]:
 
 def test_a_provider_outage_inhibits_the_per_mailbox_alerts(alertmanager: str) -> None:
     """With PecManyMailboxesDown firing for job pectrack-agent, that job's PecMailboxDown
-    alerts are inhibited; another job's are not, and neither is the aggregate."""
+    alerts are inhibited; another job's or another namespace's are not, nor the aggregate."""
+    ns = "pectrack"
     alerts = [
-        _alert("PecManyMailboxesDown", job="pectrack-agent"),
-        _alert("PecMailboxDown", job="pectrack-agent", instance="a:9108", mailbox="m1"),
-        _alert("PecMailboxDown", job="pectrack-agent", instance="a:9108", mailbox="m2"),
-        _alert("PecMailboxDown", job="other-agent", instance="b:9108", mailbox="n1"),
+        _alert("PecManyMailboxesDown", namespace=ns, job="pectrack-agent"),
+        _alert("PecMailboxDown", namespace=ns, job="pectrack-agent", instance="a", mailbox="m1"),
+        _alert("PecMailboxDown", namespace=ns, job="pectrack-agent", instance="a", mailbox="m2"),
+        _alert("PecMailboxDown", namespace=ns, job="other-agent", instance="b", mailbox="n1"),
+        _alert("PecMailboxDown", namespace="staging", job="pectrack-agent", mailbox="s1"),
     ]
     request = urllib.request.Request(
         f"{alertmanager}/alerts",
@@ -189,4 +191,5 @@ def test_a_provider_outage_inhibits_the_per_mailbox_alerts(alertmanager: str) ->
         "m1": "suppressed",
         "m2": "suppressed",
         "n1": "active",
+        "s1": "active",
     }
