@@ -18,8 +18,11 @@
     user = "protocollo@pec.comune-x.it"
     password_env = "PEC_COMUNE_X_PASSWORD"     # or password_file = "/run/secrets/comune-x"
 
-A literal ``password`` key is rejected: the config text never holds a secret. Errors are
-:class:`ConfigError`; their messages name keys and variables, never a secret's value.
+A literal ``password`` key is rejected: the config text never holds a secret. Secrets are
+read when a mailbox logs in, not here (:mod:`agents.secrets`): ``password_file =
+"/run/secrets/pec/{id}"`` in ``[mailbox_defaults]`` serves every mailbox, and a missing
+one downs that mailbox only. Errors are :class:`ConfigError`; their messages name keys
+and variables, never a secret's value.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agents.secrets import SecretRef, expand_template
 from pipeline.kafka_tls import KafkaTls, KafkaTlsError
 
 __all__ = [
@@ -109,7 +113,7 @@ class MailboxConfig:
     verify_tls: bool
     ca_file: Path | None
     user: str
-    password: Secret
+    password: Secret | SecretRef  # SecretRef from a config file: read at each login
     folders: tuple[str, ...]
 
     @property
@@ -176,7 +180,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AgentCo
 def parse_config(
     data: Mapping[str, Any], environ: Mapping[str, str], *, base_dir: Path = Path()
 ) -> AgentConfig:
-    """Validate a decoded TOML document (pure apart from reading ``password_file``)."""
+    """Validate a decoded TOML document (pure: secrets are only referenced)."""
     kafka = _section(data, "kafka")
     if "bootstrap" not in kafka:
         raise ConfigError("[kafka] bootstrap is required")
@@ -326,21 +330,16 @@ def _mailbox(box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path)
 
 def _secret(
     box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path, where: str
-) -> Secret:
+) -> SecretRef:
+    """The password's reference; read at each login (:mod:`agents.secrets`), so a missing
+    secret downs that mailbox only and a rotated file is picked up without a restart."""
     env_name, file_name = box.get("password_env"), box.get("password_file")
     if (env_name is None) == (file_name is None):
         raise ConfigError(f"{where}: give exactly one of password_env, password_file")
-    if isinstance(env_name, str):
-        value = environ.get(env_name)
-        if not value:
-            raise ConfigError(f"{where}: environment variable {env_name} is not set")
-        return Secret(value)
-    if not isinstance(file_name, str):
+    if env_name is not None:
+        if not isinstance(env_name, str) or not env_name:
+            raise ConfigError(f"{where}: password_env must be a variable name")
+        return SecretRef(env=env_name, environ=environ)
+    if not isinstance(file_name, str) or not file_name:
         raise ConfigError(f"{where}: password_file must be a path")
-    try:
-        value = (base_dir / file_name).read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read password_file: {exc.strerror}") from None
-    if not value:
-        raise ConfigError(f"{where}: password_file is empty")
-    return Secret(value)
+    return SecretRef(file=base_dir / expand_template(file_name, str(box["id"])))

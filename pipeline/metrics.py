@@ -11,11 +11,12 @@ Ingest (``agents/``)::
     pectrack_ingest_bytes_total
     pectrack_ingest_fetch_duration_seconds      (histogram, one UID FETCH batch)
     pectrack_ingest_publish_duration_seconds    (histogram, batch until Kafka acked)
-    pectrack_imap_errors_total{kind}            auth|tls|connect|timeout|dropped|parser|protocol
+    pectrack_imap_errors_total{kind}    auth|secret|tls|connect|timeout|dropped|parser|protocol
     pectrack_ingest_publish_errors_total
     pectrack_ingest_mailboxes                   mailboxes this process owns
     pectrack_imap_connected_mailboxes
     pectrack_imap_mailbox_up{mailbox}           1 once every folder synced, 0 while failing
+    pectrack_imap_mailbox_credentials_ok{mailbox}   0: password unreadable or login refused
     pectrack_ingest_last_sync_timestamp_seconds{mailbox}
     pectrack_ingest_cursor_lag_messages{mailbox,folder}   newest UID on server - last published
 """
@@ -30,7 +31,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 __all__ = ["IMAP_ERROR_KINDS", "IngestMetrics", "serve"]
 
-IMAP_ERROR_KINDS = ("auth", "tls", "connect", "timeout", "dropped", "parser", "protocol")
+IMAP_ERROR_KINDS = ("auth", "secret", "tls", "connect", "timeout", "dropped", "parser", "protocol")
 
 # One IMAP round trip on loopback is ~1 ms; a 8 MB batch from a slow provider, tens of s.
 _IO_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -87,6 +88,13 @@ class IngestMetrics:
         self.mailbox_up = Gauge(
             "pectrack_imap_mailbox_up",
             "1 once the mailbox synced every folder, 0 while failing or reconnecting.",
+            ["mailbox"],
+            registry=registry,
+        )
+        self.credentials_ok = Gauge(
+            "pectrack_imap_mailbox_credentials_ok",
+            "0 while the mailbox's password cannot be read or its login is refused, "
+            "1 once a login succeeded.",
             ["mailbox"],
             registry=registry,
         )
