@@ -22,6 +22,7 @@ from agents.logs import log_event
 from agents.publish import CursorStore, KafkaPublisher, PublishError
 from agents.reload import serve_reloads
 from agents.shard import Shard
+from pipeline.kafka_sasl import KafkaSaslError, auth_error
 from pipeline.kafka_tls import handshake_error
 from pipeline.metrics import IngestMetrics
 
@@ -94,18 +95,21 @@ async def _connect_kafka(
     backoff = Backoff(config.limits.backoff_base, config.limits.backoff_cap)
     attempt = 0
     while not stop.is_set():
-        publisher = KafkaPublisher(config.kafka, max_record_bytes=config.limits.max_message_bytes)
+        publisher: KafkaPublisher | None = None
         try:
+            # made per attempt: the SASL password file is read again at each one
+            publisher = KafkaPublisher(
+                config.kafka, max_record_bytes=config.limits.max_message_bytes
+            )
             await publisher.start()
             return publisher, await CursorStore.load(publisher)
-        except PublishError as exc:
-            await publisher.stop()
-            tls = config.kafka.tls
-            cause = await handshake_error(config.kafka.bootstrap, tls) if tls else None
-            extra = {"tls_error": cause} if cause else {}
+        except (PublishError, KafkaSaslError) as exc:
+            if publisher is not None:
+                await publisher.stop()
             log_event(
-                log, logging.WARNING, "kafka.unavailable", error=str(exc), attempt=attempt, **extra
-            )
+                log, logging.WARNING, "kafka.unavailable", error=str(exc), attempt=attempt,
+                **await _diagnose(config),
+            )  # fmt: skip
             delay = backoff.delay(attempt, random.random)
             attempt += 1
             try:
@@ -113,3 +117,18 @@ async def _connect_kafka(
             except TimeoutError:
                 continue
     return None
+
+
+async def _diagnose(config: AgentConfig) -> dict[str, str]:
+    """Why Kafka refuses the agent, when it is TLS or authentication (log fields)."""
+    kafka = config.kafka
+    extra: dict[str, str] = {}
+    if kafka.tls is not None:
+        cause = await handshake_error(kafka.bootstrap, kafka.tls)
+        if cause:
+            extra["tls_error"] = cause
+            return extra
+    cause = await auth_error(kafka.bootstrap, kafka.tls, kafka.sasl)
+    if cause:
+        extra["auth_error"] = cause
+    return extra

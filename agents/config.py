@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.secrets import SecretRef, expand_template
+from pipeline.kafka_sasl import KafkaSasl, KafkaSaslError
 from pipeline.kafka_tls import KafkaTls, KafkaTlsError
 
 __all__ = [
@@ -136,6 +137,10 @@ class KafkaSettings:
     partitions: int = 6
     client_id: str = "pectrack-agent"
     tls: KafkaTls | None = None  # None: plaintext (``tls = true`` in [kafka] turns it on)
+    sasl: KafkaSasl | None = None  # None: no SASL (``sasl_mechanism`` in [kafka] turns it on)
+    # Replicas of the topics the agent creates (with min.insync.replicas = 2 from 3 on);
+    # never lowered to fit: a one-broker cluster refuses 3, so say 1 there explicitly.
+    replication: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,13 +209,23 @@ def parse_config(
 
 
 _KAFKA_TLS_FILES = ("ca_file", "cert_file", "key_file")
+_KAFKA_SASL_KEYS = (
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password_env",
+    "sasl_password_file",
+    "sasl_token_file",
+    "sasl_allow_plaintext",
+)
 
 
 def _kafka(kafka: Mapping[str, Any], base_dir: Path) -> KafkaSettings:
     """[kafka]; ``tls = true`` with optional ``ca_file``/``cert_file``/``key_file``
     (relative to the config file) turns on verified TLS to the brokers."""
-    plain = {k: v for k, v in kafka.items() if k != "tls" and k not in _KAFKA_TLS_FILES}
+    special = {"tls", *_KAFKA_TLS_FILES, *_KAFKA_SASL_KEYS}
+    plain = {k: v for k, v in kafka.items() if k not in special}
     settings = KafkaSettings(**_typed(plain, KafkaSettings, "kafka"))
+    settings = replace(settings, sasl=_kafka_sasl(kafka, base_dir))
     tls = kafka.get("tls", False)
     if not isinstance(tls, bool):
         raise ConfigError("[kafka] tls must be true or false")
@@ -232,6 +247,39 @@ def _kafka(kafka: Mapping[str, Any], base_dir: Path) -> KafkaSettings:
     except KafkaTlsError as exc:
         raise ConfigError(f"[kafka] {exc}") from None
     return replace(settings, tls=tls_settings)
+
+
+def _kafka_sasl(kafka: Mapping[str, Any], base_dir: Path) -> KafkaSasl | None:
+    """``sasl_mechanism`` (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) with ``sasl_username`` and
+    ``sasl_password_env``/``sasl_password_file``, or ``sasl_token_file`` (files relative
+    to the config; read when connecting, never here)."""
+    given = {key: kafka[key] for key in _KAFKA_SASL_KEYS if key in kafka}
+    if not given:
+        return None
+    if "sasl_mechanism" not in given:
+        raise ConfigError(f"[kafka] {sorted(given)[0]} is set but sasl_mechanism is not")
+    for key, value in given.items():
+        wanted = bool if key == "sasl_allow_plaintext" else str
+        if not isinstance(value, wanted) or value == "":
+            raise ConfigError(
+                f"[kafka] {key} must be {'true or false' if wanted is bool else 'text'}"
+            )
+    files = {
+        key: str(base_dir / given[f"sasl_{key}"])
+        for key in ("password_file", "token_file")
+        if f"sasl_{key}" in given
+    }
+    try:
+        return KafkaSasl(
+            mechanism=given["sasl_mechanism"],
+            username=given.get("sasl_username"),
+            password_env=given.get("sasl_password_env"),
+            password_file=files.get("password_file"),
+            token_file=files.get("token_file"),
+            allow_plaintext=given.get("sasl_allow_plaintext", False),
+        )
+    except KafkaSaslError as exc:
+        raise ConfigError(f"[kafka] {exc}") from None
 
 
 def _is_table(value: object) -> bool:

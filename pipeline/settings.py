@@ -17,6 +17,7 @@ from pipeline.contracts import DEFAULT_SCHEMA_BASE, Publication, check_schema_ba
 from pipeline.core.retention import Retention
 from pipeline.core.tracker import Deadlines
 from pipeline.events import Mode
+from pipeline.kafka_sasl import KafkaSasl
 from pipeline.kafka_tls import KafkaTls
 
 
@@ -28,6 +29,14 @@ class StreamSettings:
     kafka_ca_file: str | None = None  # None: the system trust store
     kafka_cert_file: str | None = None  # client certificate, for mutual TLS
     kafka_key_file: str | None = None  # its key, if not in kafka_cert_file
+    # SASL (see pipeline.kafka_sasl): "" = none; PLAIN, SCRAM-SHA-256/512 with a user and
+    # the password in a file or in the variable *named* here; OAUTHBEARER with a token file.
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password_env: str = ""  # the NAME of the variable holding the password
+    kafka_sasl_password_file: str | None = None
+    kafka_sasl_token_file: str | None = None  # read again at each new connection
+    kafka_sasl_allow_plaintext: bool = False  # PLAIN without TLS (private network only)
     app_id: str = "pectrack"
     partitions: int = 4
     replication: int = 1
@@ -113,6 +122,20 @@ class StreamSettings:
         return KafkaTls(self.kafka_ca_file, self.kafka_cert_file, self.kafka_key_file)
 
     @property
+    def sasl(self) -> KafkaSasl | None:
+        """SASL to Kafka, or ``None``; :class:`KafkaSaslError` (a ValueError) if incomplete."""
+        if not self.kafka_sasl_mechanism:
+            return None
+        return KafkaSasl(
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username or None,
+            password_env=self.kafka_sasl_password_env or None,
+            password_file=self.kafka_sasl_password_file,
+            token_file=self.kafka_sasl_token_file,
+            allow_plaintext=self.kafka_sasl_allow_plaintext,
+        )
+
+    @property
     def publication(self) -> Publication:
         """How the outputs are written: binding mode and schema base."""
         return Publication(Mode(self.cloudevents_mode), self.schema_base)
@@ -127,6 +150,11 @@ class StreamSettings:
             raise ValueError("kafka_ca_file, kafka_cert_file and kafka_key_file need kafka_tls")
         if self.kafka_key_file and not self.kafka_cert_file:
             raise ValueError("kafka_key_file needs kafka_cert_file")
+        sasl_set = (self.kafka_sasl_username, self.kafka_sasl_password_env,
+                    self.kafka_sasl_password_file, self.kafka_sasl_token_file)  # fmt: skip
+        if not self.kafka_sasl_mechanism and any(sasl_set):
+            raise ValueError("the kafka_sasl_* settings need kafka_sasl_mechanism")
+        self.sasl  # noqa: B018 - validates the combination (KafkaSaslError is a ValueError)
         if self.deadline_clock not in ("wall", "event"):
             raise ValueError(
                 f"deadline_clock must be 'wall' or 'event', not {self.deadline_clock!r}"

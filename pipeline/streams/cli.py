@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pipeline.kafka_sasl import auth_error
 from pipeline.kafka_tls import handshake_error
 from pipeline.settings import StreamSettings, from_environment, parse_bool
 
@@ -20,6 +21,12 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("kafka_ca_file", "PEM of the brokers' CA; unset: the system trust store"),
     ("kafka_cert_file", "client certificate PEM for mutual TLS"),
     ("kafka_key_file", "its private key, if not in --kafka-cert-file"),
+    ("kafka_sasl_mechanism", "SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"),
+    ("kafka_sasl_username", "SASL user (PLAIN, SCRAM)"),
+    ("kafka_sasl_password_env", "name of the variable holding the SASL password"),
+    ("kafka_sasl_password_file", "file holding the SASL password"),
+    ("kafka_sasl_token_file", "OAUTHBEARER token file, read again at each connection"),
+    ("kafka_sasl_allow_plaintext", "true: allow SASL PLAIN without TLS (private network)"),
     ("app_id", "consumer group / application id"),
     ("partitions", "partitions of every topic"),
     ("raw_topic", "input: raw mail from the agents"),
@@ -111,9 +118,11 @@ def _wait_for_broker(
         except errors as exc:
             tls = settings.tls
             cause = asyncio.run(handshake_error(settings.broker, tls)) if tls else None
+            auth = None if cause else asyncio.run(auth_error(settings.broker, tls, settings.sasl))
             print(
                 f"pectrack worker: broker {settings.broker} unreachable ({exc})"
                 + (f"; TLS: {cause}" if cause else "")
+                + (f"; authentication: {auth}" if auth else "")
                 + f"; retrying in {delay:.0f}s",
                 file=sys.stderr,
                 flush=True,
