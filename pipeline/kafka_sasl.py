@@ -192,7 +192,7 @@ async def auth_error(
     """
     from aiokafka import errors  # noqa: PLC0415 - only on a failure path
     from aiokafka.conn import create_conn  # noqa: PLC0415
-    from aiokafka.protocol.metadata import MetadataRequest_v0  # noqa: PLC0415
+    from aiokafka.protocol.metadata import MetadataRequest  # noqa: PLC0415
 
     host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().rpartition(":")
     try:
@@ -203,10 +203,10 @@ async def auth_error(
     conn = None
     try:
         conn = await asyncio.wait_for(create_conn(host.strip("[]"), int(port), **options), timeout)
-        await asyncio.wait_for(conn.send(MetadataRequest_v0([])), timeout)
+        await asyncio.wait_for(conn.send(MetadataRequest([])), timeout)
     except errors.UnsupportedSaslMechanismError as exc:
         return f"the broker does not offer SASL {mechanism}: {exc}"[:300]
-    except errors.SaslAuthenticationFailedError:
+    except (errors.SaslAuthenticationFailed, errors.AuthenticationFailedError):
         return (
             f"the broker refused the SASL {mechanism} credentials (wrong user, password or token)"
         )
@@ -226,6 +226,8 @@ async def auth_error(
             "this mechanism, or refused the client"
         )
     except (errors.KafkaError, OSError, TimeoutError, ValueError):
+        return None
+    except Exception:  # a diagnosis must never take the caller down
         return None
     finally:
         if conn is not None:
