@@ -1,9 +1,14 @@
-"""SASL against a broker that really authenticates: the embedded broker with
-``--authentication``. What it can exercise are refusals (README, security): this build
-offers SCRAM-SHA-256/512 but keeps no user it could accept (users created through its
-admin API are not persisted, and with ``--authentication`` on nobody may create one),
-refuses PLAIN, and refuses any OAUTHBEARER token. Each client must then stay alive and
-name the cause; no secret may appear anywhere."""
+"""SASL end to end for the agent, the workers and ``pectrack events``.
+
+First against the embedded broker with ``--authentication``, which can only refuse
+(README, security): this build offers SCRAM-SHA-256/512 but keeps no user it could accept
+(users created through its admin API are not persisted, and with ``--authentication`` on
+nobody may create one), refuses PLAIN, and refuses any OAUTHBEARER token. Each client must
+then stay alive and name the cause.
+
+Then the successful path, through a SASL front end (:mod:`tests.support.sasl_gate`,
+SCRAM by ``scramp``) in front of the broker, plaintext or TLS, as the TLS tests use a TLS
+front end. No secret may appear anywhere."""
 
 from __future__ import annotations
 
@@ -12,18 +17,31 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from agents.config import load_config
+from agents.publish import read_cursors
 from pipeline.embedded import EmbeddedBroker
-from pipeline.kafka_sasl import KafkaSasl, auth_error
+from pipeline.kafka_sasl import KafkaSasl, auth_error, kafka_client_options
+from pipeline.kafka_tls import KafkaTls
+from pipeline.simulate.traffic import generate_traffic
+from tests.streams.oracle import expected_events
 from tests.support.dovecot import Dovecot
-from tests.support.workers import WorkerProcess
+from tests.support.kafka import wait_for_count
+from tests.support.mail import message
+from tests.support.proxy import ProxiedBroker
+from tests.support.sasl_gate import SaslGate
+from tests.support.tls import TlsPki
+from tests.support.workers import WorkerProcess, produce_traffic, settle
 
-from .conftest import in_process_agent, wait_until, write_config
+from .conftest import box, in_process_agent, wait_until, write_config
+from .test_streams import assert_matches_oracle, latest_states, worker_args
 
 pytestmark = pytest.mark.integration
 
@@ -175,3 +193,148 @@ def test_agent_config_with_sasl_loads(tmp_path: Path) -> None:
     assert kafka.sasl is not None
     assert kafka.sasl.password_file == "/run/secrets/kafka/password"
     assert asyncio.iscoroutinefunction(auth_error)
+
+
+# -- the successful path, through a SASL front end (tests/support/sasl_gate.py) --------
+
+USERS = {"pectrack-agent": "agent-pw-1", "pectrack-worker": "worker-pw-2", "reader": "r-pw-3"}
+
+
+@dataclass
+class SaslKafka:
+    broker: ProxiedBroker
+    gate: SaslGate
+    pki: TlsPki | None
+    valid_tokens: set[str]
+
+    def client(self, mechanism: str, user: str = "reader") -> dict[str, Any]:
+        tls = KafkaTls(self.pki.ca) if self.pki else None
+        return kafka_client_options(
+            tls, KafkaSasl(mechanism, username=user, password_env="PW", environ={"PW": USERS[user]})
+        )
+
+
+@pytest.fixture(params=["plaintext", "tls"])
+def sasl_kafka(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SaslKafka]:
+    tokens: set[str] = set()
+    gate = SaslGate(USERS, tokens=lambda: tokens)
+    pki = TlsPki(tmp_path / "pki") if request.param == "tls" else None
+    context = pki.server_context(require_client=False) if pki else None
+    with ProxiedBroker(log_path=tmp_path / "broker.log", tls=context, sasl=gate) as broker:
+        yield SaslKafka(broker, gate, pki, tokens)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"])
+async def test_agent_publishes_with_each_mechanism(
+    dovecot: Dovecot, fresh_users: Any, sasl_kafka: SaslKafka, tmp_path: Path, mechanism: str
+) -> None:
+    """Records and cursors through SASL (plaintext or TLS); the OAUTHBEARER token file is
+    rewritten by a 'refresher' and the next connection presents the new token."""
+    (index,) = fresh_users(1)
+    dovecot.append(dovecot.user(index), "INBOX", message(f"sasl-{mechanism}-{index}"))
+    (tmp_path / "kafka-secret").write_text("old-token" if mechanism == "OAUTHBEARER" else
+                                           USERS["pectrack-agent"])  # fmt: skip
+    lines = [f'sasl_mechanism = "{mechanism}"']
+    if mechanism == "OAUTHBEARER":
+        lines.append('sasl_token_file = "kafka-secret"')
+        sasl_kafka.valid_tokens.add("old-token")
+    else:
+        lines += ['sasl_username = "pectrack-agent"', 'sasl_password_file = "kafka-secret"']
+    if sasl_kafka.pki is not None:
+        lines += ["tls = true", f'ca_file = "{sasl_kafka.pki.ca}"']
+    elif mechanism == "PLAIN":
+        lines.append("sasl_allow_plaintext = true")
+    config = _with_kafka(write_config(tmp_path, sasl_kafka.broker, dovecot, [index]), *lines)
+    reader = sasl_kafka.client("SCRAM-SHA-512")
+    async with in_process_agent(config):
+        (record,) = await wait_for_count(
+            sasl_kafka.broker.bootstrap, "pec.raw", 1, timeout=30, client=reader
+        )
+    assert record.key == box(index).encode()
+    who = "oauth" if mechanism == "OAUTHBEARER" else "pectrack-agent"
+    assert sasl_kafka.gate.accepted[(mechanism, who)] >= 1
+    assert not sasl_kafka.gate.refused
+    if mechanism == "OAUTHBEARER":  # rotation: only the new token is valid now
+        sasl_kafka.valid_tokens.clear()
+        sasl_kafka.valid_tokens.add("new-token")
+        (tmp_path / "kafka-secret").write_text("new-token\n")
+        cursors = await read_cursors(
+            sasl_kafka.broker.bootstrap, "pec.agent.cursors",
+            KafkaTls(sasl_kafka.pki.ca) if sasl_kafka.pki else None,
+            load_config(config).kafka.sasl,
+        )  # fmt: skip
+        assert f"{box(index)}/INBOX".encode() in cursors
+        assert sasl_kafka.gate.refused["OAUTHBEARER"] == 0
+
+
+async def test_wrong_password_is_refused_with_the_brokers_reason(
+    dovecot: Dovecot, fresh_users: Any, sasl_kafka: SaslKafka, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Refused as Kafka refuses (error 58): the agent logs the cause and retries."""
+    caplog.set_level(logging.WARNING, "agents.agent")
+    (tmp_path / "kafka-secret").write_text("not-the-password")
+    lines = ['sasl_mechanism = "SCRAM-SHA-256"', 'sasl_username = "pectrack-agent"',
+             'sasl_password_file = "kafka-secret"']  # fmt: skip
+    if sasl_kafka.pki is not None:
+        lines += ["tls = true", f'ca_file = "{sasl_kafka.pki.ca}"']
+    config = _with_kafka(write_config(tmp_path, sasl_kafka.broker, dovecot, fresh_users(1)),
+                         *lines)  # fmt: skip
+    async with in_process_agent(config):
+        await wait_until(
+            lambda: any(r.getMessage() == "kafka.unavailable" for r in caplog.records),
+            30,
+            "the refusal",
+        )
+    (first, *_) = (r for r in caplog.records if r.getMessage() == "kafka.unavailable")
+    assert "refused the SASL SCRAM-SHA-256 credentials" in first.fields["auth_error"]  # type: ignore[attr-defined]
+    assert sasl_kafka.gate.refused["SCRAM-SHA-256"] >= 1
+    assert "not-the-password" not in caplog.text
+
+
+async def test_worker_and_events_run_with_scram(
+    sasl_kafka: SaslKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker authenticated with SCRAM-SHA-512 processes simulated traffic into exactly
+    the oracle's events and states; ``pectrack events --sasl-*`` prints them."""
+    traffic = generate_traffic(3, 30, 4, datetime(2024, 3, 1, 9, tzinfo=UTC))
+    want = expected_events(traffic)
+    client = sasl_kafka.client("SCRAM-SHA-512", "reader")
+    monkeypatch.setenv("WORKER_KAFKA_PW", USERS["pectrack-worker"])
+    monkeypatch.setenv("PECTRACK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("PECTRACK_KAFKA_SASL_USERNAME", "pectrack-worker")
+    monkeypatch.setenv("PECTRACK_KAFKA_SASL_PASSWORD_ENV", "WORKER_KAFKA_PW")
+    tls_args: tuple[str, ...] = ()
+    if sasl_kafka.pki is not None:
+        tls_args = ("--kafka-tls", "true", "--kafka-ca-file", sasl_kafka.pki.ca)
+    broker = sasl_kafka.broker
+    with WorkerProcess(broker, tmp_path / "w1", *worker_args(tmp_path, *tls_args)) as worker:
+        await produce_traffic(broker.bootstrap, traffic, client=client)
+        try:
+            events = await settle(
+                broker.bootstrap,
+                "pec.state-changes",
+                expected=sum(want.values()),
+                timeout=120,
+                client=client,
+            )
+        except AssertionError:
+            print(worker.log_text())
+            raise
+        states = await latest_states(broker.bootstrap, client)
+    assert_matches_oracle(traffic, events, states)
+    assert sasl_kafka.gate.accepted[("SCRAM-SHA-512", "pectrack-worker")] >= 1
+    assert USERS["pectrack-worker"] not in worker.log.read_text()
+
+    monkeypatch.setenv("READER_PW", USERS["reader"])
+    argv = [sys.executable, "-m", "pipeline.cli", "events", "--broker", broker.bootstrap,
+            "--from-beginning", "--max", "2", "--sasl-mechanism", "SCRAM-SHA-256",
+            "--sasl-username", "reader", "--sasl-password-env", "READER_PW"]  # fmt: skip
+    if sasl_kafka.pki is not None:
+        argv += ["--tls", "--ca-file", sasl_kafka.pki.ca]
+    shown = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, timeout=60, check=False
+    )
+    assert shown.returncode == 0, shown.stderr.decode()[-2000:]
+    assert all(orjson.loads(x)["specversion"] == "1.0" for x in shown.stdout.splitlines())
+    assert len(shown.stdout.splitlines()) == 2
