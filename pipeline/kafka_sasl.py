@@ -217,8 +217,8 @@ async def auth_error(
         )
     except errors.KafkaConnectionError:
         if mechanism is None:
-            return (
-                "the broker closed the connection on an unauthenticated request: it requires "
+            return (  # a front end whose broker is down looks the same: "probably"
+                "the broker hung up on an unauthenticated request: it probably requires "
                 "authentication (configure SASL)"
             )
         return (
