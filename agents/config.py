@@ -8,6 +8,10 @@
     tls = true                         # optional: verified TLS to the brokers, and with it
     ca_file = "kafka-ca.pem"           #   their CA (default: the system trust store) and a
     cert_file = "agent.pem"            #   client certificate (mutual TLS), key_file if apart
+    replication = 3                    # of the topics it creates (never 1 by default)
+    sasl_mechanism = "SCRAM-SHA-512"   # optional SASL (pipeline.kafka_sasl): with
+    sasl_username = "pectrack-agent"   #   sasl_password_file/_env, or sasl_token_file
+    sasl_password_file = "/run/secrets/kafka/password"
 
     [mailbox_defaults]                 # merged under every [[mailbox]]
     host = "imaps.pec.aruba.it"
