@@ -37,6 +37,8 @@ class StreamSettings:
     state_changes_topic: str = "pec.state-changes"
     message_state_topic: str = "pec.message-state"
     dlq_topic: str = "pec.dlq"
+    inbound_topic: str = "pec.inbound"  # certified mail received (it.pec.received)
+    sdi_topic: str = "sdi.notifications"  # e-invoicing: SdI notifications, invoices received
     table_name: str = "pectrack-messages"
     # pec.state-changes in the CloudEvents Kafka binding: "structured" (the event is the
     # JSON value, content-type application/cloudevents+json) or "binary" (ce_* headers,

@@ -93,7 +93,7 @@ def describe_inbound(layout: Layout, limits: Limits = DEFAULT_LIMITS) -> Inbound
     return InboundContent(True, subject, tuple(parts), tuple(defects))
 
 
-def _walk(
+def _walk(  # noqa: PLR0917  (a recursion's state)
     entity: Part,
     depth: int,
     first_text: bool,

@@ -161,10 +161,18 @@ def _sdi_records(envelope: InboundEnvelope, content: InboundContent) -> tuple[Sd
             continue
         records.append(_notice(envelope, notification, from_sdi))
     for base in sorted(set(metadata) | set(invoices)):
-        part = invoices.get(base)
+        invoice_part = invoices.get(base)
         meta = metadata.get(base)
-        invoice = read_invoice(part.info.name or "", part.data or b"") if part else None
-        nome_file = (meta.nome_file if meta else None) or (part.info.name if part else None) or base
+        invoice = (
+            read_invoice(invoice_part.info.name or "", invoice_part.data or b"")
+            if invoice_part
+            else None
+        )
+        nome_file = (
+            (meta.nome_file if meta else None)
+            or (invoice_part.info.name if invoice_part else None)
+            or base
+        )
         records.append(
             InvoiceReceived(
                 event_id=_id("invoice-received", envelope.mailbox, envelope.receipt_id, base),

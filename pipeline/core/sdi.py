@@ -178,7 +178,9 @@ _NOTIFICATION_PATHS: frozenset[Path] = frozenset(
 )
 
 
-def read_notification(file_name: str, data: bytes) -> tuple[Notification | None, tuple[Defect, ...]]:
+def read_notification(
+    file_name: str, data: bytes
+) -> tuple[Notification | None, tuple[Defect, ...]]:
     """Read one SdI notification file; ``None`` and defects when it is not one."""
     name = sdi_file_name(file_name)
     if name is None or name.type is None:
@@ -200,9 +202,7 @@ def read_notification(file_name: str, data: bytes) -> tuple[Notification | None,
         )
     nome_file = document.first(_P["nome"])
     if nome_file is not None and _base(nome_file) != name.base:
-        found.append(
-            Defect("sdi-nomefile-mismatch", f"{file_name[:80]} is about {nome_file[:80]}")
-        )
+        found.append(Defect("sdi-nomefile-mismatch", f"{file_name[:80]} is about {nome_file[:80]}"))
     errors = tuple(
         SdiError(code, _nth(group.get(("Descrizione",)), 0))
         for group in document.groups

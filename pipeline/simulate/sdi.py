@@ -272,7 +272,7 @@ def sdi_provider(pki: Pki) -> Provider:
     return Provider(*SDI_PROVIDER, pki.signer(*SDI_PROVIDER), id_prefix="sdi")
 
 
-def sdi_envelope(
+def sdi_envelope(  # noqa: PLR0917
     provider: Provider,
     mailbox_address: str,
     files: tuple[Attachment, ...],
@@ -356,7 +356,9 @@ def generate_sdi_traffic(
             "IT", vat, f"{index:05X}"[-5:], str(4_000_000 + index), at - timedelta(minutes=3)
         )
         if rng.random() < received_share:
-            bodies = (InvoiceBody(f"{index}/2024", f"{at:%Y-%m-%d}", f"{rng.randrange(100, 99999)}.00"),)
+            bodies = (
+                InvoiceBody(f"{index}/2024", f"{at:%Y-%m-%d}", f"{rng.randrange(100, 99999)}.00"),
+            )
             invoice = invoice_xml(vat, "Fornitore S.r.l.", "09876543210", bodies)
             signer = company if index % 2 else None
             files = received_invoice_files(case, invoice, signer=signer)

@@ -28,6 +28,8 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("state_changes_topic", "output: one event per transition"),
     ("message_state_topic", "output (compacted): latest state per message"),
     ("dlq_topic", "output: unroutable input"),
+    ("inbound_topic", "output: certified mail received in INBOX"),
+    ("sdi_topic", "output: SdI notifications and invoices received"),
     ("cloudevents_mode", "pec.state-changes: 'structured' (JSON value) or 'binary' (ce_* headers)"),
     ("schema_base", "URI the schemas are published under; records name <base><name>/<N>.json"),
     ("batch_size", "most queued records handled (and acknowledged) together; 1: one by one"),

@@ -32,6 +32,7 @@ from pipeline.core.parse import Limits
 from pipeline.core.trust import TrustStore, load_certificates
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
+from pipeline.streams.inbound import inbound_records
 from pipeline.streams.sink import Record, Sink, dead_letter
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,9 @@ class Verifier:
             return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)]
         if isinstance(outcome, Ignored):
             self.metrics.labelled(self.metrics.ignored, outcome.reason).inc()
-            return []
+            return inbound_records(
+                self.settings, self.metrics, examined, raw, mailbox, folder, role, self._limits()
+            )
         value = dumps(observation_to_dict(outcome))
         return [Record(self.settings.receipts_topic, outcome.key.encode(), value)]
 

@@ -144,7 +144,11 @@ def test_sdi_traffic_every_kind() -> None:
     notices of one invoice fold to the simulator's final state."""
     pki = default_pki()
     items = generate_sdi_traffic(
-        random.Random(3), pki, (("amministrazione", "amm@pec.example.it"),), 24, AT,
+        random.Random(3),
+        pki,
+        (("amministrazione", "amm@pec.example.it"),),
+        24,
+        AT,
         received_share=0.25,
     )
     seen: dict[str, set[InvoiceState]] = {}
@@ -185,8 +189,12 @@ def test_sdi_file_from_someone_else_is_not_evidence() -> None:
     assert isinstance(record, SdiNotice)
     assert not record.evidence  # ... but not from the SdI's domain
     genuine = sdi_envelope(
-        sdi_provider(default_pki()), "amm@pec.example.it",
-        notification_files(case, "RC", AT), "x", AT, 1,
+        sdi_provider(default_pki()),
+        "amm@pec.example.it",
+        notification_files(case, "RC", AT),
+        "x",
+        AT,
+        1,
     )
     _, [real] = received(genuine)
     assert isinstance(real, SdiNotice)

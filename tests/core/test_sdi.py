@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -122,7 +123,10 @@ def test_disagreements_are_defects() -> None:
             b"<RicevutaConsegna>&e;</RicevutaConsegna>",
             "xml-entity-forbidden",
         ),
-        (b"<RicevutaConsegna>" + b"<a>" * 40 + b"</a>" * 40 + b"</RicevutaConsegna>", "xml-too-deep"),
+        (
+            b"<RicevutaConsegna>" + b"<a>" * 40 + b"</a>" * 40 + b"</RicevutaConsegna>",
+            "xml-too-deep",
+        ),
         (b"<RicevutaConsegna><NomeFile>", "xml-malformed"),
         (b"<Altro/>", "sdi-unknown-root"),
         (b"x" * 600_000, "xml-too-large"),
@@ -144,7 +148,10 @@ def test_reader_never_raises(data: bytes) -> None:
     assert invoice.defects or invoice.documents
 
 
-BODIES = (InvoiceBody("42/2024", "2024-03-01", "1220.00"), InvoiceBody("43/2024", "2024-03-02", "10.50"))
+BODIES = (
+    InvoiceBody("42/2024", "2024-03-01", "1220.00"),
+    InvoiceBody("43/2024", "2024-03-02", "10.50"),
+)
 
 
 def test_invoice_plain_and_p7m() -> None:
@@ -169,8 +176,6 @@ def test_invoice_plain_and_p7m() -> None:
 
 def test_p7m_in_base64_and_broken() -> None:
     """A base64 .p7m (seen in the wild) is unwrapped; garbage is a p7m-unreadable defect."""
-    import base64
-
     signer = default_pki().signer("Fornitore S.r.l.", "fornitore.example.it")
     der = sign_attached(b"<x/>", signer)
     assert unwrap_p7m(base64.encodebytes(der)) == b"<x/>"

@@ -41,15 +41,28 @@ def test_table_is_the_higher_rank() -> None:
 
 def test_real_sequences() -> None:
     """RC then NE EC01 accepts; MC then RC delivers (the SdI's retry); NS rejects."""
-    assert fold([(SdiEvent.CONSEGNA, "rc"), (SdiEvent.ACCETTAZIONE, "ne")]).state is InvoiceState.ACCEPTED
-    assert fold([(SdiEvent.MANCATA_CONSEGNA, "mc"), (SdiEvent.CONSEGNA, "rc")]).state is InvoiceState.DELIVERED
-    assert fold([(SdiEvent.MANCATA_CONSEGNA, "mc"), (SdiEvent.ATTESTAZIONE, "at")]).state is InvoiceState.NOT_DELIVERED
-    assert fold([(SdiEvent.CONSEGNA, "rc"), (SdiEvent.DECORRENZA, "dt")]).state is InvoiceState.DEADLINE_PASSED
+    assert (
+        fold([(SdiEvent.CONSEGNA, "rc"), (SdiEvent.ACCETTAZIONE, "ne")]).state
+        is InvoiceState.ACCEPTED
+    )
+    assert (
+        fold([(SdiEvent.MANCATA_CONSEGNA, "mc"), (SdiEvent.CONSEGNA, "rc")]).state
+        is InvoiceState.DELIVERED
+    )
+    assert (
+        fold([(SdiEvent.MANCATA_CONSEGNA, "mc"), (SdiEvent.ATTESTAZIONE, "at")]).state
+        is InvoiceState.NOT_DELIVERED
+    )
+    assert (
+        fold([(SdiEvent.CONSEGNA, "rc"), (SdiEvent.DECORRENZA, "dt")]).state
+        is InvoiceState.DEADLINE_PASSED
+    )
     assert fold([(SdiEvent.SCARTO, "ns")]).state is InvoiceState.REJECTED
 
 
 def test_outcomes() -> None:
-    """An outcome before its RC is out of order, the RC after it stale, EC01 after EC02 a conflict."""
+    """An outcome before its RC is out of order, the RC after it stale, EC01 vs EC02 a
+    conflict."""
     track, first = apply(new_invoice("f.xml"), SdiEvent.ACCETTAZIONE, "ne")
     assert first.outcome is SdiOutcome.OUT_OF_ORDER
     track, late = apply(track, SdiEvent.CONSEGNA, "rc")
