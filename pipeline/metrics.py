@@ -272,6 +272,10 @@ class StreamMetrics:
             registry=registry,
         )
 
+        for kind in ("RC", "NS", "MC", "NE", "DT", "AT", "invoice-received"):
+            for evidence in ("true", "false"):
+                self.sdi_notifications.labels(kind, evidence)  # bounded: 14 series, 0 until seen
+
     def inbound_received(self, provider: str | None, signature: str) -> None:
         self.labelled(self.inbound, self.provider_label(provider), signature).inc()
 
