@@ -118,10 +118,13 @@ def _envelope(examined: Examined, content: InboundContent, mailbox: str) -> Inbo
             if message.error not in (None, ErrorCode.NESSUNO)
             else ANOMALY_REASON_DEFAULT
         )
+    verdict = signature_verdict(examined)
     defects = [d.code for d in message.defects] + [d.code for d in examined.signature.defects]
     defects += [d.code for d in content.defects if d.code != "postacert-missing"]
     return InboundEnvelope(
-        event_id=_id("inbound", mailbox, examined.receipt_id),
+        # The verdict is part of the id: a tampered copy keeps the genuine signature blob
+        # (hence its receipt_id) and must not be deduplicated away as the genuine one.
+        event_id=_id("inbound", mailbox, examined.receipt_id, verdict.value),
         mailbox=mailbox,
         kind=message.kind,
         sender=message.sender,
@@ -131,7 +134,7 @@ def _envelope(examined: Examined, content: InboundContent, mailbox: str) -> Inbo
         msgid=message.msgid,
         provider=message.provider,
         daticert_time=message.timestamp,
-        signature=signature_verdict(examined),
+        signature=verdict,
         evidence=not examined.disqualifying_defects,
         anomaly=anomaly,
         anomaly_reason=reason,
@@ -175,7 +178,7 @@ def _sdi_records(envelope: InboundEnvelope, content: InboundContent) -> tuple[Sd
         )
         records.append(
             InvoiceReceived(
-                event_id=_id("invoice-received", envelope.mailbox, envelope.receipt_id, base),
+                event_id=_id("invoice-received", envelope.event_id, base),
                 mailbox=envelope.mailbox,
                 key=f"{envelope.mailbox} {nome_file}",
                 nome_file=nome_file,
@@ -193,7 +196,7 @@ def _notice(envelope: InboundEnvelope, notification: Notification, from_sdi: boo
     nome_file = notification.nome_file or notification.file_name
     sdi_id = notification.message_id
     return SdiNotice(
-        event_id=_id("sdi", envelope.mailbox, envelope.receipt_id, notification.file_name),
+        event_id=_id("sdi", envelope.event_id, notification.file_name),
         mailbox=envelope.mailbox,
         key=f"{envelope.mailbox} {nome_file}",
         notification=notification,

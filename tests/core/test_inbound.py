@@ -119,6 +119,9 @@ def test_same_envelope_twice_same_id() -> None:
     assert first.event_id == again.event_id == lf.event_id
     assert other.event_id != first.event_id
     assert first == again
+    tampered, _ = received(make_pec(Kind.POSTA_CERTIFICATA, fault=Fault.TAMPERED_BODY).raw)
+    assert tampered.receipt_id == first.receipt_id  # the same signature blob ...
+    assert tampered.event_id != first.event_id  # ... but never deduplicated with it
 
 
 def test_is_inbound_only_for_envelopes_in_inbox() -> None:
