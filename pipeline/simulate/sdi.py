@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from xml.sax.saxutils import escape
 
@@ -32,6 +32,7 @@ from pipeline.core.model import Kind, Recipient, RecipientType
 from pipeline.simulate.ca import Identity, Pki
 from pipeline.simulate.provider import Notice, Provider
 from pipeline.simulate.render import Attachment, OriginalMessage
+from pipeline.simulate.truth import INBOX, TrafficItem, notice_truth
 
 MESSAGGI_NS = "http://www.fatturapa.gov.it/sdi/messaggi/v1.0"
 FATTURA_NS = "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fatture/v1.2"
@@ -284,6 +285,21 @@ def sdi_envelope(  # noqa: PLR0917
 ) -> bytes:
     """The PEC envelope the SdI sends: from ``sdiNN@pec.fatturapa.it``, the files
     attached to the original message."""
+    notice = sdi_notice(provider, mailbox_address, files, subject, at, seq, sdi_box=sdi_box)
+    return provider.issue(notice)
+
+
+def sdi_notice(  # noqa: PLR0917
+    provider: Provider,
+    mailbox_address: str,
+    files: tuple[Attachment, ...],
+    subject: str,
+    at: datetime,
+    seq: int,
+    *,
+    sdi_box: int = 1,
+) -> Notice:
+    """The envelope :func:`sdi_envelope` signs, for callers that need its truth too."""
     sender = f"sdi{sdi_box:02d}@{provider.domain}"
     original = OriginalMessage(
         sender=sender,
@@ -295,8 +311,7 @@ def sdi_envelope(  # noqa: PLR0917
         attachments=files,
         requested_variant=None,
     )
-    notice = Notice(Kind.POSTA_CERTIFICATA, original, provider.identificativo(at, seq), at)
-    return provider.issue(notice)
+    return Notice(Kind.POSTA_CERTIFICATA, original, provider.identificativo(at, seq), at)
 
 
 def notification_files(case: SdiCase, step: str, at: datetime) -> tuple[Attachment, ...]:
@@ -331,6 +346,13 @@ class SdiItem:
     kind: str  # RC, NS, MC, NE, DT, AT (a notification) or MT (an invoice received)
     nome_file: str
     final_state: str | None  # for a sent invoice: its state after all its notifications
+    notice: Notice = field(repr=False, compare=False)
+    provider: Provider = field(repr=False, compare=False)
+
+    def traffic_item(self, order: int) -> TrafficItem:
+        """As the rest of the simulated traffic: stored in the mailbox's INBOX."""
+        truth = notice_truth(self.provider, self.notice)
+        return TrafficItem(self.mailbox, INBOX, self.raw, order, self.notice.at, truth)
 
 
 def generate_sdi_traffic(
@@ -341,6 +363,7 @@ def generate_sdi_traffic(
     start: datetime,
     *,
     received_share: float = 0.3,
+    first: int = 0,
 ) -> list[SdiItem]:
     """Invoices sent (each with the notifications of one outcome in :data:`OUTCOMES`)
     and invoices received (plain or ``.p7m``), spread over ``mailboxes``."""
@@ -348,9 +371,9 @@ def generate_sdi_traffic(
     company = pki.signer("Fornitore S.r.l.", "fornitore.example.it")
     items: list[SdiItem] = []
     outcomes = sorted(OUTCOMES)
-    for index in range(invoices):
+    for index in range(first, first + invoices):
         mailbox, address = mailboxes[index % len(mailboxes)]
-        at = start + timedelta(minutes=7 * index)
+        at = start + timedelta(minutes=7 * (index - first))
         vat = f"{rng.randrange(10**10, 10**11):011d}"
         case = SdiCase(
             "IT", vat, f"{index:05X}"[-5:], str(4_000_000 + index), at - timedelta(minutes=3)
@@ -363,8 +386,9 @@ def generate_sdi_traffic(
             signer = company if index % 2 else None
             files = received_invoice_files(case, invoice, signer=signer)
             subject = _SUBJECT["MT"].format(ident=case.identificativo_sdi)
-            raw = sdi_envelope(provider, address, files, subject, at, 2 * index)
-            items.append(SdiItem(mailbox, raw, "MT", case.nome_file, None))
+            notice = sdi_notice(provider, address, files, subject, at, 10 * index + 9)
+            raw = provider.issue(notice)
+            items.append(SdiItem(mailbox, raw, "MT", case.nome_file, None, notice, provider))
             continue
         outcome = outcomes[index % len(outcomes)]
         for step_index, step in enumerate(OUTCOMES[outcome]):
@@ -373,6 +397,8 @@ def generate_sdi_traffic(
             files = notification_files(case, step, step_at)
             subject = _SUBJECT[kind].format(ident=case.identificativo_sdi)
             seq = 10 * index + step_index
-            raw = sdi_envelope(provider, address, files, subject, step_at, seq)
-            items.append(SdiItem(mailbox, raw, kind, case.nome_file, FINAL_STATE[outcome]))
+            notice = sdi_notice(provider, address, files, subject, step_at, seq)
+            raw = provider.issue(notice)
+            final = FINAL_STATE[outcome]
+            items.append(SdiItem(mailbox, raw, kind, case.nome_file, final, notice, provider))
     return items
