@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.core.mime import Part, decode_words, entity_at, multipart_spans, parse_content_type
@@ -46,7 +47,8 @@ class AttachmentInfo:
 @dataclass(frozen=True, slots=True)
 class OriginalPart:
     """An attachment with its decoded bytes: for the core's own readers (SdI), never
-    published. ``data`` is ``None`` when it could not be decoded within the limits."""
+    published. ``data`` is ``None`` when it could not be decoded within the limits, or
+    was not asked for (``describe_inbound``'s ``keep``)."""
 
     info: AttachmentInfo
     data: bytes | None = field(repr=False)
@@ -72,8 +74,16 @@ def is_inbound(message: PecMessage, folder_role: str | None, folder: str) -> boo
     return in_inbox and message.kind in (Kind.POSTA_CERTIFICATA, Kind.ERRORE)
 
 
-def describe_inbound(layout: Layout, limits: Limits = DEFAULT_LIMITS) -> InboundContent:
-    """The original message of an envelope (``layout`` from :func:`parse.read_layout`)."""
+def describe_inbound(
+    layout: Layout,
+    limits: Limits = DEFAULT_LIMITS,
+    keep: Callable[[str | None], bool] = lambda _name: False,
+) -> InboundContent:
+    """The original message of an envelope (``layout`` from :func:`parse.read_layout`).
+
+    Only the attachments whose name ``keep`` accepts keep their decoded bytes (the SdI's
+    files): a 50 MB envelope's PDFs are hashed and let go.
+    """
     original = next((c for c in layout.children if c.content_type[0] == "message/rfc822"), None)
     if original is None:
         return InboundContent(False, None, (), (Defect("postacert-missing"),))
@@ -89,20 +99,22 @@ def describe_inbound(layout: Layout, limits: Limits = DEFAULT_LIMITS) -> Inbound
     message = entity_at(source, start, end, max_header_bytes=limits.max_header_bytes)
     subject = decode_words(message.headers.get("subject") or "") or None
     parts: list[OriginalPart] = []
-    _walk(message, 0, True, limits, parts, defects)
+    _walk(message, 0, True, _Walk(limits, keep, parts, defects))
     return InboundContent(True, subject, tuple(parts), tuple(defects))
 
 
-def _walk(  # noqa: PLR0917  (a recursion's state)
-    entity: Part,
-    depth: int,
-    first_text: bool,
-    limits: Limits,
-    parts: list[OriginalPart],
-    defects: list[Defect],
-) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    limits: Limits
+    keep: Callable[[str | None], bool]
+    parts: list[OriginalPart]
+    defects: list[Defect]
+
+
+def _walk(entity: Part, depth: int, first_text: bool, walk: _Walk) -> bool:
     """Collect the attachments under ``entity``; returns whether the body text (the
     first text part without a name) is still to be found."""
+    limits, parts, defects = walk.limits, walk.parts, walk.defects
     ctype, params = entity.content_type
     if ctype.startswith("multipart/"):
         if depth >= MAX_DEPTH:
@@ -116,7 +128,7 @@ def _walk(  # noqa: PLR0917  (a recursion's state)
             return first_text
         for start, end in spans:
             child = entity_at(entity.source, start, end, max_header_bytes=limits.max_header_bytes)
-            first_text = _walk(child, depth + 1, first_text, limits, parts, defects)
+            first_text = _walk(child, depth + 1, first_text, walk)
         return first_text
     name = attachment_name(entity)
     disposition = (entity.headers.get("content-disposition") or "").strip().lower()
@@ -139,7 +151,7 @@ def _walk(  # noqa: PLR0917  (a recursion's state)
         info = AttachmentInfo(name, ctype, len(raw), hashlib.sha256(raw).hexdigest())
     else:
         info = AttachmentInfo(name, ctype, len(data), hashlib.sha256(data).hexdigest())
-    parts.append(OriginalPart(info, data))
+    parts.append(OriginalPart(info, data if walk.keep(name) else None))
     return first_text
 
 

@@ -103,7 +103,9 @@ def receive(
     examined: Examined, layout: Layout, mailbox: str, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[InboundEnvelope, tuple[SdiRecord, ...]]:
     """Describe an envelope received in ``mailbox`` and read the SdI files it carries."""
-    content = describe_inbound(layout, limits)
+    content = describe_inbound(
+        layout, limits, keep=lambda name: sdi_file_name(name or "") is not None
+    )
     envelope = _envelope(examined, content, mailbox)
     return envelope, _sdi_records(envelope, content)
 

@@ -8,6 +8,8 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.core.examine import examine
 from pipeline.core.inbound import describe_inbound, is_inbound
@@ -202,3 +204,33 @@ def test_sdi_file_from_someone_else_is_not_evidence() -> None:
     _, [real] = received(genuine)
     assert isinstance(real, SdiNotice)
     assert real.evidence
+
+
+ENVELOPE = make_pec(Kind.POSTA_CERTIFICATA).raw
+
+
+@given(st.integers(0, len(ENVELOPE) - 1), st.binary(min_size=1, max_size=64))
+@settings(max_examples=200)
+def test_mutated_envelopes_never_raise(position: int, noise: bytes) -> None:
+    """Bytes spliced anywhere into an envelope give a description (maybe with defects),
+    never an exception."""
+    raw = ENVELOPE[:position] + noise + ENVELOPE[position + len(noise) :]
+    envelope, _ = received(raw)
+    assert envelope.event_id
+
+
+def test_deep_nesting_is_capped() -> None:
+    """An original nested deeper than the cap is a defect, not a recursion."""
+    inner = b"Content-Type: text/plain\r\n\r\nx"
+    for level in range(12):
+        inner = (
+            f'Content-Type: multipart/mixed; boundary="b{level}"\r\n\r\n--b{level}\r\n'.encode()
+            + inner
+            + f"\r\n--b{level}--".encode()
+        )
+    raw = make_pec(Kind.POSTA_CERTIFICATA).raw
+    layout = read_layout(raw)
+    original = next(c for c in layout.children if c.content_type[0] == "message/rfc822")
+    swapped = raw[: original.start] + b"Subject: x\r\n" + inner + raw[original.end :]
+    content = describe_inbound(read_layout(swapped))
+    assert "attachments-too-deep" in {d.code for d in content.defects}
