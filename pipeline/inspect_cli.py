@@ -24,13 +24,17 @@ from typing import Any
 
 from pipeline.codec import dumps, examined_to_dict
 from pipeline.core.examine import examine
-from pipeline.core.mime import split_entity
+from pipeline.core.mime import header_end, split_entity
 from pipeline.core.trust import TrustStore
 from pipeline.trust_files import TrustStoreError, default_trust_store, load_trust_store
 
 _HEADER_LINE = re.compile(rb"^(?:[!-9;-~]+:|From )")
 _MAIL_FIELDS = frozenset(
     {"from", "to", "subject", "date", "message-id", "received", "return-path", "mime-version"}
+)
+_MAIL_FIELD = re.compile(
+    rb"(?:^|\n)(?:" + b"|".join(re.escape(f.encode()) for f in sorted(_MAIL_FIELDS)) + rb")[ \t]*:",
+    re.IGNORECASE,
 )
 # A MIME entity saved without its transport headers starts with its Content-Type.
 _ENTITY_TYPES = ("multipart/", "message/rfc822", "application/pkcs7-mime")
@@ -61,12 +65,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def looks_like_email(raw: bytes) -> bool:
-    """Starts with a header field (or an mbox ``From `` line) and has a mail header."""
+    """Starts with a header field (or an mbox ``From `` line) and has a mail header, or
+    is a bare MIME entity (``Content-Type: multipart/signed; ...`` first)."""
     if not raw or _HEADER_LINE.match(raw[:1000]) is None:
         return False
-    headers = split_entity(raw[:65536], max_header_bytes=65536).headers
-    if any(name in _MAIL_FIELDS for name, _ in headers.fields):
+    end = header_end(raw, 0, min(len(raw), 65536))
+    section = raw[: end[0] if end else 65536]
+    if _MAIL_FIELD.search(section):  # a regex over the bytes: no header parse per file
         return True
+    headers = split_entity(section + b"\r\n\r\n", max_header_bytes=65536).headers
     ctype = (headers.get("content-type") or "").strip().lower()
     return ctype.startswith(_ENTITY_TYPES)
 
