@@ -6,8 +6,8 @@ on stderr; the others are still reported; the exit status is 1. ``--jobs N`` exa
 with N processes; the output keeps the order of the files.
 
 A bare MIME entity is read too: a signed message exported without its transport headers
-(starting ``Content-Type: multipart/signed; ...``) is a message (its signer's domain
-cannot be compared with a From it does not have: ``signer-domain-unverifiable``).
+(starting ``Content-Type: multipart/signed; ...``) is a message (see
+:func:`pipeline.core.examine.examine` for what is checked without a From).
 """
 
 from __future__ import annotations
