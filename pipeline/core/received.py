@@ -106,11 +106,44 @@ def receive(
     content = describe_inbound(
         layout, limits, keep=lambda name: sdi_file_name(name or "") is not None
     )
-    envelope = _envelope(examined, content, mailbox)
-    return envelope, _sdi_records(envelope, content)
+    files = _read_sdi_files(content)
+    envelope = _envelope(examined, content, mailbox, files.unreadable)
+    return envelope, _sdi_records(envelope, files)
 
 
-def _envelope(examined: Examined, content: InboundContent, mailbox: str) -> InboundEnvelope:
+@dataclass(frozen=True, slots=True)
+class _SdiFiles:
+    notifications: tuple[Notification, ...]  # about invoices sent
+    metadata: dict[str, Notification]  # FileMetadati by NomeFile base
+    invoices: dict[str, OriginalPart]  # invoice files by NomeFile base
+    unreadable: tuple[str, ...]  # names of SdI-named files that are not SdI XML
+
+
+def _read_sdi_files(content: InboundContent) -> _SdiFiles:
+    notifications: list[Notification] = []
+    metadata: dict[str, Notification] = {}
+    invoices: dict[str, OriginalPart] = {}
+    unreadable: list[str] = []
+    for part in content.parts:
+        name = sdi_file_name(part.info.name or "")
+        if name is None:
+            continue
+        if name.type is None:
+            invoices.setdefault(name.base, part)
+            continue
+        notification, _defects = read_notification(name.name, part.data or b"")
+        if notification is None:
+            unreadable.append(name.name)
+        elif name.type is NotificationType.MT:
+            metadata.setdefault(name.base, notification)
+        else:
+            notifications.append(notification)
+    return _SdiFiles(tuple(notifications), metadata, invoices, tuple(unreadable))
+
+
+def _envelope(
+    examined: Examined, content: InboundContent, mailbox: str, unreadable: tuple[str, ...]
+) -> InboundEnvelope:
     message = examined.message
     anomaly = message.kind is Kind.ERRORE
     reason = None
@@ -123,6 +156,8 @@ def _envelope(examined: Examined, content: InboundContent, mailbox: str) -> Inbo
     verdict = signature_verdict(examined)
     defects = [d.code for d in message.defects] + [d.code for d in examined.signature.defects]
     defects += [d.code for d in content.defects if d.code != "postacert-missing"]
+    if unreadable:  # named like the SdI's files, but not its XML: listed, never read
+        defects.append("sdi-file-unreadable")
     return InboundEnvelope(
         # The verdict is part of the id: a tampered copy keeps the genuine signature blob
         # (hence its receipt_id) and must not be deduplicated away as the genuine one.
@@ -146,25 +181,10 @@ def _envelope(examined: Examined, content: InboundContent, mailbox: str) -> Inbo
     )
 
 
-def _sdi_records(envelope: InboundEnvelope, content: InboundContent) -> tuple[SdiRecord, ...]:
+def _sdi_records(envelope: InboundEnvelope, files: _SdiFiles) -> tuple[SdiRecord, ...]:
     from_sdi = envelope.evidence and is_sdi_address(envelope.sender)
-    named = [(sdi_file_name(p.info.name or ""), p) for p in content.parts]
-    records: list[SdiRecord] = []
-    metadata: dict[str, Notification] = {}
-    invoices: dict[str, OriginalPart] = {}
-    for name, part in named:
-        if name is None:
-            continue
-        if name.type is None:
-            invoices.setdefault(name.base, part)
-            continue
-        notification, _defects = read_notification(name.name, part.data or b"")
-        if notification is None:
-            continue  # an unreadable SdI-named file: the envelope's attachments list it
-        if name.type is NotificationType.MT:
-            metadata.setdefault(name.base, notification)
-            continue
-        records.append(_notice(envelope, notification, from_sdi))
+    records: list[SdiRecord] = [_notice(envelope, n, from_sdi) for n in files.notifications]
+    metadata, invoices = files.metadata, files.invoices
     for base in sorted(set(metadata) | set(invoices)):
         invoice_part = invoices.get(base)
         meta = metadata.get(base)

@@ -107,12 +107,15 @@ def _message_id(case: SdiCase, kind: str) -> str:
     return str(int(digest[:12], 16) % 10**12)
 
 
-def notification_xml(case: SdiCase, kind: str, at: datetime, esito: str | None = None) -> bytes:
-    """A notification of ``kind`` (RC, NS, MC, NE, DT, AT, MT) as the SdI writes it."""
+def notification_xml(
+    case: SdiCase, kind: str, at: datetime, esito: str | None = None, *, nome_file: str = ""
+) -> bytes:
+    """A notification of ``kind`` (RC, NS, MC, NE, DT, AT, MT) as the SdI writes it;
+    ``nome_file`` is the file's name as received (``...xml.p7m`` for a signed invoice)."""
     e = escape
     fields = [
         f"<IdentificativoSdI>{e(case.identificativo_sdi)}</IdentificativoSdI>",
-        f"<NomeFile>{e(case.nome_file)}</NomeFile>",
+        f"<NomeFile>{e(nome_file or case.nome_file)}</NomeFile>",
     ]
     digest = hashlib.sha256(case.nome_file.encode()).hexdigest()
     if kind in ("RC", "NS", "MC", "AT", "MT"):
@@ -326,12 +329,12 @@ def received_invoice_files(
 ) -> tuple[Attachment, ...]:
     """The invoice file (``.xml``, or ``.xml.p7m`` when ``signer`` signs it) and its
     FileMetadati, as the SdI delivers an invoice to its recipient."""
-    metadata = notification_xml(case, "MT", case.received_at)
     if signer is not None:
         name = case.nome_file + ".p7m"
         file = Attachment(name, "application/pkcs7-mime", sign_attached(invoice, signer))
     else:
         file = Attachment(case.nome_file, "application/xml", invoice)
+    metadata = notification_xml(case, "MT", case.received_at, nome_file=file.filename)
     meta_name = case.file_name("MT")
     meta = Attachment(meta_name, "application/xml", metadata)
     return (file, meta)
@@ -388,7 +391,8 @@ def generate_sdi_traffic(
             subject = _SUBJECT["MT"].format(ident=case.identificativo_sdi)
             notice = sdi_notice(provider, address, files, subject, at, 10 * index + 9)
             raw = provider.issue(notice)
-            items.append(SdiItem(mailbox, raw, "MT", case.nome_file, None, notice, provider))
+            name = files[0].filename  # the NomeFile of an invoice received: .xml or .xml.p7m
+            items.append(SdiItem(mailbox, raw, "MT", name, None, notice, provider))
             continue
         outcome = outcomes[index % len(outcomes)]
         for step_index, step in enumerate(OUTCOMES[outcome]):

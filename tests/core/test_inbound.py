@@ -234,3 +234,15 @@ def test_deep_nesting_is_capped() -> None:
     swapped = raw[: original.start] + b"Subject: x\r\n" + inner + raw[original.end :]
     content = describe_inbound(read_layout(swapped))
     assert "attachments-too-deep" in {d.code for d in content.defects}
+
+
+def test_sdi_named_garbage_is_a_defect_of_the_envelope() -> None:
+    """A file named like an RC that is not the SdI's XML gives no notice, and the envelope
+    says so (it is listed among the attachments, never silently skipped)."""
+    case = SdiCase("IT", "01234567890", "0A1B2", "4713", AT)
+    files = (Attachment(case.file_name("RC"), "application/xml", b"<not-sdi/>"),)
+    raw = sdi_envelope(sdi_provider(default_pki()), "amm@pec.example.it", files, "x", AT, 1)
+    envelope, records = received(raw)
+    assert records == ()
+    assert "sdi-file-unreadable" in envelope.defects
+    assert [a.name for a in envelope.attachments] == [case.file_name("RC")]
