@@ -58,7 +58,7 @@ def receipt() -> bytes:
 def run(directory: Path, anchor: Path, jobs: int) -> float:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "inspect", "--json", "--jobs", str(jobs),
+        [sys.executable, "-m", "pectrack", "inspect", "--json", "--jobs", str(jobs),
          "--trust", str(anchor), str(directory)],
         capture_output=True, check=True,
     )  # fmt: skip

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pipeline.core.defects import DefectCode
 from pipeline.core.mime import Part, decode_words, entity_at, multipart_spans, parse_content_type
 from pipeline.core.model import Defect, Kind, PecMessage
 from pipeline.core.parse import DEFAULT_LIMITS, Layout, Limits
@@ -86,13 +87,13 @@ def describe_inbound(
     """
     original = next((c for c in layout.children if c.content_type[0] == "message/rfc822"), None)
     if original is None:
-        return InboundContent(False, None, (), (Defect("postacert-missing"),))
+        return InboundContent(False, None, (), (Defect(DefectCode.POSTACERT_MISSING),))
     defects: list[Defect] = []
     cte = (original.headers.get("content-transfer-encoding") or "").strip().lower()
     if cte in ("base64", "quoted-printable"):  # not allowed by RFC 2046, seen anyway
         data = original.decoded(limits.max_message_bytes)
         if data is None:
-            return InboundContent(True, None, (), (Defect("postacert-undecodable", cte),))
+            return InboundContent(True, None, (), (Defect(DefectCode.POSTACERT_UNDECODABLE, cte),))
         source, start, end = data, 0, len(data)
     else:
         source, start, end = original.source, original.start, original.end
@@ -118,13 +119,13 @@ def _walk(entity: Part, depth: int, first_text: bool, walk: _Walk) -> bool:
     ctype, params = entity.content_type
     if ctype.startswith("multipart/"):
         if depth >= MAX_DEPTH:
-            defects.append(Defect("attachments-too-deep", f"deeper than {MAX_DEPTH}"))
+            defects.append(Defect(DefectCode.ATTACHMENTS_TOO_DEEP, f"deeper than {MAX_DEPTH}"))
             return first_text
         spans = multipart_spans(
             entity.source, entity.start, entity.end, params.get("boundary", ""), limits.max_parts
         )
         if spans is None:
-            defects.append(Defect("postacert-mime-malformed", ctype))
+            defects.append(Defect(DefectCode.POSTACERT_MIME_MALFORMED, ctype))
             return first_text
         for start, end in spans:
             child = entity_at(entity.source, start, end, max_header_bytes=limits.max_header_bytes)
@@ -142,11 +143,11 @@ def _walk(entity: Part, depth: int, first_text: bool, walk: _Walk) -> bool:
         return False
     if len(parts) >= MAX_ATTACHMENTS:
         if len(parts) == MAX_ATTACHMENTS:
-            defects.append(Defect("too-many-attachments", f"over {MAX_ATTACHMENTS}"))
+            defects.append(Defect(DefectCode.TOO_MANY_ATTACHMENTS, f"over {MAX_ATTACHMENTS}"))
         return first_text
     data = entity.decoded(limits.max_message_bytes)
     if data is None:
-        defects.append(Defect("attachment-undecodable", (name or ctype)[:100]))
+        defects.append(Defect(DefectCode.ATTACHMENT_UNDECODABLE, (name or ctype)[:100]))
         raw = bytes(entity.view)
         info = AttachmentInfo(name, ctype, len(raw), hashlib.sha256(raw).hexdigest())
     else:

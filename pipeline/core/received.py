@@ -22,6 +22,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from pipeline.core.correlate import SignatureVerdict
+from pipeline.core.defects import DefectCode
 from pipeline.core.examine import Examined
 from pipeline.core.inbound import AttachmentInfo, InboundContent, OriginalPart, describe_inbound
 from pipeline.core.model import ErrorCode, Kind, Recipient
@@ -37,7 +39,6 @@ from pipeline.core.sdi import (
     sdi_file_name,
 )
 from pipeline.core.sdi_lifecycle import InvoiceState, SdiEvent, event_for, implied_state
-from pipeline.core.tracker import SignatureVerdict
 
 ANOMALY_REASON_DEFAULT = "not-certified-mail"  # what an errore envelope is for (DM 2/11/2005)
 
@@ -155,9 +156,9 @@ def _envelope(
         )
     verdict = signature_verdict(examined)
     defects = [d.code for d in message.defects] + [d.code for d in examined.signature.defects]
-    defects += [d.code for d in content.defects if d.code != "postacert-missing"]
+    defects += [d.code for d in content.defects if d.code is not DefectCode.POSTACERT_MISSING]
     if unreadable:  # named like the SdI's files, but not its XML: listed, never read
-        defects.append("sdi-file-unreadable")
+        defects.append(DefectCode.SDI_FILE_UNREADABLE)
     return InboundEnvelope(
         # The verdict is part of the id: a tampered copy keeps the genuine signature blob
         # (hence its receipt_id) and must not be deduplicated away as the genuine one.

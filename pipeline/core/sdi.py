@@ -50,6 +50,7 @@ from enum import StrEnum
 
 from asn1crypto import cms
 
+from pipeline.core.defects import DefectCode
 from pipeline.core.model import Defect
 from pipeline.core.sdi_xml import Path, XmlDocument, read_xml
 
@@ -184,7 +185,9 @@ def read_notification(
     """Read one SdI notification file; ``None`` and defects when it is not one."""
     name = sdi_file_name(file_name)
     if name is None or name.type is None:
-        return None, (Defect("sdi-file-name", f"not an SdI notification name: {file_name[:100]}"),)
+        return None, (
+            Defect(DefectCode.SDI_FILE_NAME, f"not an SdI notification name: {file_name[:100]}"),
+        )
     document, defects = read_xml(
         data, _NOTIFICATION_PATHS, group="Errore", max_bytes=MAX_NOTIFICATION_BYTES
     )
@@ -193,16 +196,20 @@ def read_notification(
     found: list[Defect] = []
     root_type = ROOT_ELEMENTS.get(document.root)
     if root_type is None:
-        return None, (Defect("sdi-unknown-root", f"<{document.root[:60]}>"),)
+        return None, (Defect(DefectCode.SDI_UNKNOWN_ROOT, f"<{document.root[:60]}>"),)
     if document.namespace not in SDI_NAMESPACES:
-        found.append(Defect("sdi-namespace", f"{document.namespace[:100]!r}"))
+        found.append(Defect(DefectCode.SDI_NAMESPACE, f"{document.namespace[:100]!r}"))
     if root_type is not name.type:
         found.append(
-            Defect("sdi-type-mismatch", f"file name says {name.type}, root is {document.root}")
+            Defect(
+                DefectCode.SDI_TYPE_MISMATCH, f"file name says {name.type}, root is {document.root}"
+            )
         )
     nome_file = document.first(_P["nome"])
     if nome_file is not None and _base(nome_file) != name.base:
-        found.append(Defect("sdi-nomefile-mismatch", f"{file_name[:80]} is about {nome_file[:80]}"))
+        found.append(
+            Defect(DefectCode.SDI_NOMEFILE_MISMATCH, f"{file_name[:80]} is about {nome_file[:80]}")
+        )
     errors = tuple(
         SdiError(code, _nth(group.get(("Descrizione",)), 0))
         for group in document.groups
@@ -244,7 +251,7 @@ def _nth(values: list[str] | None, index: int) -> str | None:
 def _esito(document: XmlDocument, root: NotificationType, found: list[Defect]) -> str | None:
     value = document.first(_P["esito"])
     if root is NotificationType.NE and value not in ("EC01", "EC02"):
-        found.append(Defect("sdi-esito", f"EsitoCommittente/Esito {str(value)[:20]!r}"))
+        found.append(Defect(DefectCode.SDI_ESITO, f"EsitoCommittente/Esito {str(value)[:20]!r}"))
     return value
 
 
@@ -256,10 +263,10 @@ def _time(document: XmlDocument, path: Path, found: list[Defect]) -> datetime | 
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        found.append(Defect("sdi-bad-time", f"{path[-1]} {value[:40]!r}"))
+        found.append(Defect(DefectCode.SDI_BAD_TIME, f"{path[-1]} {value[:40]!r}"))
         return None
     if parsed.tzinfo is None:
-        found.append(Defect("sdi-time-without-zone", f"{path[-1]} {value[:40]!r}"))
+        found.append(Defect(DefectCode.SDI_TIME_WITHOUT_ZONE, f"{path[-1]} {value[:40]!r}"))
         return None
     return parsed
 
@@ -337,7 +344,9 @@ def read_invoice(file_name: str, data: bytes) -> Invoice:
     if p7m:
         unwrapped = unwrap_p7m(data)
         if unwrapped is None:
-            return _empty_invoice(file_name, p7m, Defect("p7m-unreadable", file_name[:100]))
+            return _empty_invoice(
+                file_name, p7m, Defect(DefectCode.P7M_UNREADABLE, file_name[:100])
+            )
         xml = unwrapped
     document, xml_defects = read_xml(
         xml, _INVOICE_PATHS, group="FatturaElettronicaBody", max_bytes=MAX_INVOICE_BYTES
@@ -345,9 +354,11 @@ def read_invoice(file_name: str, data: bytes) -> Invoice:
     if document is None:
         return _empty_invoice(file_name, p7m, *xml_defects)
     if document.root != "FatturaElettronica":
-        return _empty_invoice(file_name, p7m, Defect("invoice-unknown-root", document.root[:60]))
+        return _empty_invoice(
+            file_name, p7m, Defect(DefectCode.INVOICE_UNKNOWN_ROOT, document.root[:60])
+        )
     if document.namespace not in FATTURA_NAMESPACES:
-        defects.append(Defect("invoice-namespace", document.namespace[:100]))
+        defects.append(Defect(DefectCode.INVOICE_NAMESPACE, document.namespace[:100]))
     inner = _DOC[1:]
     documents = tuple(
         InvoiceDocument(
@@ -360,7 +371,7 @@ def read_invoice(file_name: str, data: bytes) -> Invoice:
         for group in document.groups
     )
     if not documents:
-        defects.append(Defect("invoice-no-body", "no FatturaElettronicaBody"))
+        defects.append(Defect(DefectCode.INVOICE_NO_BODY, "no FatturaElettronicaBody"))
     return Invoice(
         file_name=file_name,
         format=document.attributes.get("versione")
@@ -387,7 +398,7 @@ def _amount(value: str | None, defects: list[Defect]) -> str | None:
     try:
         Decimal(value)
     except InvalidOperation:
-        defects.append(Defect("invoice-bad-amount", value[:40]))
+        defects.append(Defect(DefectCode.INVOICE_BAD_AMOUNT, value[:40]))
         return None
     return value
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from xml.parsers import expat
 
+from pipeline.core.defects import DefectCode
 from pipeline.core.model import Defect
 
 MAX_DEPTH = 32
@@ -54,7 +55,7 @@ class XmlDocument:
 
 
 class _RefusedError(Exception):
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: DefectCode, detail: str) -> None:
         super().__init__(code)
         self.defect = Defect(code, detail)
 
@@ -84,7 +85,7 @@ class _Collector:
         else:
             self.path.append(local)
         if len(self.path) >= MAX_DEPTH:
-            raise _RefusedError("xml-too-deep", f"nesting deeper than {MAX_DEPTH}")
+            raise _RefusedError(DefectCode.XML_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
         if namespace == XMLDSIG and local == "Signature":
             self.signed = True
         if self.group is not None and self.group_depth is None and local == self.group:
@@ -111,7 +112,7 @@ class _Collector:
     def _keep(self, into: dict[Path, list[str]], path: Path, value: str) -> None:
         self.kept += 1
         if self.kept > MAX_VALUES:
-            raise _RefusedError("xml-too-many-values", f"over {MAX_VALUES} values")
+            raise _RefusedError(DefectCode.XML_TOO_MANY_VALUES, f"over {MAX_VALUES} values")
         into.setdefault(path, []).append(value)
 
     def data(self, chunk: str) -> None:
@@ -120,11 +121,11 @@ class _Collector:
 
 
 def _refuse_entity(*_args: object) -> None:
-    raise _RefusedError("xml-entity-forbidden", "entity declarations are not allowed")
+    raise _RefusedError(DefectCode.XML_ENTITY_FORBIDDEN, "entity declarations are not allowed")
 
 
 def _refuse_external(*_args: object) -> int:
-    raise _RefusedError("xml-external-reference", "external references are not allowed")
+    raise _RefusedError(DefectCode.XML_EXTERNAL_REFERENCE, "external references are not allowed")
 
 
 def read_xml(
@@ -136,7 +137,7 @@ def read_xml(
     element (without the group name), the others from below the root.
     """
     if len(data) > max_bytes:
-        return None, (Defect("xml-too-large", f"{len(data)} bytes, cap {max_bytes}"),)
+        return None, (Defect(DefectCode.XML_TOO_LARGE, f"{len(data)} bytes, cap {max_bytes}"),)
     collector = _Collector(wanted, group)
     parser = expat.ParserCreate(namespace_separator=_SEPARATOR)
     parser.StartElementHandler = collector.start
@@ -151,7 +152,7 @@ def read_xml(
     except _RefusedError as refused:
         return None, (refused.defect,)
     except (expat.ExpatError, ValueError, UnicodeError, LookupError) as exc:
-        return None, (Defect("xml-malformed", str(exc)[:200]),)
+        return None, (Defect(DefectCode.XML_MALFORMED, str(exc)[:200]),)
     document = XmlDocument(
         root=collector.root,
         namespace=collector.namespace,

@@ -15,15 +15,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.contracts import INBOUND, SDI_NOTIFICATION
+from pipeline.contracts.cloudevents import Mode
+from pipeline.contracts.inbound import (
+    RECEIVED,
+    encode,
+    inbound_data,
+    sdi_data,
+    sdi_label,
+    sdi_type,
+)
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.contracts.schemas import INBOUND, SDI_NOTIFICATION
 from pipeline.core.examine import Examined
 from pipeline.core.inbound import is_inbound
 from pipeline.core.parse import Limits, read_layout
 from pipeline.core.received import receive
-from pipeline.events import Mode
-from pipeline.inbound_events import RECEIVED, encode, inbound_data, sdi_data, sdi_label, sdi_type
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record
 
 

@@ -6,8 +6,8 @@ concurrent actors of a batching agent), so its concurrency is inside: with
 its own copy of the trust store, while the event loop keeps serving the other
 processors. Records are planned in the batch's order whatever the pool does, so
 outputs and acknowledgements are exactly those of ``verify_processes=0`` (examine in
-the event loop). A record's Kafka headers say where the mail came from (``mailbox``,
-``folder``, ``internal-date``: see ``agents.records``).
+the event loop). A record's Kafka headers say where the mail came from
+(:mod:`pipeline.contracts.raw`).
 """
 
 from __future__ import annotations
@@ -20,24 +20,30 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pipeline.codec import dumps, observation_to_dict
-from pipeline.core.examine import Examined, examine
+from pipeline.contracts.codec import dumps, observation_to_dict
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.contracts.raw import DeadLetterHeader, read_origin
+from pipeline.core import (
+    Examined,
+    Ignored,
+    Limits,
+    TrustStore,
+    Unroutable,
+    examine,
+    load_certificates,
+    observe_message,
+)
 from pipeline.core.mime import header_section
-from pipeline.core.observation import Ignored, Unroutable, observe_message
-from pipeline.core.parse import Limits
-from pipeline.core.trust import TrustStore, load_certificates
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
 from pipeline.streams.inbound import inbound_records
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
 
 log = logging.getLogger(__name__)
 
-Item = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, headers
+RawItem = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, headers
 
 # Largest message a dead letter carries whole. faust's producer refuses requests over
 # 1,000,000 bytes (producer_max_request_size) and Kafka's default message.max.bytes is
@@ -61,7 +67,7 @@ class Verifier:
     ) -> None:
         await self.handle_batch([(key, raw, headers)])
 
-    async def handle_batch(self, batch: Sequence[Item]) -> None:
+    async def handle_batch(self, batch: Sequence[RawItem]) -> None:
         """Verify a batch; return once every resulting record is acknowledged."""
         examined = await self._examine_batch(batch)
         records = [
@@ -81,22 +87,26 @@ class Verifier:
         ``examined`` is ``raw`` already examined (by the pool); ``None``: examine it here.
         """
         self.metrics.verified.inc()
-        mailbox = _mailbox(key, headers)
-        folder = _text(headers.get("folder")) or "INBOX"
-        if not mailbox or raw is None:
+        origin = read_origin(key, headers)
+        if not origin.mailbox or raw is None:
             return [self._dead_letter(key, raw or b"", headers, "no-mailbox-or-value")]
         if examined is None:
             examined = examine(raw, self.trust, self._limits())
-        received = _date(_text(headers.get("internal-date")))
-        role = _text(headers.get("folder-role")) or None
-        outcome = observe_message(examined, mailbox, folder, received, role)
+        outcome = observe_message(
+            examined,
+            origin.mailbox,
+            sent_copy=origin.holds_sent_copies,
+            received_at=origin.internal_date,
+        )
         if isinstance(outcome, Unroutable):
             return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)]
         if isinstance(outcome, Ignored):
             self.metrics.labelled(self.metrics.ignored, outcome.reason).inc()
+            role = origin.role.value if origin.role is not None else None
             return inbound_records(
-                self.settings, self.metrics, examined, raw, mailbox, folder, role, self._limits()
-            )
+                self.settings, self.metrics, examined, raw, origin.mailbox, origin.folder, role,
+                self._limits(),
+            )  # fmt: skip
         value = dumps(observation_to_dict(outcome))
         return [Record(self.settings.receipts_topic, outcome.key.encode(), value)]
 
@@ -106,14 +116,14 @@ class Verifier:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    async def _examine_batch(self, batch: Sequence[Item]) -> list[Examined | None]:
+    async def _examine_batch(self, batch: Sequence[RawItem]) -> list[Examined | None]:
         """Each item examined by the pool, in order; ``None`` where :meth:`plan` will
         examine (no pool) or has nothing to examine (a dead letter)."""
         processes = self.settings.verify_processes
         wanted = [
             i
             for i, (key, raw, headers) in enumerate(batch)
-            if raw is not None and _mailbox(key, headers)
+            if raw is not None and read_origin(key, headers).mailbox
         ]
         result: list[Examined | None] = [None] * len(batch)
         if processes < 1 or not wanted:
@@ -173,7 +183,11 @@ class Verifier:
         value, source = raw, headers
         if len(raw) > DLQ_MAX_VALUE_BYTES:
             value = header_section(raw, DLQ_MAX_VALUE_BYTES)
-            source = {**headers, "truncated": b"header-section", "size": str(len(raw)).encode()}
+            source = {
+                **headers,
+                DeadLetterHeader.TRUNCATED.value: b"header-section",
+                DeadLetterHeader.SIZE.value: str(len(raw)).encode(),
+            }
         return dead_letter(self.settings.dlq_topic, key, value, reason, detail, source=source)
 
 
@@ -196,22 +210,3 @@ def _examine_chunk(raws: list[bytes], limits: Limits) -> list[Examined]:
     """Run in a pool process: the results are frozen values and pickle back."""
     [trust] = _process_trust
     return [examine(raw, trust, limits) for raw in raws]
-
-
-def _mailbox(key: bytes | None, headers: Mapping[str, bytes]) -> str:
-    return _text(headers.get("mailbox")) or _text(key)
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").strip()
-    return value.strip()
-
-
-def _date(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core import SignatureVerdict
 from pipeline.core.examine import examine
 from pipeline.core.inbound import describe_inbound, is_inbound
 from pipeline.core.model import Kind
 from pipeline.core.parse import read_layout
 from pipeline.core.received import InvoiceReceived, SdiNotice, receive
 from pipeline.core.sdi_lifecycle import InvoiceState
-from pipeline.core.tracker import SignatureVerdict
 from pipeline.core.trust import TrustStore
 from pipeline.simulate.ca import default_pki
 from pipeline.simulate.mime import to_lf

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from pipeline.core.model import Kind
-from pipeline.embedded import EmbeddedBroker
+from pipeline.dev.embedded import EmbeddedBroker
 from pipeline.simulate.ca import default_pki
 from pipeline.simulate.provider import Fault
 from pipeline.simulate.sdi import generate_sdi_traffic

@@ -12,14 +12,14 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pipeline.contracts import INBOUND, SDI_NOTIFICATION, released_schema
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.contracts.schemas import INBOUND, SDI_NOTIFICATION, released_schema
 from pipeline.core.model import Kind
 from pipeline.core.trust import TrustStore
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
 from pipeline.simulate.ca import default_pki
 from pipeline.simulate.provider import Fault
 from pipeline.simulate.sdi import generate_sdi_traffic
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import RecordingSink
 from pipeline.streams.verify import Verifier
 from tests.factories import anchor_pem, make_pec
