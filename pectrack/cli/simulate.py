@@ -6,6 +6,9 @@ writes ``/tmp/pec/<mailbox>/{INBOX,Sent}/{cur,new,tmp}`` (or numbered ``.eml`` f
 ``truth.jsonl`` (the expected parse of every message), ``expected.json`` (the final
 delivery state of every sent message and recipient) and ``anchor.pem``, so that
 ``pectrack inspect --trust /tmp/pec/anchor.pem`` verifies what was written.
+``--sdi-invoices N`` adds e-invoicing traffic: the SdI's envelopes (every notification
+type, invoices received) in the users' INBOX, and ``sdi-expected.json`` (the final state
+of every invoice sent, by mailbox and NomeFile).
 
 Files are written by :mod:`pipeline.simulate.files`.
 """
@@ -13,15 +16,20 @@ Files are written by :mod:`pipeline.simulate.files`.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import orjson
+
 from pipeline.simulate.ca import default_pki
 from pipeline.simulate.files import write_eml, write_maildir
-from pipeline.simulate.traffic import generate_traffic
+from pipeline.simulate.scenario import Scenario
+from pipeline.simulate.sdi import SdiItem, generate_sdi_traffic
+from pipeline.simulate.traffic import TrafficMix, generate_traffic
 
 DEFAULT_START = "2024-03-01T09:00:00+01:00"
 
@@ -81,6 +89,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="attachment per message; 50000 or 2000000 for benchmarks (default: 2048)",
     )
     parser.add_argument(
+        "--sdi-invoices",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="invoices handled by the SdI (notifications, invoices received) (default: 0)",
+    )
+    parser.add_argument(
         "--anchor-out", type=Path, metavar="FILE", help="trust anchor PEM (default: DIR/anchor.pem)"
     )
     parser.set_defaults(func=run)
@@ -114,9 +129,16 @@ def run(args: argparse.Namespace) -> int:
         attachment_size=args.attachment_size,
         progress=_progress(args.messages),
     )
+    sdi = _sdi_traffic(args, len(items))
+    items += [item.traffic_item(len(items) + i) for i, item in enumerate(sdi)]
     try:
         writer = write_maildir if args.format == "maildir" else write_eml
         writer(items, out)
+        if sdi:
+            states = {f"{i.mailbox} {i.nome_file}": i.final_state for i in sdi if i.final_state}
+            (out / "sdi-expected.json").write_bytes(
+                orjson.dumps(states, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+            )
         anchor: Path = args.anchor_out or out / "anchor.pem"
         anchor.write_bytes(default_pki().anchor_pem())
     except OSError as exc:
@@ -128,4 +150,18 @@ def run(args: argparse.Namespace) -> int:
     for kind, count in sorted(kinds.items()):
         print(f"  {kind:<28}{count:>7}")
     print(f"  {'(tampered or forged)':<28}{faulty:>7}")
+    if sdi:
+        for kind, count in sorted(Counter(i.kind for i in sdi).items()):
+            print(f"  {'SdI ' + kind:<28}{count:>7}")
     return 0
+
+
+def _sdi_traffic(args: argparse.Namespace, offset: int) -> list[SdiItem]:
+    """SdI traffic to the same user mailboxes as the PEC traffic (the scenario's)."""
+    if args.sdi_invoices < 1:
+        return []
+    scenario = Scenario(random.Random(0), default_pki(), TrafficMix(), args.start)  # noqa: S311
+    scenario.populate(args.mailboxes)
+    boxes = tuple((box, box) for box in scenario.boxes)
+    rng = random.Random(args.seed * 7919 + offset)  # noqa: S311 - simulation
+    return generate_sdi_traffic(rng, default_pki(), boxes, args.sdi_invoices, args.start)

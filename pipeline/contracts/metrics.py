@@ -268,6 +268,30 @@ class StreamMetrics:
         self.correlate_lag = self.lag.labels("correlate")
         for reason in ("signature-invalid", "untrusted-signer", "receipt-rejected"):
             self.signature_failures.labels(reason)
+        self.inbound = Counter(
+            "pec_inbound",
+            "Certified mail received in INBOX (envelopes and anomaly envelopes), by provider "
+            "and signature verdict.",
+            ["provider", "signature"],
+            registry=registry,
+        )
+        self.sdi_notifications = Counter(
+            "pec_sdi_notifications",
+            "SdI files received over PEC, by type (RC, NS, MC, NE, DT, AT, invoice-received) "
+            "and whether they count as evidence.",
+            ["type", "evidence"],
+            registry=registry,
+        )
+
+        for kind in ("RC", "NS", "MC", "NE", "DT", "AT", "invoice-received"):
+            for evidence in ("true", "false"):
+                self.sdi_notifications.labels(kind, evidence)  # bounded: 14 series, 0 until seen
+
+    def inbound_received(self, provider: str | None, signature: str) -> None:
+        self.labelled(self.inbound, self.provider_label(provider), signature).inc()
+
+    def sdi_notification(self, kind: str, evidence: bool) -> None:
+        self.labelled(self.sdi_notifications, kind, "true" if evidence else "false").inc()
 
     def labelled(self, metric: _MetricT, *values: str) -> _MetricT:
         """``metric.labels(*values)``, cached. Only for metrics whose series are never

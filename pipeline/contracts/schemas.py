@@ -29,7 +29,9 @@ from pipeline.core import Tracked, TrackEvent
 
 __all__ = [
     "DEFAULT_SCHEMA_BASE",
+    "INBOUND",
     "MESSAGE_STATE",
+    "SDI_NOTIFICATION",
     "STATE_CHANGE",
     "SUBMISSION",
     "Contract",
@@ -67,7 +69,9 @@ class Contract:
 STATE_CHANGE = Contract("state-change", 2)  # pec.state-changes (the CloudEvent)
 MESSAGE_STATE = Contract("message-state", 2)  # pec.message-state
 SUBMISSION = Contract("submission", 2)  # pec.submissions (an input)
-CONTRACTS = (STATE_CHANGE, MESSAGE_STATE, SUBMISSION)
+INBOUND = Contract("inbound", 1)  # pec.inbound (it.pec.received)
+SDI_NOTIFICATION = Contract("sdi-notification", 1)  # sdi.notifications
+CONTRACTS = (STATE_CHANGE, MESSAGE_STATE, SUBMISSION, INBOUND, SDI_NOTIFICATION)
 
 
 def check_schema_base(base: str) -> str:

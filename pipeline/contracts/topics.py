@@ -14,10 +14,12 @@ __all__ = [
     "COMPACTED",
     "DEFAULT_PARTITIONS",
     "DLQ",
+    "INBOUND",
     "MESSAGE_STATE",
     "RAW",
     "RAW_DEAD_LETTER",
     "RECEIPTS",
+    "SDI_NOTIFICATIONS",
     "STATE_CHANGES",
     "SUBMISSIONS",
 ]
@@ -37,5 +39,7 @@ RECEIPTS: Final = "pec.receipts"  # internal: observations keyed by correlation 
 STATE_CHANGES: Final = "pec.state-changes"  # output: one CloudEvent per transition
 MESSAGE_STATE: Final = "pec.message-state"  # output, compacted: latest state per message
 DLQ: Final = "pec.dlq"  # unroutable input, reason in headers
+INBOUND: Final = "pec.inbound"  # output: one CloudEvent per envelope received in INBOX
+SDI_NOTIFICATIONS: Final = "sdi.notifications"  # output: SdI notifications, invoices received
 
 COMPACTED: Final = frozenset({AGENT_CURSORS, MESSAGE_STATE})

@@ -64,6 +64,34 @@ class DefectCode(StrEnum):
     SIGNER_DOMAIN_UNVERIFIABLE = "signer-domain-unverifiable"
     SIGNER_DOMAIN_MISMATCH = "signer-domain-mismatch"
 
+    # Received mail (pipeline.core.inbound) and the SdI's files (pipeline.core.sdi): they
+    # describe what arrived on pec.inbound and sdi.notifications, never a receipt's defects
+    POSTACERT_UNDECODABLE = "postacert-undecodable"
+    POSTACERT_MIME_MALFORMED = "postacert-mime-malformed"
+    ATTACHMENTS_TOO_DEEP = "attachments-too-deep"
+    TOO_MANY_ATTACHMENTS = "too-many-attachments"
+    ATTACHMENT_UNDECODABLE = "attachment-undecodable"
+    XML_TOO_LARGE = "xml-too-large"
+    XML_TOO_DEEP = "xml-too-deep"
+    XML_TOO_MANY_VALUES = "xml-too-many-values"
+    XML_ENTITY_FORBIDDEN = "xml-entity-forbidden"
+    XML_EXTERNAL_REFERENCE = "xml-external-reference"
+    XML_MALFORMED = "xml-malformed"
+    SDI_FILE_NAME = "sdi-file-name"  # not <IT><id>_<progressive>_<TYPE>_<n>.xml
+    SDI_UNKNOWN_ROOT = "sdi-unknown-root"
+    SDI_NAMESPACE = "sdi-namespace"  # not the MessaggiTypes namespace
+    SDI_TYPE_MISMATCH = "sdi-type-mismatch"  # file name type vs root element
+    SDI_NOMEFILE_MISMATCH = "sdi-nomefile-mismatch"  # about another file than its name says
+    SDI_ESITO = "sdi-esito"  # NotificaEsito without EC01/EC02
+    SDI_BAD_TIME = "sdi-bad-time"
+    SDI_TIME_WITHOUT_ZONE = "sdi-time-without-zone"
+    SDI_FILE_UNREADABLE = "sdi-file-unreadable"  # named like the SdI's XML, but is not
+    P7M_UNREADABLE = "p7m-unreadable"
+    INVOICE_UNKNOWN_ROOT = "invoice-unknown-root"
+    INVOICE_NAMESPACE = "invoice-namespace"
+    INVOICE_BAD_AMOUNT = "invoice-bad-amount"
+    INVOICE_NO_BODY = "invoice-no-body"
+
     @property
     def tolerated(self) -> bool:
         """A quirk that leaves the receipt's meaning intact: it still counts."""

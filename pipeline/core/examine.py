@@ -111,4 +111,26 @@ def examine(raw: bytes, trust: TrustStore, limits: Limits = DEFAULT_LIMITS) -> E
     found = issuer_defects(message, signature)
     if found:
         signature = replace(signature, defects=signature.defects + found)
+    elif _issuer_checked(message, signature):
+        signature = replace(signature, defects=_without_from_check(signature.defects))
     return Examined(message, signature, receipt_id(layout, raw))
+
+
+def _issuer_checked(message: PecMessage, signature: SignatureReport) -> bool:
+    """The signer was held against the signed identificativo's domain (and passed)."""
+    ident = message.identificativo or ""
+    return (
+        message.kind in ISSUER_SIGNED_KINDS
+        and signature.signer_email is not None
+        and bool(ident.rpartition("@")[2])
+        and "@" in ident
+    )
+
+
+def _without_from_check(defects: tuple[Defect, ...]) -> tuple[Defect, ...]:
+    """A bare entity (a signed message saved without its transport headers, starting
+    ``Content-Type: multipart/signed``) has no From to compare the signer with. For the
+    kinds whose signed identificativo names the signer's domain, that comparison was
+    made on signed data instead (:func:`issuer_defects`), so the unsigned From's
+    absence is no defect there; for the others it stays one."""
+    return tuple(d for d in defects if d.code != "signer-domain-unverifiable")

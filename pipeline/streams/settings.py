@@ -86,6 +86,10 @@ class StreamSettings:
         topics.MESSAGE_STATE, "output (compacted): latest state per message"
     )
     dlq_topic: str = setting(topics.DLQ, "output: unroutable input")
+    inbound_topic: str = setting(topics.INBOUND, "output: certified mail received in INBOX")
+    sdi_topic: str = setting(
+        topics.SDI_NOTIFICATIONS, "output: SdI notifications and invoices received"
+    )
     table_name: str = setting("pectrack-messages", "name of the correlate table (and changelog)")
     cloudevents_mode: str = setting(
         Mode.STRUCTURED.value,

@@ -21,6 +21,8 @@ def topic_specs(settings: StreamSettings) -> list[NewTopic]:
         settings.submissions_topic,
         settings.state_changes_topic,
         settings.dlq_topic,
+        settings.inbound_topic,
+        settings.sdi_topic,
     )
     specs = [NewTopic(name, settings.partitions, settings.replication) for name in plain]
     specs.append(

@@ -37,6 +37,7 @@ from pipeline.core import (
     observe_message,
 )
 from pipeline.core.mime import header_section
+from pipeline.streams.inbound import inbound_records
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
 
@@ -101,7 +102,11 @@ class Verifier:
             return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)]
         if isinstance(outcome, Ignored):
             self.metrics.labelled(self.metrics.ignored, outcome.reason).inc()
-            return []
+            role = origin.role.value if origin.role is not None else None
+            return inbound_records(
+                self.settings, self.metrics, examined, raw, origin.mailbox, origin.folder, role,
+                self._limits(),
+            )  # fmt: skip
         value = dumps(observation_to_dict(outcome))
         return [Record(self.settings.receipts_topic, outcome.key.encode(), value)]
 

@@ -129,3 +129,42 @@ def test_console_script(mailbox: dict[str, Path]) -> None:
         check=True,
     )
     assert orjson.loads(result.stdout)["signature"]["trust"] == "trusted"
+
+
+def test_bare_signed_entity_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A signed message saved as its bare multipart/signed part (starting with its
+    Content-Type, no transport headers) is examined, not refused as 'not an email'."""
+    raw = make_pec(Kind.AVVENUTA_CONSEGNA, provider="namirial").raw
+    bare = raw[raw.lower().index(b"content-type: multipart/signed") :]
+    path = tmp_path / "bare.eml"
+    path.write_bytes(bare)
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(default_pki().anchor_pem())
+    assert main(["inspect", "--json", "--trust", str(anchor), str(path)]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    data = orjson.loads(line)
+    assert data["kind"] == "avvenuta-consegna"
+    assert data["signature"]["integrity"] == "valid"
+    assert data["signature"]["trust"] == "trusted"
+
+
+def test_directory_and_jobs_keep_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A directory is read in name order, and --jobs 2 prints exactly what --jobs 1 does."""
+    raws = [make_pec(kind).raw for kind in (Kind.ACCETTAZIONE, Kind.AVVENUTA_CONSEGNA)]
+    directory = tmp_path / "archive"
+    directory.mkdir()
+    for index in range(150):
+        (directory / f"{index:04d}.eml").write_bytes(raws[index % 2])
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(default_pki().anchor_pem())
+    outputs = []
+    for jobs in ("1", "2"):
+        assert (
+            main(["inspect", "--json", "--jobs", jobs, "--trust", str(anchor), str(directory)]) == 0
+        )
+        outputs.append(capsys.readouterr().out.splitlines())
+    assert outputs[0] == outputs[1]
+    files = [orjson.loads(line)["file"] for line in outputs[0]]
+    assert files == [str(directory / f"{index:04d}.eml") for index in range(150)]
+    kinds = [orjson.loads(line)["kind"] for line in outputs[0]]
+    assert kinds[:2] == ["accettazione", "avvenuta-consegna"]

@@ -89,6 +89,8 @@ def test_every_topic_is_described(document: dict[str, Any]) -> None:
         settings.submissions_topic,
         settings.state_changes_topic,
         settings.dlq_topic,
+        settings.inbound_topic,
+        settings.sdi_topic,
         agent.topic,
         agent.dead_letter_topic,
     }

@@ -12,7 +12,7 @@ from pipeline.core.model import Integrity, Kind, Trust
 from pipeline.core.trust import TrustStore
 from pipeline.simulate.provider import Fault, rewrite_header
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
-from tests.factories import PROVIDER_NAMES, make_pec
+from tests.factories import PROVIDER_NAMES, anchor_pem, make_pec
 
 GENUINE_KINDS = [k for k in Kind if k is not Kind.NOT_PEC]
 
@@ -103,3 +103,19 @@ def test_missing_identificativo_is_not_checked(trust: TrustStore) -> None:
     """No domain in the identificativo: nothing to compare, no signer-not-issuer."""
     raw = make_pec(Kind.ACCETTAZIONE, identificativo="opec288.20240301100000.1").raw
     assert "signer-not-issuer" not in _codes(raw, trust)
+
+
+def test_bare_signed_entity_without_transport_headers() -> None:
+    """A signed envelope saved as its bare multipart/signed part is evidence (the signer
+    is held against the signed identificativo); a bare delivery receipt, whose signer no
+    signed field names, keeps 'signer-domain-unverifiable'."""
+    trust = TrustStore.from_bytes(anchor_pem())
+    for kind, evidence in ((Kind.POSTA_CERTIFICATA, True), (Kind.AVVENUTA_CONSEGNA, False)):
+        raw = make_pec(kind, provider="namirial").raw
+        bare = raw[raw.lower().index(b"content-type: multipart/signed") :]
+        examined = examine(bare, trust)
+        assert examined.message.kind is kind
+        assert examined.signature.integrity.value == "valid"
+        assert (not examined.disqualifying_defects) is evidence, examined.disqualifying_defects
+        if not evidence:
+            assert [d.code for d in examined.signature.defects] == ["signer-domain-unverifiable"]

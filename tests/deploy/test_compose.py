@@ -69,6 +69,8 @@ def test_topics_are_the_settings_defaults_with_compaction(compose: dict[str, Any
         settings.state_changes_topic,
         settings.message_state_topic,
         settings.dlq_topic,
+        settings.inbound_topic,
+        settings.sdi_topic,
         kafka.topic,
         kafka.dead_letter_topic,
         kafka.cursor_topic,

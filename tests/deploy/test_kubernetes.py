@@ -385,6 +385,8 @@ def test_topics_are_the_settings_defaults(documents: list[dict[str, Any]], tmp_p
         settings.state_changes_topic,
         settings.message_state_topic,
         settings.dlq_topic,
+        settings.inbound_topic,
+        settings.sdi_topic,
         kafka.dead_letter_topic,
         kafka.cursor_topic,
         changelog,

@@ -12,6 +12,10 @@ from cryptography import x509
 
 from pectrack.cli import main
 from pectrack.cli.simulate import write_eml, write_maildir
+from pipeline.core import TrustStore, examine
+from pipeline.core.parse import read_layout
+from pipeline.core.received import SdiNotice, receive
+from pipeline.core.sdi_lifecycle import InvoiceTrack, apply, new_invoice
 from pipeline.simulate.traffic import SENT, TrafficItem, generate_traffic
 from tests.simulate.helpers import needs_openssl, verify_message
 
@@ -146,3 +150,27 @@ def test_cli_reports_progress_on_long_runs(
     err = capsys.readouterr().err
     assert "100/1000 messages" in err
     assert "1000/1000 messages" in err
+
+
+def test_cli_writes_sdi_traffic_with_its_expected_states(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--sdi-invoices adds SdI envelopes to the users' INBOX and sdi-expected.json, whose
+    states are what the core's reader and lifecycle make of the files written."""
+    out = tmp_path / "pec"
+    assert main(["simulate", "--out", str(out), "--messages", "3", "--sdi-invoices", "16"]) == 0
+    assert "SdI RC" in capsys.readouterr().out
+    expected = orjson.loads((out / "sdi-expected.json").read_bytes())
+    trust = TrustStore.from_bytes((out / "anchor.pem").read_bytes())
+    tracks: dict[str, InvoiceTrack] = {}
+    for line in (out / "truth.jsonl").read_bytes().splitlines():
+        entry = orjson.loads(line)
+        raw = (out / entry["path"]).read_bytes()
+        if b"pec.fatturapa.it" not in raw:
+            continue
+        _, records = receive(examine(raw, trust), read_layout(raw), entry["mailbox"])
+        for record in records:
+            if isinstance(record, SdiNotice) and record.event is not None:
+                current = tracks.get(record.key) or new_invoice(record.key)
+                tracks[record.key], _ = apply(current, record.event, record.notification_id)
+    assert {key: track.state.value for key, track in tracks.items()} == expected

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pipeline.core.model import Kind
 from pipeline.simulate.ca import Pki, default_pki
 from pipeline.simulate.scenario import Scenario
+from pipeline.simulate.sdi import generate_sdi_traffic
 from pipeline.simulate.traffic import TrafficItem, TrafficMix, generate_traffic
 
 __all__ = ["MEAN_GAP_SECONDS", "SimClock", "TrafficFeed", "demo_mailboxes"]
@@ -78,6 +79,7 @@ class TrafficFeed:
         chunk: int = 10,
         attachment_size: int = 2048,
         pki: Pki | None = None,
+        sdi_per_chunk: int = 1,
     ) -> None:
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
@@ -86,6 +88,8 @@ class TrafficFeed:
         self.chunk = chunk
         self.attachment_size = attachment_size
         self.pki = pki or default_pki()
+        self.sdi_per_chunk = sdi_per_chunk  # invoices (sent or received) via the SdI
+        self._boxes: tuple[tuple[str, str], ...] | None = None
         self.submitted = 0  # messages generated (their items may still be pending)
         self.released = 0  # items handed out by due()
         self.faulty = 0  # forged or tampered items handed out
@@ -101,6 +105,7 @@ class TrafficFeed:
 
     def _generate(self) -> None:
         index = next(self._chunks)
+        chunk_start = self._horizon
         items = generate_traffic(
             self.seed * 1_000_003 + index,
             self.chunk,
@@ -119,6 +124,20 @@ class TrafficFeed:
         self.submitted += self.chunk
         for item in items:
             heapq.heappush(self._queue, (item.arrival_time, next(self._order), item))
+        if self.sdi_per_chunk > 0:
+            self._generate_sdi(index, chunk_start)
+
+    def _generate_sdi(self, index: int, start: datetime) -> None:
+        """E-invoicing traffic: the SdI's envelopes in the users' INBOX."""
+        if self._boxes is None:
+            self._boxes = tuple((b, b) for b in demo_mailboxes(self.mailboxes, self.pki))
+        rng = random.Random(self.seed * 7919 + index)  # noqa: S311 - simulation
+        for sdi in generate_sdi_traffic(
+            rng, self.pki, self._boxes, self.sdi_per_chunk, start,
+            first=index * self.sdi_per_chunk,
+        ):  # fmt: skip
+            item = sdi.traffic_item(next(self._order))
+            heapq.heappush(self._queue, (item.arrival_time, item.arrival_order, item))
 
     def due(self, now: datetime) -> list[TrafficItem]:
         """Items that arrived by simulated time ``now``, oldest first."""

@@ -127,6 +127,8 @@ class Snapshot:
     p99: float | None
     signature_failures: int
     first_event_after: float | None
+    inbound: int = 0  # certified mail received (pec_inbound_total)
+    sdi: int = 0  # SdI notifications and invoices received (pec_sdi_notifications_total)
 
     @classmethod
     def build(
@@ -161,6 +163,8 @@ class Snapshot:
             p99=quantile(0.99, delivery),
             signature_failures=int(workers.total("pec_signature_failures_total")),
             first_event_after=first_event_after,
+            inbound=int(workers.total("pec_inbound_total")),
+            sdi=int(workers.total("pec_sdi_notifications_total")),
         )
 
 
@@ -215,6 +219,7 @@ def render(snap: Snapshot) -> list[str]:
         f"   forged/tampered {snap.faulty:>5}",
         f"  agent     ingested  {snap.ingested:>7}",
         f"  workers   state changes {snap.state_changes:>7}   {first}",
+        f"            mail received {snap.inbound:>7}   SdI files {snap.sdi:>7}",
         *("  " + line for line in table(snap)),
         "  p50/p99: acceptance to delivery receipt, in daticert (simulated) time",
     ]

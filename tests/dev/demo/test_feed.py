@@ -58,3 +58,14 @@ def test_sim_clock_runs_speed_times_faster() -> None:
     clock = SimClock(START, origin=100.0, speed=460.0)
     assert clock.at(102.0) == START + timedelta(seconds=920)
     assert TrafficFeed.speed_for(5.0) == 5.0 * MEAN_GAP_SECONDS == 2300.0
+
+
+def test_feed_carries_sdi_traffic_to_demo_mailboxes() -> None:
+    """Each chunk adds SdI envelopes (from @pec.fatturapa.it) to the demo users' INBOX."""
+    feed = TrafficFeed(seed=4, mailboxes=10, start=START, chunk=3, sdi_per_chunk=2)
+    items = feed.due(START + timedelta(days=3))
+    sdi = [item for item in items if item.truth.sender and "fatturapa" in item.truth.sender]
+    assert len({item.truth.identificativo for item in sdi}) == len(sdi) >= 4
+    assert {item.mailbox for item in sdi} <= set(demo_mailboxes(10))
+    assert {item.folder for item in sdi} == {"INBOX"}
+    assert all(item.truth.kind is Kind.POSTA_CERTIFICATA for item in sdi)

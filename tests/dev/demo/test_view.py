@@ -128,3 +128,27 @@ def test_empty_metrics_render_without_numbers() -> None:
     text = "\n".join(render(snap))
     assert "waiting for the first state change" in text
     assert snap.p50 is None
+
+
+def test_render_shows_mail_received_and_sdi_counts() -> None:
+    """pec_inbound_total and pec_sdi_notifications_total are summed over workers and shown."""
+    extra = """\
+# TYPE pec_inbound_total counter
+pec_inbound_total{provider="ARUBA PEC S.p.A.",signature="valid-trusted"} 4.0
+pec_inbound_total{provider="ARUBA PEC S.p.A.",signature="invalid"} 1.0
+# TYPE pec_sdi_notifications_total counter
+pec_sdi_notifications_total{type="RC",evidence="true"} 2.0
+pec_sdi_notifications_total{type="invoice-received",evidence="true"} 1.0
+"""
+    snap = Snapshot.build(
+        elapsed=1.0,
+        mailboxes=3,
+        provider={},
+        agent=parse_metrics([AGENT]),
+        workers=parse_metrics([WORKER_A, extra]),
+        first_event_after=None,
+    )
+    assert (snap.inbound, snap.sdi) == (5, 3)
+    assert any(
+        "mail received       5" in line and "SdI files       3" in line for line in render(snap)
+    )
