@@ -18,64 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import socket
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from agents.config import MailboxConfig
 from agents.ingest import MailboxWorker, WorkerContext
 from agents.logs import log_event
-from agents.shard import Shard, parse_shard
 
-__all__ = ["SHARD_COUNT_ENV", "SHARD_ENV", "MailboxFleet", "resolve_shard", "shard_from_ordinal"]
+__all__ = ["MailboxFleet"]
 
 log = logging.getLogger(__name__)
-
-SHARD_ENV = "PECTRACK_SHARD"
-SHARD_COUNT_ENV = "PECTRACK_SHARD_COUNT"
-_AUTO = re.compile(r"^\s*auto\s*(?:/\s*(\d+)\s*)?$")
-_ORDINAL = re.compile(r"-(\d+)$")
-
-
-def shard_from_ordinal(hostname: str, count: int) -> Shard:
-    """``"pectrack-agent-2"``, 4 -> ``Shard(3, 4)``; ``ValueError`` naming the problem."""
-    match = _ORDINAL.search(hostname.split(".", 1)[0])
-    if match is None:
-        raise ValueError(
-            f"--shard auto: host name {hostname!r} does not end in -<ordinal> "
-            "(run the agent as a StatefulSet pod, or give --shard K/N)"
-        )
-    ordinal = int(match.group(1))
-    if count < 1:
-        raise ValueError(f"--shard auto: the shard count must be at least 1, not {count}")
-    if ordinal >= count:
-        raise ValueError(
-            f"--shard auto: pod ordinal {ordinal} is outside {count} shards "
-            f"(set {SHARD_COUNT_ENV} to the StatefulSet's replicas)"
-        )
-    return Shard(ordinal + 1, count)
-
-
-def resolve_shard(
-    given: str | None, environ: Mapping[str, str], hostname: str | None = None
-) -> Shard:
-    """The share from ``--shard`` (else ``PECTRACK_SHARD``, else all mailboxes).
-
-    ``K/N`` is taken as is; ``auto`` or ``auto/N`` reads the pod ordinal from the host
-    name (``HOSTNAME``, else the system's), N from ``auto/N`` or ``PECTRACK_SHARD_COUNT``.
-    """
-    text = given if given is not None else environ.get(SHARD_ENV, "").strip()
-    if not text:
-        return Shard()
-    auto = _AUTO.match(text)
-    if auto is None:
-        return parse_shard(text)
-    count_text = auto.group(1) or environ.get(SHARD_COUNT_ENV, "").strip()
-    if not count_text.isdigit():
-        raise ValueError(f"--shard auto needs N: give auto/N or set {SHARD_COUNT_ENV}")
-    host = hostname or environ.get("HOSTNAME") or socket.gethostname()
-    return shard_from_ordinal(host, int(count_text))
 
 
 @dataclass(slots=True)

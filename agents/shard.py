@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -52,3 +52,51 @@ def parse_shard(text: str) -> Shard:
     if match is None:
         raise ValueError(f"shard must look like K/N, got {text!r}")
     return Shard(int(match.group(1)), int(match.group(2)))
+
+
+SHARD_ENV = "PECTRACK_SHARD"
+SHARD_COUNT_ENV = "PECTRACK_SHARD_COUNT"
+_AUTO = re.compile(r"^\s*auto\s*(?:/\s*(\d+)\s*)?$")
+_ORDINAL = re.compile(r"-(\d+)$")
+
+
+def shard_from_ordinal(hostname: str, count: int) -> Shard:
+    """``"pectrack-agent-2"``, 4 -> ``Shard(3, 4)``; ``ValueError`` naming the problem."""
+    match = _ORDINAL.search(hostname.split(".", 1)[0])
+    if match is None:
+        raise ValueError(
+            f"--shard auto: host name {hostname!r} does not end in -<ordinal> "
+            "(run the agent as a StatefulSet pod, or give --shard K/N)"
+        )
+    ordinal = int(match.group(1))
+    if count < 1:
+        raise ValueError(f"--shard auto: the shard count must be at least 1, not {count}")
+    if ordinal >= count:
+        raise ValueError(
+            f"--shard auto: pod ordinal {ordinal} is outside {count} shards "
+            f"(set {SHARD_COUNT_ENV} to the StatefulSet's replicas)"
+        )
+    return Shard(ordinal + 1, count)
+
+
+def resolve_shard(
+    given: str | None, environ: Mapping[str, str], hostname: str | None = None
+) -> Shard:
+    """The share from ``--shard`` (else ``PECTRACK_SHARD``, else all mailboxes).
+
+    ``K/N`` is taken as is; ``auto`` or ``auto/N`` reads the pod ordinal from the host
+    name (``HOSTNAME``, else ``hostname``), N from ``auto/N`` or ``PECTRACK_SHARD_COUNT``.
+    """
+    text = given if given is not None else environ.get(SHARD_ENV, "").strip()
+    if not text:
+        return Shard()
+    auto = _AUTO.match(text)
+    if auto is None:
+        return parse_shard(text)
+    count_text = auto.group(1) or environ.get(SHARD_COUNT_ENV, "").strip()
+    if not count_text.isdigit():
+        raise ValueError(f"--shard auto needs N: give auto/N or set {SHARD_COUNT_ENV}")
+    host = environ.get("HOSTNAME") or hostname
+    if not host:
+        raise ValueError("--shard auto: no host name (set HOSTNAME)")
+    return shard_from_ordinal(host, int(count_text))

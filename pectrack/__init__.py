@@ -3,6 +3,12 @@
 ``python -m pectrack`` is the ``pectrack`` command (:mod:`pectrack.cli`).
 """
 
-from pipeline.contracts.build_info import version_string
+from typing import Any
 
-__version__ = version_string()
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the installed distribution only when asked
+        from pipeline.contracts.build_info import version_string  # noqa: PLC0415
+
+        return version_string()
+    raise AttributeError(name)

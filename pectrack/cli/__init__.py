@@ -13,8 +13,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pectrack import __version__
 from pectrack.cli import agent, demo, events, inspect, render, simulate, worker
+from pipeline.contracts.build_info import version_string
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -26,11 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pectrack",
         description="Track Italian certified email (PEC) delivery receipts.",
     )
-    parser.add_argument("--version", action="version", version=f"pectrack {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.register(subparsers)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``, read from the installed distribution only when given."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"pectrack {version_string()}")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

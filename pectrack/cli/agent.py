@@ -11,18 +11,12 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from agents import logs
-from agents.agent import run_agent
-from agents.config import ConfigError, load_config
-from agents.fleet import SHARD_COUNT_ENV, SHARD_ENV, resolve_shard
-from agents.shard import parse_shard
-from pipeline import health
-from pipeline.contracts.metrics import serve
+from agents.shard import SHARD_COUNT_ENV, SHARD_ENV, parse_shard, resolve_shard
 
 __all__ = ["register"]
 
@@ -53,6 +47,11 @@ def register(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415 - only when it runs
+
+    from agents.config import ConfigError, load_config  # noqa: PLC0415
+    from pipeline.contracts.metrics import serve  # noqa: PLC0415
+
     logs.configure(args.log_level)
     try:
         config = load_config(args.config)
@@ -60,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
         logs.log_event(log, logging.ERROR, "config.invalid", error=str(exc))
         return 2
     try:
-        args.shard = resolve_shard(args.shard, os.environ)
+        args.shard = resolve_shard(args.shard, os.environ, socket.gethostname())
     except ValueError as exc:
         logs.log_event(log, logging.ERROR, "config.invalid", error=str(exc))
         return 2
@@ -72,7 +71,11 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(config: Any, registry: CollectorRegistry, args: argparse.Namespace) -> None:
+async def _run(config: Any, registry: Any, args: argparse.Namespace) -> None:
+    from agents.agent import run_agent  # noqa: PLC0415
+    from agents.config import load_config  # noqa: PLC0415
+    from pipeline import health  # noqa: PLC0415
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     reload = asyncio.Event()

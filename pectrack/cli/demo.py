@@ -25,9 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.dev.demo.orchestrate import ChildFailedError, Supervisor
-from pipeline.dev.demo.stack import DemoStack, StackOptions
-from pipeline.dev.embedded import BrokerError
 from pipeline.dev.procstat import TICK, stat_fields
 
 __all__ = ["register", "run"]
@@ -137,6 +134,10 @@ def command_started() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.dev.demo.orchestrate import ChildFailedError, Supervisor  # noqa: PLC0415
+    from pipeline.dev.demo.stack import DemoStack, StackOptions  # noqa: PLC0415
+    from pipeline.dev.embedded import BrokerError  # noqa: PLC0415
+
     started = command_started()
     run_dir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="pectrack-demo-"))
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -16,19 +16,15 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.contracts.cloudevents import CONTENT_TYPE_HEADER, HEADER_PREFIX
-from pipeline.kafka.sasl import (
-    MECHANISMS,
-    KafkaSasl,
-    KafkaSaslError,
-    auth_error,
-    kafka_client_options,
-)
-from pipeline.kafka.tls import KafkaTls, KafkaTlsError
+from pipeline.contracts.headers import CONTENT_TYPE_HEADER, HEADER_PREFIX
+from pipeline.kafka import MECHANISMS
+
+if TYPE_CHECKING:
+    from pipeline.kafka.sasl import KafkaSasl
 
 __all__ = ["register"]
 
@@ -70,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _sasl(args: argparse.Namespace) -> KafkaSasl | None:
+    from pipeline.kafka.sasl import KafkaSasl, KafkaSaslError  # noqa: PLC0415 - aiokafka
+
     """The SASL settings of the flags (secrets only by variable name or file)."""
     given = (args.sasl_username, args.sasl_password_env, args.sasl_password_file,
              args.sasl_token_file)  # fmt: skip
@@ -110,6 +108,9 @@ def line(value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> byte
 async def follow(args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaConsumer  # noqa: PLC0415 - heavy import, only here
     from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    from pipeline.kafka.sasl import KafkaSaslError, auth_error, kafka_client_options  # noqa: PLC0415
+    from pipeline.kafka.tls import KafkaTls, KafkaTlsError  # noqa: PLC0415
 
     files = (args.ca_file, args.cert_file, args.key_file)
     if any(files) and not args.tls:

@@ -22,14 +22,12 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from pipeline.simulate.ca import default_pki
-from pipeline.simulate.files import write_eml, write_maildir
-from pipeline.simulate.scenario import Scenario
-from pipeline.simulate.sdi import SdiItem, generate_sdi_traffic
-from pipeline.simulate.traffic import TrafficMix, generate_traffic
+if TYPE_CHECKING:
+    from pipeline.simulate.sdi import SdiItem
 
 DEFAULT_START = "2024-03-01T09:00:00+01:00"
 
@@ -114,6 +112,10 @@ def _progress(total: int) -> Callable[[int], None] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.simulate.ca import default_pki  # noqa: PLC0415 - only when it runs
+    from pipeline.simulate.files import write_eml, write_maildir  # noqa: PLC0415
+    from pipeline.simulate.traffic import generate_traffic  # noqa: PLC0415
+
     out: Path = args.out
     if args.mailboxes < 1:
         print("pectrack simulate: --mailboxes must be at least 1", file=sys.stderr)
@@ -157,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sdi_traffic(args: argparse.Namespace, offset: int) -> list[SdiItem]:
+    from pipeline.simulate.ca import default_pki  # noqa: PLC0415
+    from pipeline.simulate.scenario import Scenario  # noqa: PLC0415
+    from pipeline.simulate.sdi import generate_sdi_traffic  # noqa: PLC0415
+    from pipeline.simulate.traffic import TrafficMix  # noqa: PLC0415
+
     """SdI traffic to the same user mailboxes as the PEC traffic (the scenario's)."""
     if args.sdi_invoices < 1:
         return []

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import platform
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Gauge
 
 __all__ = ["BUILD_INFO", "register_build_info", "version_string"]
 
@@ -25,6 +27,8 @@ def version_string() -> str:
 
 
 def register_build_info(registry: CollectorRegistry) -> Gauge:
+    from prometheus_client import Gauge  # noqa: PLC0415 - version_string() needs none of it
+
     gauge = Gauge(
         BUILD_INFO,
         "Always 1; the labels name the running build.",

@@ -53,7 +53,7 @@ from pipeline.contracts.codec import (
     read_str,
     read_time,
 )
-from pipeline.contracts.headers import Headers
+from pipeline.contracts.headers import CONTENT_TYPE_HEADER, HEADER_PREFIX, Headers
 from pipeline.core import DeliveryState, EventType, SignatureVerdict, TrackEvent
 
 __all__ = [
@@ -69,10 +69,8 @@ __all__ = [
     "encode_event",
 ]
 
-CONTENT_TYPE_HEADER = "content-type"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 BINARY_CONTENT_TYPE = "application/json"  # the data's content type (datacontenttype)
-HEADER_PREFIX = "ce_"
 TYPE_PREFIX = "it.pec."
 SPECVERSION = "1.0"
 # The CloudEvents partitioning extension: the Kafka key, so an SDK maps it back and forth.

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiokafka.abc import AbstractTokenProvider
 
+from pipeline.kafka import MECHANISMS
 from pipeline.kafka.tls import KafkaTls, client_options
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "kafka_client_options",
 ]
 
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 _MAX_SECRET_BYTES = 64 * 1024
 
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from agents.config import MailboxConfig, parse_config
-from agents.fleet import resolve_shard, shard_from_ordinal
 from agents.reload import plan_reload, restart_needed
 from agents.secrets import SecretRef, SecretUnavailableError
-from agents.shard import Shard
+from agents.shard import Shard, resolve_shard, shard_from_ordinal
 
 BASE = {"kafka": {"bootstrap": "k:9092"}}
 

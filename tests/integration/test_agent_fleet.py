@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.fleet import resolve_shard
 from agents.publish import read_cursors
+from agents.shard import resolve_shard
 from pipeline.dev.embedded import EmbeddedBroker
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import wait_for_count

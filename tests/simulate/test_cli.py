@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 
 from pectrack.cli import main
-from pectrack.cli.simulate import write_eml, write_maildir
+from pipeline.simulate.files import write_eml, write_maildir
 from pipeline.core import TrustStore, examine
 from pipeline.core.parse import read_layout
 from pipeline.core.received import SdiNotice, receive
