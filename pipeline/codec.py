@@ -29,6 +29,7 @@ from pipeline.core.observation import (
     Submission,
     SuspectReceipt,
 )
+from pipeline.core.provenance import Provenance
 from pipeline.core.tracker import (
     EventType,
     OverdueReason,
@@ -183,6 +184,68 @@ def _enum(cls: type[_EnumT], data: dict[str, Any], name: str) -> _EnumT:
         raise DecodeError(f"{name}: unknown value {value[:40]!r}") from exc
 
 
+def provenance_to_dict(provenance: Provenance) -> dict[str, Any]:
+    """Where a receipt (or Sent copy) was read from and archived (``evidence`` fields)."""
+    return {
+        "sha256": provenance.sha256,
+        "size": provenance.size,
+        "kind": provenance.kind,
+        "identificativo": provenance.identificativo,
+        "message_id": provenance.message_id,
+        "receipt_id": provenance.receipt_id,
+        "recipient": provenance.recipient,
+        "signature": provenance.signature,
+        "mailbox": provenance.mailbox,
+        "folder": provenance.folder,
+        "uidvalidity": provenance.uidvalidity,
+        "uid": provenance.uid,
+        "stored_at": _iso(provenance.stored_at),
+        "archive": provenance.archive,
+    }
+
+
+def _opt_int(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise DecodeError(f"{name}: expected an integer or null")
+    return value
+
+
+def provenance_from_dict(value: object) -> Provenance:
+    data = _object(value, "evidence")
+    sha256 = _str(data, "sha256")
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise DecodeError("sha256: expected 64 lower-case hex digits")
+    size = _opt_int(data, "size")
+    return Provenance(
+        sha256=sha256,
+        size=size or 0,
+        kind=_str(data, "kind"),
+        mailbox=_str(data, "mailbox"),
+        folder=_str(data, "folder"),
+        uidvalidity=_opt_int(data, "uidvalidity"),
+        uid=_opt_int(data, "uid"),
+        identificativo=_opt_str(data, "identificativo"),
+        message_id=_opt_str(data, "message_id"),
+        receipt_id=_opt_str(data, "receipt_id"),
+        recipient=_opt_str(data, "recipient"),
+        signature=_opt_str(data, "signature"),
+        stored_at=_time(data, "stored_at"),
+        archive=_opt_str(data, "archive"),
+    )
+
+
+def _opt_provenance(data: dict[str, Any]) -> Provenance | None:
+    value = data.get("provenance")
+    return None if value is None else provenance_from_dict(value)
+
+
+def _with_provenance(data: dict[str, Any], provenance: Provenance | None) -> dict[str, Any]:
+    if provenance is not None:
+        data["provenance"] = provenance_to_dict(provenance)
+    return data
+
+
 def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, Any]:
     base = {
         "schema": OBSERVATION_SCHEMA,
@@ -193,15 +256,16 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
     if isinstance(observation, DeadlineCheck):
         return base | {"type": "check", "now": _iso(observation.now)}
     if isinstance(observation, Submission):
-        return base | {
+        submission = base | {
             "type": "submission",
             "sender": observation.sender,
             "recipients": list(observation.recipients),
             "at": _iso(observation.at),
         }
+        return _with_provenance(submission, observation.provenance)
     if isinstance(observation, Evidence):
         receipt = observation.receipt
-        return base | {
+        evidence = base | {
             "type": "evidence",
             "kind": observation.kind,
             "provider": observation.provider,
@@ -213,8 +277,9 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
             "recipient": receipt.delivery_recipient,
             "at": _iso(receipt.at),
         }
+        return _with_provenance(evidence, observation.provenance)
     suspect = observation.suspect
-    return base | {
+    record = base | {
         "type": "suspect",
         "kind": suspect.kind,
         "receipt_id": suspect.receipt_id,
@@ -224,6 +289,7 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
         "at": _iso(suspect.at),
         "signature": suspect.signature.value,
     }
+    return _with_provenance(record, observation.provenance)
 
 
 SUSPECT_EVENTS = frozenset(
@@ -249,7 +315,13 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
     if kind == "submission":
         recipients = tuple(_strings(data, "recipients"))
         return Submission(
-            key, mailbox, msgid, _opt_str(data, "sender"), recipients, _time(data, "at")
+            key,
+            mailbox,
+            msgid,
+            _opt_str(data, "sender"),
+            recipients,
+            _time(data, "at"),
+            _opt_provenance(data),
         )
     if kind == "evidence":
         listed = [_object(r, "recipients[]") for r in _list(data, "recipients")]
@@ -263,7 +335,9 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
             at=_time(data, "at"),
         )
         provider = _opt_str(data, "provider")
-        return Evidence(key, mailbox, msgid, receipt, _str(data, "kind"), provider)
+        return Evidence(
+            key, mailbox, msgid, receipt, _str(data, "kind"), provider, _opt_provenance(data)
+        )
     if kind == "suspect":
         event = _enum(EventType, data, "event")
         if event not in SUSPECT_EVENTS:
@@ -283,7 +357,7 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
             at=_time(data, "at"),
             signature=signature,
         )
-        return SuspectReceipt(key, mailbox, msgid, suspect)
+        return SuspectReceipt(key, mailbox, msgid, suspect, _opt_provenance(data))
     raise DecodeError(f"unknown observation type {kind[:40]!r}")
 
 
@@ -343,6 +417,7 @@ def tracked_to_dict(tracked: Tracked) -> dict[str, Any]:
         "providers": list(tracked.providers),
         "seen_at": _iso(tracked.seen_at),
         "retired": tracked.retired,
+        "evidence": [provenance_to_dict(p) for p in tracked.evidence],
     }
 
 
@@ -395,6 +470,9 @@ def tracked_from_dict(value: object) -> Tracked:
         providers=tuple(_strings(data, "providers")),
         seen_at=_time(data, "seen_at"),  # absent in older writers' values
         retired=_flag(data, "retired"),
+        evidence=tuple(
+            provenance_from_dict(p) for p in _list(data, "evidence", default=[])
+        ),  # absent in older writers' values
     )
 
 
@@ -420,6 +498,7 @@ def event_to_dict(event: TrackEvent) -> dict[str, Any]:
         "outcome": event.outcome,
         "reason": event.reason,
         "signature": signature_outcome(event),
+        "evidence": provenance_to_dict(event.provenance) if event.provenance else None,
     }
 
 
@@ -452,6 +531,11 @@ def message_state_to_dict(tracked: Tracked, schema: str) -> dict[str, Any]:
     del data["seen_at"], data["retired"]  # the table's own bookkeeping
     for recipient in data["recipients"]:
         recipient["final"] = tracked.message.recipient(recipient["address"]).is_final  # type: ignore[union-attr]
+        recipient["evidence"] = [  # the receipts about it: its own, and message-wide ones
+            p.sha256
+            for p in tracked.evidence
+            if p.kind != "sent" and p.recipient in (None, recipient["address"])
+        ]
     data["final"] = tracked.message.is_final
     data["orphan"] = tracked.is_orphan
     return data

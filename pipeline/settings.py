@@ -85,6 +85,16 @@ class StreamSettings:
     # "keep": pec.message-state keeps a message's final record (compaction keeps the
     # latest); "table": a tombstone follows it there when it leaves the table.
     message_state_retention: str = "keep"
+    # The evidence archive (pipeline.evidence): every message of archive_kinds is stored
+    # byte-exact before the records it causes are published. "file:///dir" or
+    # "s3://bucket/prefix"; empty: none (records still carry sha256 and IMAP location).
+    archive: str = ""
+    archive_kinds: str = "receipts,envelopes"  # of receipts, envelopes, sent
+    # Independent of the table's retention: 0 keeps for ever (pectrack never deletes
+    # evidence); with archive_lock_mode (S3 Object Lock GOVERNANCE or COMPLIANCE), each
+    # object is write-once for this many days.
+    archive_retention_days: int = 0
+    archive_lock_mode: str = ""
     log_level: str = "warning"
 
     @property
@@ -146,7 +156,24 @@ class StreamSettings:
         if self.cloudevents_mode not in modes:
             raise ValueError(f"cloudevents_mode must be in {modes}, not {self.cloudevents_mode!r}")
         check_schema_base(self.schema_base)
+        self._validate_archive()
         return self
+
+    def _validate_archive(self) -> None:
+        from pipeline.evidence.archive import open_archive  # noqa: PLC0415
+        from pipeline.evidence.provenance import parse_kinds  # noqa: PLC0415
+
+        parse_kinds(self.archive_kinds)
+        if self.archive_retention_days < 0:
+            raise ValueError("archive_retention_days must be 0 (keep) or more")
+        if self.archive:
+            open_archive(
+                self.archive,
+                lock_mode=self.archive_lock_mode,
+                lock_days=self.archive_retention_days,
+            )
+        elif self.archive_lock_mode:
+            raise ValueError("archive_lock_mode needs an s3:// archive")
 
 
 def parse_bool(text: str) -> bool:

@@ -29,6 +29,7 @@ from pipeline.codec import (
 )
 from pipeline.core.correlate import correlation_key, normalise_msgid
 from pipeline.core.trust import TrustStore
+from pipeline.evidence.web import evidence_writer, register_evidence_pages
 from pipeline.metrics import StreamMetrics
 from pipeline.settings import StreamSettings
 from pipeline.streams.batching import Batcher, Handler
@@ -143,7 +144,9 @@ def build(
         metrics=metrics,
         table=table,
         topics=topics,
-        verifier=Verifier(settings, trust_store, out, metrics),
+        verifier=Verifier(
+            settings, trust_store, out, metrics, *evidence_writer(settings, registry)
+        ),
         correlator=Correlator(settings, out, metrics, table.store, clock, changelog),
         scanner=DeadlineScanner(
             settings,
@@ -313,6 +316,10 @@ def _register(p: Pipeline, sink: Sink) -> None:
             if tracked.retired:
                 gone = {"error": "finished and past its retention", "key": key}
                 return self.json(gone, status=410)  # the final state is on pec.message-state
-            return self.json(settings.publication.message_state_dict(tracked))
+            state = settings.publication.message_state_dict(tracked)
+            for item in state.get("evidence", []):  # where to fetch each signed message
+                item["link"] = f"/evidence/{item['sha256']}"
+            return self.json(state)
 
     _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_partitions, MessageView)
+    register_evidence_pages(app, p.verifier.evidence)

@@ -56,6 +56,10 @@ _FLAGS: tuple[tuple[str, str], ...] = (
         "'keep' the final pec.message-state record, or tombstone "
         "it when the message leaves the 'table'",
     ),
+    ("archive", "evidence archive: file:///dir or s3://bucket/prefix; empty: none"),
+    ("archive_kinds", "what the archive keeps, of: receipts, envelopes, sent"),
+    ("archive_retention_days", "0: keep for ever; with --archive-lock-mode, days locked"),
+    ("archive_lock_mode", "S3 Object Lock mode for archived objects: GOVERNANCE or COMPLIANCE"),
     ("log_level", "debug, info, warning, error"),
 )
 

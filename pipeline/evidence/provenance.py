@@ -1,0 +1,109 @@
+"""From a ``pec.raw`` record and its verification to its provenance and archive entry.
+
+The agent's headers say where the message was read (``mailbox``, ``folder``,
+``uidvalidity``, ``uid``, ``internal-date``: see :mod:`agents.records`); the worker adds
+the SHA-256 of the bytes, the message's identifiers, the signature verdict and the URI of
+the archived copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from pipeline.core.examine import Examined
+from pipeline.core.model import Kind
+from pipeline.core.observation import (
+    Evidence,
+    Ignored,
+    Outcome,
+    Submission,
+    SuspectReceipt,
+    signature_verdict,
+)
+from pipeline.core.provenance import Provenance
+from pipeline.evidence.archive import Archive
+from pipeline.evidence.writer import ArchiveItem
+
+ARCHIVE_KINDS = ("receipts", "envelopes", "sent")
+
+
+def parse_kinds(text: str) -> frozenset[str]:
+    """``"receipts,envelopes"`` -> the kinds of message the archive keeps."""
+    kinds = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = kinds - set(ARCHIVE_KINDS)
+    if unknown:
+        raise ValueError(f"archive kinds are {', '.join(ARCHIVE_KINDS)}, not {sorted(unknown)}")
+    return kinds
+
+
+def archive_kind(outcome: Outcome, examined: Examined) -> str | None:
+    """Which archive kind a routed message is: a receipt (applied or suspect), the Sent
+    copy, an inbound envelope (posta-certificata read in the inbox); else ``None``."""
+    if isinstance(outcome, Evidence | SuspectReceipt):
+        return "receipts"
+    if isinstance(outcome, Submission):
+        return "sent"
+    if isinstance(outcome, Ignored) and examined.message.kind is Kind.POSTA_CERTIFICATA:
+        return "envelopes"
+    return None
+
+
+def _int(value: bytes | None) -> int | None:
+    try:
+        return int(value.decode()) if value else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode("utf-8", "replace").strip() if value else ""
+
+
+def provenance_of(
+    raw: bytes,
+    mailbox: str,
+    headers: Mapping[str, bytes],
+    examined: Examined,
+    *,
+    kind: str,
+    received: datetime | None,
+    archive: Archive | None,
+) -> Provenance:
+    sha256 = hashlib.sha256(raw).hexdigest()
+    message = examined.message
+    is_sent = kind == "sent"
+    return Provenance(
+        sha256=sha256,
+        size=len(raw),
+        kind="sent" if is_sent else message.kind.value,
+        mailbox=mailbox,
+        folder=_text(headers.get("folder")) or "INBOX",
+        uidvalidity=_int(headers.get("uidvalidity")),
+        uid=_int(headers.get("uid")),
+        identificativo=None if is_sent else message.identificativo,
+        message_id=message.message_id,
+        receipt_id=None if is_sent else examined.receipt_id,
+        recipient=None if is_sent else message.delivery_recipient,
+        signature=None if is_sent else signature_verdict(examined).value,
+        stored_at=received,
+        archive=archive.location(sha256) if archive is not None else None,
+    )
+
+
+def archive_item(raw: bytes, provenance: Provenance, msgid: str | None) -> ArchiveItem:
+    """The object and its metadata (all text; absent values are empty)."""
+    meta = {
+        "mailbox": provenance.mailbox,
+        "folder": provenance.folder,
+        "uidvalidity": str(provenance.uidvalidity or ""),
+        "uid": str(provenance.uid or ""),
+        "kind": provenance.kind,
+        "identificativo": provenance.identificativo or "",
+        "msgid": msgid or "",
+        "message-id": provenance.message_id or "",
+        "signature": provenance.signature or "",
+        "read-at": datetime.now(UTC).isoformat(),
+    }
+    return ArchiveItem(raw, meta)
