@@ -39,14 +39,15 @@ def parse_kinds(text: str) -> frozenset[str]:
 
 
 def archive_kind(outcome: Outcome, examined: Examined) -> str | None:
-    """Which archive kind a routed message is: a receipt (applied or suspect), the Sent
-    copy, an inbound envelope (posta-certificata read in the inbox); else ``None``."""
+    """Which archive kind a routed message is: a receipt (applied, suspect, or one the
+    lifecycle does not use such as presa in carico), the Sent copy, an inbound envelope
+    (posta-certificata in the inbox); ordinary mail and dead letters: ``None``."""
     if isinstance(outcome, Evidence | SuspectReceipt):
         return "receipts"
     if isinstance(outcome, Submission):
         return "sent"
-    if isinstance(outcome, Ignored) and examined.message.kind is Kind.POSTA_CERTIFICATA:
-        return "envelopes"
+    if isinstance(outcome, Ignored) and examined.message.kind is not Kind.NOT_PEC:
+        return "envelopes" if examined.message.kind is Kind.POSTA_CERTIFICATA else "receipts"
     return None
 
 

@@ -21,8 +21,7 @@ from pipeline.evidence.archive import (
 from pipeline.evidence.writer import ArchiveItem, EvidenceWriter
 from pipeline.metrics import EvidenceMetrics
 from tests.factories import make_pec
-
-from .conftest import BUCKET, s3_client, versions
+from tests.support.s3 import BUCKET, s3_client, versions
 
 META = {"mailbox": "ufficio-legale", "kind": "avvenuta-consegna", "msgid": "<m@x>"}
 
