@@ -17,6 +17,7 @@ _SUBCOMMAND_MODULES = (
     "pipeline.render_cli",
     "pipeline.demo.cli",
     "pipeline.events_cli",
+    "pipeline.evidence.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
