@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,10 +20,13 @@ import pytest
 from pipeline.core.model import Kind
 from pipeline.embedded import EmbeddedBroker, LocalS3
 from pipeline.simulate.traffic import generate_traffic
-from tests.support.kafka import read_all
+from tests.factories import make_pec, make_sent_copy, write_anchor
+from tests.support.dovecot import Dovecot
+from tests.support.kafka import read_all, wait_for_count
 from tests.support.s3 import BUCKET, create_bucket, s3_client, versions, worker_environment
 from tests.support.workers import WorkerProcess, kill_midway, produce_traffic, settle
 
+from .conftest import in_process_agent, write_config
 from .test_streams import worker_args
 
 pytestmark = pytest.mark.integration
@@ -130,3 +136,71 @@ async def test_lookup_lists_evidence_and_any_worker_serves_it(
                 assert hashlib.sha256(raw).hexdigest() == digest
         assert fetch(f"http://127.0.0.1:{b.web_port}/evidence/{'0' * 64}")[0] == 404
         assert fetch(f"http://127.0.0.1:{b.web_port}/evidence/not-a-digest")[0] == 400
+
+
+async def test_dossier_holds_the_receipt_appended_to_the_mailbox_and_verifies_offline(
+    dovecot: Dovecot, broker: EmbeddedBroker, fresh_users: Any, tmp_path: Path
+) -> None:
+    """Dovecot -> agent -> worker (file archive) -> `pectrack evidence`: the dossier's
+    delivery receipt is the very bytes appended to the mailbox (same SHA-256), at the IMAP
+    UID and UIDVALIDITY it was appended with, and `pectrack inspect` re-verifies it."""
+    (index,) = fresh_users(1)
+    user, box = dovecot.user(index), f"box-{index:04d}"
+    msgid = "<20240301100000.dossier@mario.rossi.client>"
+    sent = make_sent_copy(msgid=msgid).raw
+    acceptance = make_pec(Kind.ACCETTAZIONE, msgid=msgid).raw
+    delivery = make_pec(Kind.AVVENUTA_CONSEGNA, provider="poste", msgid=msgid).raw
+    dovecot.append(user, "Sent", sent)
+    uids = dovecot.append_many(user, "INBOX", [acceptance, delivery])
+    uidvalidity = dovecot.uidvalidity(user, "INBOX")
+    anchor = write_anchor(tmp_path)
+    archive = tmp_path / "evidence"
+    args = worker_args(tmp_path, "--archive", archive.as_uri(), "--archive-kinds", "receipts,sent")
+    config = write_config(tmp_path, broker, dovecot, [index])
+    with WorkerProcess(broker, tmp_path / "w", *args) as worker:
+        async with in_process_agent(config):
+            await wait_for_count(broker.bootstrap, "pec.raw", 3, timeout=30)
+        await settle(broker.bootstrap, "pec.state-changes", expected=3, timeout=90)
+        out = tmp_path / "dossier"
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "evidence", "--mailbox", box,
+             "--msgid", msgid, "--out", str(out), "--trust", str(anchor),
+             "--web", f"http://127.0.0.1:{worker.web_port}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    dossier = json.loads((out / "dossier.json").read_text())
+    by_kind = {r["evidence"]["kind"]: r for r in dossier["receipts"]}
+    assert set(by_kind) == {"accettazione", "avvenuta-consegna"}
+    for kind, raw, uid in (("accettazione", acceptance, uids[0]),
+                           ("avvenuta-consegna", delivery, uids[1])):  # fmt: skip
+        entry = by_kind[kind]
+        held = (out / entry["file"]).read_bytes()
+        assert hashlib.sha256(held).hexdigest() == hashlib.sha256(raw).hexdigest()
+        assert held == raw
+        assert entry["sha256_matches"] is True
+        assert entry["verification"]["verdict"] == "valid-trusted"
+        assert entry["verification"]["signature"]["integrity"] == "valid"
+        assert (entry["evidence"]["uid"], entry["evidence"]["uidvalidity"]) == (uid, uidvalidity)
+        assert entry["evidence"]["folder"] == "INBOX"
+        assert entry["evidence"]["archive"].startswith(archive.as_uri())
+    [sent_copy] = dossier["sent_copy"]
+    assert sent_copy["sha256"] == hashlib.sha256(sent).hexdigest()
+    assert sent_copy["folder"] == "Sent"
+    lifecycle = dossier["lifecycle"]
+    states = {r["address"]: r["state"] for r in lifecycle["recipients"]}
+    assert states[by_kind["avvenuta-consegna"]["evidence"]["recipient"]] == "delivered"
+    assert set(states.values()) == {"delivered", "accepted"}  # the other one is esterno
+    assert dossier["verified_with"]["trust_anchors"]
+    readme = (out / "README.txt").read_text()
+    assert "avvenuta consegna" in readme
+    assert "delivery receipt" in readme
+    inspected = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "inspect", "--json", "--trust", str(anchor),
+         *sorted(str(p) for p in out.glob("*.eml"))],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    reports = [json.loads(line) for line in inspected.stdout.splitlines() if line.strip()]
+    assert len(reports) == 2
+    assert {r["signature"]["trust"] for r in reports} == {"trusted"}
+    assert {r["msgid"] for r in reports} == {msgid}
