@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
 from pipeline.core.model import Kind
@@ -149,3 +151,26 @@ async def test_writer_counts_replays_as_present(tmp_path: Path) -> None:
     assert registry.get_sample_value("pec_archive_bytes_total") == sum(map(len, raws))
     meta = json.loads(next((tmp_path / "e").rglob("*.json")).read_text())
     assert meta == META
+
+
+@pytest.mark.integration
+def test_s3_object_lock_makes_evidence_write_once(s3_server: LocalS3) -> None:
+    """With archive_lock_mode COMPLIANCE, each object carries its retain-until date and
+    the server refuses to delete its version before then."""
+    client = s3_client(s3_server.endpoint)
+    bucket = "locked-evidence"
+    client.create_bucket(
+        Bucket=bucket,
+        CreateBucketConfiguration={"LocationConstraint": "eu-south-1"},
+        ObjectLockEnabledForBucket=True,
+    )
+    archive = S3Archive(bucket, lock_mode="COMPLIANCE", lock_days=3650, client=client)
+    stored = archive.put(receipt(), META)
+    key = f"sha256/{stored.sha256[:2]}/{stored.sha256}.eml"
+    head = client.head_object(Bucket=bucket, Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    days = (head["ObjectLockRetainUntilDate"] - datetime.now(UTC)).days
+    assert 3648 <= days <= 3650
+    with pytest.raises(ClientError, match="AccessDenied"):
+        client.delete_object(Bucket=bucket, Key=key, VersionId=head["VersionId"])
+    assert archive.get(stored.sha256) is not None
