@@ -44,8 +44,9 @@ from urllib.parse import quote
 
 import orjson
 
-from pipeline.codec import DecodeError, event_to_dict
+from pipeline.codec import DecodeError, event_to_dict, provenance_from_dict
 from pipeline.core.model import DeliveryState
+from pipeline.core.provenance import Provenance
 from pipeline.core.tracker import EventType, SignatureVerdict, TrackEvent
 
 __all__ = [
@@ -149,6 +150,9 @@ class StateChange:
     outcome: str | None
     reason: str | None
     signature: SignatureVerdict | None
+    # Where the receipt (or Sent copy) that caused the event was read and archived; None
+    # for events no message caused, and in events of releases before the field.
+    evidence: Provenance | None = None
 
     @property
     def is_final_failure(self) -> bool:
@@ -291,4 +295,5 @@ def _state_change(attributes: Mapping[str, Any], data: object) -> StateChange:
         outcome=_opt_text(data, "outcome"),
         reason=_opt_text(data, "reason"),
         signature=_member(SignatureVerdict, _opt_text(data, "signature"), "signature"),
+        evidence=provenance_from_dict(data["evidence"]) if data.get("evidence") else None,
     )

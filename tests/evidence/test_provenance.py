@@ -132,3 +132,19 @@ def test_codec_round_trips_and_records_fit_the_schemas() -> None:
     bad = {**state, "evidence": [{**state["evidence"][0], "sha256": "not-hex"}]}
     refused = jsonschema.Draft202012Validator(schema_document(MESSAGE_STATE.current))
     assert not refused.is_valid(bad)  # the working schema describes the new field
+
+
+def test_a_consumer_decodes_the_evidence_of_an_event() -> None:
+    from pipeline.events import Mode, decode_record  # noqa: PLC0415
+
+    delivery = make_pec(Kind.AVVENUTA_CONSEGNA, provider="poste").raw
+    observations = [observed(make_sent_copy().raw, "Sent", 3),
+                    observed(make_pec(Kind.ACCETTAZIONE).raw, "INBOX", 10),
+                    observed(delivery, "INBOX", 11)]  # fmt: skip
+    _, events = run(observations)
+    for mode in Mode:
+        value, headers = Publication(mode).state_change(events[-1])
+        decoded = decode_record(headers, value)
+        assert decoded.evidence == events[-1].provenance
+        assert decoded.evidence is not None
+        assert decoded.evidence.sha256 == hashlib.sha256(delivery).hexdigest()
