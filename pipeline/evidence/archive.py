@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -134,6 +136,7 @@ class FileArchive:
                 os.link(temporary, path)
             except FileExistsError:
                 return False
+            _sync_directory(path.parent)  # the new name is durable before anyone names it
             return True
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -155,6 +158,14 @@ class FileArchive:
         except (OSError, ValueError) as exc:
             raise ArchiveError(f"{self.uri}: metadata of {sha256}: {exc}") from exc
         return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else None
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class S3Archive:
@@ -186,16 +197,18 @@ class S3Archive:
         self.lock_mode = lock_mode
         self.lock_days = lock_days
         self._client = client
+        self._lock = threading.Lock()  # boto3 creates clients thread-unsafely; uses them safely
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            import boto3  # noqa: PLC0415 - only S3 archives need it
-            from botocore.config import Config  # noqa: PLC0415
+        with self._lock:
+            if self._client is None:
+                import boto3  # noqa: PLC0415 - only S3 archives need it
+                from botocore.config import Config  # noqa: PLC0415
 
-            config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
-            self._client = boto3.client("s3", config=config)
-        return self._client
+                config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+                self._client = boto3.client("s3", config=config)
+            return self._client
 
     def _key(self, sha256: str) -> str:
         relative = _relative(_checked(sha256))
@@ -292,5 +305,7 @@ def open_archive(uri: str, *, lock_mode: str = "", lock_days: int = 0) -> Archiv
     if parts.scheme == "s3":
         if not parts.netloc:
             raise ValueError(f"archive: an s3 URI names a bucket: {uri!r}")
+        if importlib.util.find_spec("boto3") is None:
+            raise ValueError("an s3:// archive needs boto3: pip install 'pectrack[s3]'")
         return S3Archive(parts.netloc, parts.path, lock_mode=lock_mode, lock_days=lock_days)
     raise ValueError(f"archive must be file:///path or s3://bucket/prefix, not {uri!r}")
