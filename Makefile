@@ -40,8 +40,8 @@ $(ASYNCAPI_PARSER):
 	npm install --prefix $(VENV)/node --no-audit --no-fund --silent @asyncapi/parser@3.6.3
 
 lint: venv
-	$(BIN)/ruff check pipeline agents tests bench deploy examples
-	$(BIN)/ruff format --check pipeline agents tests bench deploy examples
+	$(BIN)/ruff check pectrack pipeline agents tests bench deploy examples
+	$(BIN)/ruff format --check pectrack pipeline agents tests bench deploy examples
 
 typecheck: venv
 	$(BIN)/mypy
@@ -63,7 +63,7 @@ ifneq ($(filter demo,$(MAKECMDGOALS)),)
 DEMO_STARTED := $(shell date +%s.%N)
 endif
 demo: venv
-	@$(BIN)/python -c 'import pymap' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[test,demo]'
+	@$(BIN)/python -c 'import pymap' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev]'
 	PECTRACK_COMMAND_STARTED=$(DEMO_STARTED) $(BIN)/pectrack demo $(DEMO_ARGS)
 
 # Hostile-input property tests (parser, verifier, daticert, MIME) with a large budget.

@@ -19,8 +19,8 @@ from agents.ingest import MailboxWorker, WorkerContext
 from agents.logs import log_event
 from agents.publish import CursorStore, KafkaPublisher, PublishError
 from agents.shard import Shard
-from pipeline.kafka_tls import handshake_error
-from pipeline.metrics import IngestMetrics
+from pipeline.contracts.metrics import IngestMetrics
+from pipeline.kafka.tls import handshake_error
 
 __all__ = ["run_agent"]
 

@@ -33,15 +33,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pipeline.kafka_tls import KafkaTls, KafkaTlsError
+from pipeline.contracts import topics
+from pipeline.kafka.tls import KafkaTls, KafkaTlsError
 
 __all__ = [
     "SENT_NAMES",
     "SPECIAL_USE",
     "AgentConfig",
+    "AgentLimits",
     "ConfigError",
     "KafkaSettings",
-    "Limits",
     "MailboxConfig",
     "Secret",
     "TlsMode",
@@ -124,18 +125,18 @@ class KafkaSettings:
     """Where records go. ``idempotence`` is on for Apache Kafka, off for the embedded broker."""
 
     bootstrap: str
-    topic: str = "pec.raw"
-    dead_letter_topic: str = "pec.raw.deadletter"
-    cursor_topic: str = "pec.agent.cursors"
+    topic: str = topics.RAW
+    dead_letter_topic: str = topics.RAW_DEAD_LETTER
+    cursor_topic: str = topics.AGENT_CURSORS
     idempotence: bool = True
     create_topics: bool = True
-    partitions: int = 6
+    partitions: int = topics.DEFAULT_PARTITIONS
     client_id: str = "pectrack-agent"
     tls: KafkaTls | None = None  # None: plaintext (``tls = true`` in [kafka] turns it on)
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class AgentLimits:
     """Batching, size and timing bounds; see ``examples/agent.toml`` for the reasons."""
 
     max_message_bytes: int = 10 * 1024 * 1024
@@ -156,7 +157,7 @@ class AgentConfig:
     """Everything one ``pectrack agent`` process needs."""
 
     kafka: KafkaSettings
-    limits: Limits
+    limits: AgentLimits
     mailboxes: tuple[MailboxConfig, ...]
 
 
@@ -181,7 +182,7 @@ def parse_config(
     if "bootstrap" not in kafka:
         raise ConfigError("[kafka] bootstrap is required")
     kafka_settings = _kafka(kafka, base_dir)
-    limits = Limits(**_typed(_section(data, "limits"), Limits, "limits"))
+    limits = AgentLimits(**_typed(_section(data, "limits"), AgentLimits, "limits"))
     if limits.idle_seconds > 29 * 60:
         raise ConfigError("[limits] idle_seconds must stay under 29 minutes (RFC 2177)")
     defaults = _section(data, "mailbox_defaults")

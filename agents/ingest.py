@@ -1,7 +1,7 @@
 """One mailbox's ingest loop: connect, sync every folder, IDLE, repeat; thin by design.
 
 Per folder: SELECT, plan from the stored cursor (:mod:`agents.cursor`), list UIDs, cut
-them into bounded batches (:mod:`agents.batching`), fetch with ``BODY.PEEK[]``, publish,
+them into bounded batches (:mod:`agents.fetch_batches`), fetch with ``BODY.PEEK[]``, publish,
 wait for Kafka's acks, then advance the cursor. Any IMAP or Kafka failure ends the
 connection; the worker waits (:mod:`agents.backoff`) and resumes from the stored cursor,
 so a fault never skips a message. Other mailboxes are untouched by one mailbox's failure.
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agents.backoff import Backoff
-from agents.batching import FetchBatch, Oversized, chunked, plan_batches, shrink
-from agents.config import KafkaSettings, Limits, MailboxConfig
+from agents.config import AgentLimits, KafkaSettings, MailboxConfig
 from agents.cursor import FolderCursor, FolderPlan, FolderStatus, plan_folder
+from agents.fetch_batches import FetchBatch, Oversized, chunked, plan_batches, shrink
 from agents.imap.session import (
     ImapError,
     ImapFolderMissingError,
@@ -35,11 +35,11 @@ from agents.records import (
     FetchedMessage,
     OutRecord,
     dead_letter_record,
-    folder_role,
     header_section,
     raw_record,
 )
-from pipeline.metrics import IngestMetrics
+from pipeline.contracts.metrics import IngestMetrics
+from pipeline.contracts.raw import FolderRole, folder_role
 
 __all__ = ["Cursors", "MailboxWorker", "Opener", "Publisher", "Session", "WorkerContext"]
 
@@ -93,7 +93,7 @@ class WorkerContext:
     """What every mailbox worker of a process shares."""
 
     kafka: KafkaSettings
-    limits: Limits
+    limits: AgentLimits
     publisher: Publisher
     cursors: Cursors
     metrics: IngestMetrics
@@ -118,7 +118,7 @@ class MailboxWorker:
         self.batch_max = ctx.limits.batch_max_messages
         self.folders: tuple[str, ...] = box.folders  # special-use names resolved per login
         # folder-role of the folders found by special use; the others: by name (raw_record)
-        self.roles: dict[str, str] = {}
+        self.roles: dict[str, FolderRole] = {}
         self._missing: set[str] = set()  # configured folders the server does not have
 
     async def run(self) -> None:
@@ -253,7 +253,7 @@ class MailboxWorker:
         sync of 100,000 messages queues for a slot again after every batch, so a mailbox
         woken by IDLE waits for one batch of each sync ahead of it, not for their end.
         The asyncio semaphore wakes waiters in FIFO order. Between batches nothing is
-        in flight, so the cursor-after-ack order holds as before.
+        in flight, so a cursor still moves only after its records are acknowledged.
         """
         box, limits, active = self.box, self.ctx.limits, self.ctx.active
         async with active:

@@ -15,15 +15,15 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from agents.config import KafkaSettings
 from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
 from agents.records import OutRecord
-from pipeline.kafka_read import read_to_end
-from pipeline.kafka_tls import KafkaTls, client_options
+from pipeline.kafka.read import read_topic as read_topic_records
+from pipeline.kafka.tls import KafkaTls, client_options
 
 __all__ = [
     "CursorStore",
@@ -204,15 +204,8 @@ async def read_topic(
     )
     try:
         await consumer.start()
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         # to the fetch's high watermark: the embedded broker's ListOffsets lags behind
-        return [(r.key, r.value) for r in await read_to_end(consumer, tps)]
+        return [(r.key, r.value) for r in await read_topic_records(consumer, topic)]
     except KafkaError as exc:
         raise PublishError(f"cannot read {topic}: {type(exc).__name__}") from None
     finally:
@@ -223,10 +216,9 @@ async def stop_consumer(consumer: Any, topic: str) -> None:
     """``consumer.stop()``, with aiokafka's own cancellation translated.
 
     When the broker goes away during a read, aiokafka's fetch task sits in its retry
-    back-off; ``stop()`` cancels it and re-raises that task's ``CancelledError``. Left
-    alone it ended the agent's start-up (``_connect_kafka`` retries on PublishError
-    only) and the process exited, killed by a broker SIGKILL in the soak. A
-    cancellation of the caller's own task is passed on unchanged.
+    back-off; ``stop()`` cancels it and re-raises that task's ``CancelledError``, which
+    would end the agent's start-up (``_connect_kafka`` retries on PublishError only)
+    after a broker crash. A cancellation of the caller's own task is passed on unchanged.
     """
     try:
         await consumer.stop()

@@ -1,17 +1,9 @@
-"""What the agent publishes: raw bytes plus Kafka headers, and the content key (pure).
+"""What the agent publishes: raw bytes plus the ``pec.raw`` headers, and the content key.
 
-A ``pec.raw`` record is keyed by mailbox id; its value is the message exactly as IMAP
-returned it. Headers carry where it came from::
-
-    mailbox: comune-x   folder: INBOX   uid: 42   uidvalidity: 1700000000
-    internal-date: 2026-11-26T12:12:37+00:00   content-key: 9f2c...(sha256 hex)
-    folder-role: inbox | sent | archive
-
-``folder-role`` tells the workers where the user's sent copies are: ``archive`` is a
-folder found by its ``\\Archive`` attribute, whose ordinary mail is not a sent message.
-
-The content key is the same for the same message whatever its UID, so a UIDVALIDITY
-resync re-publishes records that downstream recognises as already seen.
+The record layout is the contract of :mod:`pipeline.contracts.raw`; this module builds
+it from a fetched message (pure). The content key is the same for the same message
+whatever its UID, so a UIDVALIDITY resync re-publishes records that downstream
+recognises as already seen.
 """
 
 from __future__ import annotations
@@ -21,6 +13,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from pipeline.contracts.headers import Headers
+from pipeline.contracts.raw import (
+    FolderRole,
+    RawOrigin,
+    dead_letter_headers,
+    folder_role,
+    raw_headers,
+)
 from pipeline.core import mime
 
 __all__ = [
@@ -28,17 +28,13 @@ __all__ = [
     "OutRecord",
     "content_key",
     "dead_letter_record",
-    "folder_role",
     "header_section",
-    "internaldate_iso",
+    "internaldate",
     "message_id",
     "raw_record",
 ]
 
-Headers = tuple[tuple[str, bytes], ...]
-
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +58,7 @@ class OutRecord:
 
 def message_id(raw: bytes) -> bytes | None:
     """The top-level ``Message-ID`` value (unfolded, stripped), if the header has one."""
-    end = _HEADER_END.search(raw)
-    head = raw[: end.start()] if end else raw
+    head = mime.header_section(raw, len(raw))
     match = _MESSAGE_ID.search(head)
     if match is None:
         return None
@@ -84,23 +79,14 @@ def content_key(raw: bytes) -> str:
     return digest.hexdigest()
 
 
-def internaldate_iso(text: str | None) -> str:
-    """``"26-Nov-2026 12:12:37 +0000"`` -> ``"2026-11-26T12:12:37+00:00"``; ``""`` if unknown."""
+def internaldate(text: str | None) -> datetime | None:
+    """``"26-Nov-2026 12:12:37 +0000"`` (IMAP form) as a time; ``None`` if unknown."""
     if not text:
-        return ""
+        return None
     try:
-        return datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z").isoformat()
+        return datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z")
     except ValueError:
-        return ""
-
-
-def _origin(mailbox: str, folder: str, uid: int, uidvalidity: int) -> list[tuple[str, bytes]]:
-    return [
-        ("mailbox", mailbox.encode()),
-        ("folder", folder.encode()),
-        ("uid", str(uid).encode()),
-        ("uidvalidity", str(uidvalidity).encode()),
-    ]
+        return None
 
 
 def raw_record(
@@ -110,23 +96,19 @@ def raw_record(
     uidvalidity: int,
     message: FetchedMessage,
     *,
-    role: str | None = None,
+    role: FolderRole | None = None,
 ) -> OutRecord:
     """The ``pec.raw`` record of a fetched message (value untouched)."""
-    headers = _origin(mailbox, folder, message.uid, uidvalidity)
-    headers += [
-        ("internal-date", internaldate_iso(message.internaldate).encode()),
-        ("content-key", content_key(message.raw).encode()),
-        ("folder-role", (role or folder_role(folder)).encode()),
-    ]
-    return OutRecord(topic, mailbox.encode(), message.raw, tuple(headers))
-
-
-def folder_role(folder: str, special_use: str | None = None) -> str:
-    """``inbox``, ``archive`` (found as ``\\Archive``) or ``sent`` (every other folder)."""
-    if folder.strip().upper() == "INBOX":
-        return "inbox"
-    return "archive" if special_use == "\\Archive" else "sent"
+    origin = RawOrigin(
+        mailbox=mailbox,
+        folder=folder,
+        uid=message.uid,
+        uidvalidity=uidvalidity,
+        internal_date=internaldate(message.internaldate),
+        content_key=content_key(message.raw),
+        role=role or folder_role(folder),
+    )
+    return OutRecord(topic, mailbox.encode(), message.raw, raw_headers(origin))
 
 
 def dead_letter_record(
@@ -141,6 +123,6 @@ def dead_letter_record(
     header_section: bytes,
 ) -> OutRecord:
     """A message the agent will not publish whole: its header section and the reason."""
-    headers = _origin(mailbox, folder, uid, uidvalidity)
-    headers += [("reason", reason.encode()), ("size", str(size).encode())]
-    return OutRecord(topic, mailbox.encode(), header_section, tuple(headers))
+    origin = RawOrigin(mailbox=mailbox, folder=folder, uid=uid, uidvalidity=uidvalidity)
+    headers = dead_letter_headers(origin, reason, size)
+    return OutRecord(topic, mailbox.encode(), header_section, headers)

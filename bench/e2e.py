@@ -52,12 +52,12 @@ from pipeline.core.examine import examine, receipt_id
 from pipeline.core.model import Recipient, RecipientType
 from pipeline.core.parse import read_layout
 from pipeline.core.trust import TrustStore
-from pipeline.embedded import EmbeddedBroker, free_port, wait_for_port
-from pipeline.kafka_tls import KafkaTls, client_options
-from pipeline.procstat import cpu_seconds
-from pipeline.settings import StreamSettings
+from pipeline.dev.embedded import EmbeddedBroker, free_port, wait_for_port
+from pipeline.dev.procstat import cpu_seconds
+from pipeline.kafka.tls import KafkaTls, client_options
 from pipeline.simulate import OriginalMessage, TrafficItem, generate_traffic, render_original
 from pipeline.simulate.ca import default_pki
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.topics import ensure_topics
 from tests.support.tls import TlsPki
 
@@ -152,7 +152,7 @@ class Workers:
             argv = [
                 sys.executable,
                 "-m",
-                "pipeline.cli",
+                "pectrack.cli",
                 "worker",
                 "--broker",
                 settings.broker,

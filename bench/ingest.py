@@ -29,8 +29,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.records import message_id
-from pipeline.embedded import EmbeddedBroker, free_port
-from pipeline.procstat import TICK, cpu_seconds, processes
+from pipeline.dev.embedded import EmbeddedBroker, free_port
+from pipeline.dev.procstat import TICK, cpu_seconds, processes
 from tests.support.agent import write_config
 from tests.support.dovecot import Dovecot, raise_inotify_limit
 from tests.support.mail import message
@@ -68,7 +68,7 @@ class Agent:
 
     def __init__(self, config: Path, log: Path) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "pipeline.cli", "agent", "--config", str(config)]
+        argv = [sys.executable, "-m", "pectrack", "agent", "--config", str(config)]
         argv += ["--metrics-port", str(self.port), "--log-level", "warning"]
         self.log = log.open("ab")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log)
@@ -77,7 +77,7 @@ class Agent:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             try:
-                if metric(self.port, "pectrack_imap_connected_mailboxes") >= count:
+                if metric(self.port, "pec_imap_connected_mailboxes") >= count:
                     return time.monotonic() - started
             except OSError:
                 pass
@@ -212,7 +212,7 @@ async def run(args: argparse.Namespace) -> None:
                   f" p50={percentile(delays, 50) * 1000:.0f} ms"
                   f" p99={percentile(delays, 99) * 1000:.0f} ms"
                   f" max={delays[-1] * 1000:.0f} ms missing={lost}")  # fmt: skip
-            errors = metric(agent.port, 'pectrack_imap_errors_total{kind="timeout"}')
+            errors = metric(agent.port, 'pec_imap_errors_total{kind="timeout"}')
             print(f"IMAP timeouts during the run: {errors:.0f}")
         finally:
             agent.stop()

@@ -67,10 +67,10 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from bench.common import Row, rss_kib, table
 from bench.e2e import Workers
-from pipeline.embedded import EmbeddedBroker, free_port
-from pipeline.procstat import cpu_seconds
-from pipeline.settings import StreamSettings
+from pipeline.dev.embedded import EmbeddedBroker, free_port
+from pipeline.dev.procstat import cpu_seconds
 from pipeline.simulate.ca import default_pki
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.topics import ensure_topics
 
 STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
@@ -278,7 +278,7 @@ class Submitter:
 def store_flag_available() -> bool:
     """Does this build's ``pectrack worker`` take ``--store``?"""
     help_text = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "worker", "--help"],
+        [sys.executable, "-m", "pectrack", "worker", "--help"],
         capture_output=True,
         text=True,
         check=False,

@@ -1,12 +1,12 @@
 """A downstream consumer of ``pec.state-changes`` in one file: deliveries and failures.
 
-    pip install pectrack              # for pipeline.events (and aiokafka)
+    pip install pectrack              # for pipeline.contracts.cloudevents (and aiokafka)
     python examples/consumer.py --broker 127.0.0.1:9092 --from-beginning
 
 Follows the topic in its own consumer group, reads each record in either CloudEvents
-mode with :func:`pipeline.events.decode_record`, drops repeats by event ``id`` (delivery
-is at-least-once: a worker that crashed replays the same ids), keeps the latest state of
-each (message, recipient) and prints every delivery and every failure::
+mode with :func:`pipeline.contracts.cloudevents.decode_record`, drops repeats by event
+``id`` (delivery is at-least-once: a worker that crashed replays the same ids), keeps the
+latest state of each (message, recipient) and prints every delivery and every failure::
 
     2024-03-01 11:03:00+01:00  delivered        <20240301.42@erp.example.it> -> g.b@postecert.it
     2024-03-01 11:05:12+01:00  delivery-failed  <20240301.43@erp.example.it> -> uff@pec.example.it
@@ -26,8 +26,8 @@ import sys
 
 from aiokafka import AIOKafkaConsumer
 
+from pipeline.contracts.cloudevents import DecodeError, StateChange, decode_record
 from pipeline.core.model import DeliveryState
-from pipeline.events import DecodeError, StateChange, decode_record
 
 
 class Deliveries:

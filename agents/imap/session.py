@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 import aioimaplib
 
-from agents.batching import uid_set
 from agents.config import MailboxConfig, TlsMode
 from agents.cursor import FolderStatus
+from agents.fetch_batches import uid_set
 from agents.imap import parse
 from agents.records import FetchedMessage
 

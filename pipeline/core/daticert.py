@@ -33,6 +33,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from xml.parsers import expat
 
+from pipeline.core.defects import DefectCode
 from pipeline.core.model import Defect
 
 MAX_DEPTH = 16
@@ -77,7 +78,7 @@ _DESTINATARI = ("postacert", "intestazione", "destinatari")
 class _RefusedError(Exception):
     """Raised inside expat callbacks to stop parsing; never leaves this module."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: DefectCode, detail: str) -> None:
         super().__init__(code)
         self.defect = Defect(code, detail)
 
@@ -99,7 +100,7 @@ class _Collector:
         if self.root is None:
             self.root = name
         if len(self.path) > MAX_DEPTH:
-            raise _RefusedError("daticert-too-deep", f"nesting deeper than {MAX_DEPTH}")
+            raise _RefusedError(DefectCode.DATICERT_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
         path = tuple(self.path)
         if path == ("postacert",):
             self.attrs["tipo"] = attributes.get("tipo", "")
@@ -129,11 +130,13 @@ class _Collector:
 
 
 def _refuse_entity(*_args: object) -> None:
-    raise _RefusedError("daticert-entity-forbidden", "entity declarations are not allowed")
+    raise _RefusedError(DefectCode.DATICERT_ENTITY_FORBIDDEN, "entity declarations are not allowed")
 
 
 def _refuse_external(*_args: object) -> int:
-    raise _RefusedError("daticert-external-reference", "external references are not allowed")
+    raise _RefusedError(
+        DefectCode.DATICERT_EXTERNAL_REFERENCE, "external references are not allowed"
+    )
 
 
 def parse_daticert(data: bytes) -> tuple[Daticert | None, tuple[Defect, ...]]:
@@ -164,9 +167,9 @@ def _parse(data: bytes, *, direct_text: bool) -> tuple[Daticert | None, tuple[De
         UnicodeError,
         LookupError,
     ) as exc:  # LookupError: unknown encoding
-        return None, (Defect("daticert-malformed", str(exc)[:200]),)
+        return None, (Defect(DefectCode.DATICERT_MALFORMED, str(exc)[:200]),)
     if collector.root != "postacert":
-        return None, (Defect("daticert-malformed", f"root element is <{collector.root}>"),)
+        return None, (Defect(DefectCode.DATICERT_MALFORMED, f"root element is <{collector.root}>"),)
     return _build(collector)
 
 
@@ -181,7 +184,7 @@ def _build(collector: _Collector) -> tuple[Daticert, tuple[Defect, ...]]:
         if timestamp is None:
             defects.append(
                 Defect(
-                    "daticert-bad-timestamp",
+                    DefectCode.DATICERT_BAD_TIMESTAMP,
                     f"{fields.get('giorno')!r} {fields.get('ora')!r} zona={attrs.get('zona')!r}",
                 )
             )

@@ -10,30 +10,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 
+from pipeline.core.defects import DefectCode
 from pipeline.core.lifecycle import Receipt, event_for
 from pipeline.core.mime import canonical_crlf
 from pipeline.core.model import Defect, Integrity, Kind, PecMessage, SignatureReport, Trust
 from pipeline.core.parse import DEFAULT_LIMITS, Layout, Limits, parse_layout, read_layout
 from pipeline.core.smime import same_provider_domain, verify_layout
 from pipeline.core.trust import TrustStore
-
-# Quirks of real providers that leave a receipt's meaning intact, and disagreements of
-# unsigned headers that do not name the receipt's kind or message (daticert, signed, is
-# the authority and is what is used). Every other defect (X-Ricevuta disagreeing with
-# daticert, a replayed X-Riferimento-Message-ID, no daticert, broken MIME, ...) means the
-# receipt is reported but never counted as evidence.
-TOLERATED_DEFECTS = frozenset(
-    {
-        "daticert-unknown-recipient-type",
-        "unknown-receipt-variant",
-        "daticert-unknown-error",
-        "daticert-bad-timestamp",
-        "daticert-no-timestamp",
-        "header-variant-mismatch",  # X-TipoRicevuta vs <ricevuta tipo>
-        "header-sender-mismatch",  # X-Mittente vs <mittente>
-        "postacert-missing",  # the signed daticert still says what happened
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +28,14 @@ class Examined:
     @property
     def disqualifying_defects(self) -> tuple[Defect, ...]:
         """Why this message cannot count as evidence; empty when it can."""
-        found = [d for d in self.message.defects if d.code not in TOLERATED_DEFECTS]
+        found = [d for d in self.message.defects if not d.code.tolerated]
         found.extend(self.signature.defects)
         if self.signature.integrity is not Integrity.VALID:
-            found.append(Defect(f"signature-{self.signature.integrity.value}"))
+            missing = self.signature.integrity is Integrity.MISSING
+            code = DefectCode.SIGNATURE_MISSING if missing else DefectCode.SIGNATURE_INVALID
+            found.append(Defect(code))
         elif self.signature.trust is not Trust.TRUSTED:
-            found.append(Defect("signer-untrusted", self.signature.trust_reason or ""))
+            found.append(Defect(DefectCode.SIGNER_UNTRUSTED, self.signature.trust_reason or ""))
         return tuple(found)
 
     def as_receipt(self) -> Receipt | None:
@@ -116,7 +101,7 @@ def issuer_defects(message: PecMessage, signature: SignatureReport) -> tuple[Def
     if not issuer or same_provider_domain(signer, issuer):
         return ()
     detail = f"signed by {signature.signer_email}, identificativo minted by {issuer}"
-    return (Defect("signer-not-issuer", detail[:200]),)
+    return (Defect(DefectCode.SIGNER_NOT_ISSUER, detail[:200]),)
 
 
 def examine(raw: bytes, trust: TrustStore, limits: Limits = DEFAULT_LIMITS) -> Examined:

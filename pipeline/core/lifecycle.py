@@ -207,7 +207,7 @@ def new_message(msgid: str, sender: str | None = None) -> MessageState:
     return MessageState(msgid, sender, None, None, ())
 
 
-def submit(
+def record_submission(
     state: MessageState, sender: str | None, recipients: tuple[str, ...], at: datetime | None
 ) -> MessageState:
     """Register the sent message (Sent-folder copy or submission record).

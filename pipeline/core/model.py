@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from pipeline.core.defects import DefectCode
+
 
 class Kind(StrEnum):
     """What a message in a PEC mailbox is: daticert ``postacert@tipo``, or ``not-pec``."""
@@ -81,11 +83,11 @@ class DeliveryState(StrEnum):
 class Defect:
     """Something wrong with a message, recorded instead of raised.
 
-    ``code`` is a stable kebab-case identifier (``header-daticert-mismatch``); ``detail``
-    says what was seen, for a person.
+    ``code`` says what is wrong and how much it matters (:class:`DefectCode`);
+    ``detail`` says what was seen, for a person.
     """
 
-    code: str
+    code: DefectCode
     detail: str = ""
 
     def __str__(self) -> str:

@@ -15,12 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pipeline.core.correlate import correlation_key
-from pipeline.core.examine import Examined
-from pipeline.core.lifecycle import Receipt
-from pipeline.core.model import DeliveryState, Integrity, Kind, PecMessage, Trust
-from pipeline.core.provenance import MAX_EVIDENCE, Provenance
-from pipeline.core.tracker import (
+from pipeline.core.correlate import (
     Deadlines,
     EventType,
     SignatureVerdict,
@@ -34,15 +29,13 @@ from pipeline.core.tracker import (
     seen,
     submit,
 )
+from pipeline.core.defects import DefectCode
+from pipeline.core.examine import Examined
+from pipeline.core.keys import correlation_key
+from pipeline.core.lifecycle import Receipt
+from pipeline.core.model import DeliveryState, Integrity, Kind, PecMessage, Trust
+from pipeline.core.provenance import MAX_EVIDENCE, Provenance
 
-INBOX = "inbox"
-
-# Defects of ``parse.read_layout`` saying the message itself could not be read: a header
-# block over the cap (cut), a multipart body whose boundary never occurs (no parts), a
-# message over the size cap (only its first headers read). Such a message is not known
-# to be ordinary mail, so it is never dropped as such: it is a dead letter, the code its
-# reason. (``signature-part-missing`` is not here: PGP/MIME mail is multipart/signed too.)
-UNREADABLE_DEFECTS = frozenset({"message-too-large", "headers-too-large", "mime-malformed"})
 NOT_A_MESSAGE = "not-rfc5322"  # none of the header fields every mail has
 
 
@@ -91,31 +84,22 @@ class Ignored:
 
 
 Observation = Submission | Evidence | SuspectReceipt
-Outcome = Observation | Unroutable | Ignored
-
-
-def is_sent_folder(folder: str, role: str | None = None) -> bool:
-    """Does ``folder`` hold the user's sent copies?
-
-    The agents say so in the ``folder-role`` header (``inbox``, ``sent``, ``archive``);
-    for records without it (older agents, other producers) every folder but INBOX does.
-    """
-    if role:
-        return role == "sent"
-    return folder.strip().lower() != INBOX
+Routed = Observation | Unroutable | Ignored  # what observe_message makes of a message
 
 
 def observe_message(
     examined: Examined,
     mailbox: str,
-    folder: str,
+    *,
+    sent_copy: bool,
     received_at: datetime | None = None,
-    role: str | None = None,
-) -> Outcome:
-    """Route one examined message; a Sent copy is dated by ``received_at`` (its IMAP
-    INTERNALDATE, when it was stored) or else by its Date header. Only a message that
-    was read is ignored: an unreadable one is :func:`unreadable`."""
-    outcome = _route(examined, mailbox, is_sent_folder(folder, role), received_at)
+) -> Routed:
+    """Route one examined message read from ``mailbox``. ``sent_copy``: it was read from
+    a folder of the user's sent copies (the ``pec.raw`` contract says which). A Sent
+    copy is dated by ``received_at`` (its IMAP INTERNALDATE, when it was stored) or else
+    by its Date header. Only a message that was read is ignored: an unreadable one is
+    :func:`unreadable`."""
+    outcome = _route(examined, mailbox, sent_copy, received_at)
     if isinstance(outcome, Ignored):
         return unreadable(examined.message) or outcome
     return outcome
@@ -128,7 +112,7 @@ def unreadable(message: PecMessage) -> Unroutable | None:
     a PNG, or a line of text (no header fields)   -> Unroutable("not-rfc5322", ...)
     """
     for defect in message.defects:
-        if defect.code in UNREADABLE_DEFECTS:
+        if defect.code.unreadable:
             return Unroutable(defect.code, defect.detail)
     if message.kind is Kind.NOT_PEC and not (
         message.sender
@@ -141,7 +125,7 @@ def unreadable(message: PecMessage) -> Unroutable | None:
     return None
 
 
-def _route(examined: Examined, mailbox: str, sent: bool, received_at: datetime | None) -> Outcome:
+def _route(examined: Examined, mailbox: str, sent: bool, received_at: datetime | None) -> Routed:
     message = examined.message
     if message.kind is Kind.NOT_PEC:
         if not sent:
@@ -185,9 +169,27 @@ def signature_verdict(examined: Examined) -> SignatureVerdict:
         return SignatureVerdict.INVALID
     if examined.signature.trust is not Trust.TRUSTED:
         return SignatureVerdict.UNTRUSTED
-    if any(d.code.startswith("signer-") for d in examined.disqualifying_defects):
+    if any(d.code.about_signer for d in examined.disqualifying_defects):
         return SignatureVerdict.SIGNER_MISMATCH
     return SignatureVerdict.VALID_TRUSTED
+
+
+def verdict_of_reason(event: EventType, reason: str) -> SignatureVerdict:
+    """The verdict of a suspect receipt recorded without one (its ``reason`` lists the
+    defect codes, ``"code: detail; code: detail"``): records of pec.receipts written
+    before suspects carried their verdict."""
+    codes = {piece.split(":", 1)[0].strip() for piece in reason.split("; ")}
+    if event is EventType.SIGNATURE_INVALID:
+        missing = DefectCode.SIGNATURE_MISSING in codes
+        return SignatureVerdict.MISSING if missing else SignatureVerdict.INVALID
+    if event is EventType.UNTRUSTED_SIGNER:
+        return SignatureVerdict.UNTRUSTED
+    if any(code in _ABOUT_SIGNER for code in codes):
+        return SignatureVerdict.SIGNER_MISMATCH
+    return SignatureVerdict.VALID_TRUSTED
+
+
+_ABOUT_SIGNER = frozenset(code.value for code in DefectCode if code.about_signer)
 
 
 def _suspect(examined: Examined) -> Suspect:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
-from pipeline.core.correlate import normalise_address, normalise_identificativo, normalise_msgid
 from pipeline.core.daticert import Daticert, parse_daticert
+from pipeline.core.defects import DefectCode
+from pipeline.core.keys import normalise_address, normalise_identificativo, normalise_msgid
 from pipeline.core.mime import (
     Headers,
     Part,
@@ -81,11 +82,13 @@ def read_layout(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Layout:
     defects: list[Defect] = []
     if len(raw) > limits.max_message_bytes:
         top = split_entity(raw[: limits.max_header_bytes], max_header_bytes=limits.max_header_bytes)
-        defects.append(Defect("message-too-large", f"{len(raw)} bytes"))
+        defects.append(Defect(DefectCode.MESSAGE_TOO_LARGE, f"{len(raw)} bytes"))
         return Layout(top.headers, False, None, None, (), tuple(defects))
     top = split_entity(raw, max_header_bytes=limits.max_header_bytes)
     if top.header_overflow:
-        defects.append(Defect("headers-too-large", f"over {limits.max_header_bytes} bytes"))
+        defects.append(
+            Defect(DefectCode.HEADERS_TOO_LARGE, f"over {limits.max_header_bytes} bytes")
+        )
     ctype, params = top.content_type
     if ctype == "multipart/signed":
         return _read_signed(top, params.get("boundary", ""), limits, defects)
@@ -99,7 +102,7 @@ def _read_signed(top: Part, boundary: str, limits: Limits, defects: list[Defect]
     source, max_header = top.source, limits.max_header_bytes
     spans = multipart_spans(source, top.start, top.end, boundary, limits.max_parts)
     if not spans:
-        defects.append(Defect("mime-malformed", "multipart/signed without its boundary"))
+        defects.append(Defect(DefectCode.MIME_MALFORMED, "multipart/signed without its boundary"))
         return Layout(top.headers, True, None, None, (), tuple(defects))
     signature = None
     for start, end in spans[1:]:
@@ -107,10 +110,14 @@ def _read_signed(top: Part, boundary: str, limits: Limits, defects: list[Defect]
         if part.content_type[0] in SIGNATURE_TYPES:
             signature = part.decoded(limits.max_signature_bytes)
             if signature is None:
-                defects.append(Defect("signature-undecodable", "smime.p7s is not valid base64"))
+                defects.append(
+                    Defect(DefectCode.SIGNATURE_UNDECODABLE, "smime.p7s is not valid base64")
+                )
             break
     else:
-        defects.append(Defect("signature-part-missing", "multipart/signed without smime.p7s"))
+        defects.append(
+            Defect(DefectCode.SIGNATURE_PART_MISSING, "multipart/signed without smime.p7s")
+        )
     content_start, content_end = spans[0]
     content = entity_at(source, content_start, content_end, max_header_bytes=max_header)
     ctype, params = content.content_type
@@ -127,7 +134,7 @@ def _children(
 ) -> tuple[Part, ...]:
     spans = multipart_spans(entity.source, entity.start, entity.end, boundary, limits.max_parts)
     if spans is None:
-        defects.append(Defect("mime-malformed", "multipart body without its boundary"))
+        defects.append(Defect(DefectCode.MIME_MALFORMED, "multipart body without its boundary"))
         return ()
     max_header = limits.max_header_bytes
     return tuple(
@@ -171,7 +178,7 @@ def parse_layout(layout: Layout, limits: Limits = DEFAULT_LIMITS) -> PecMessage:
     if part is not None:
         data = part.decoded(limits.max_daticert_bytes)
         if data is None:
-            defects.append(Defect("daticert-too-large-or-undecodable"))
+            defects.append(Defect(DefectCode.DATICERT_TOO_LARGE_OR_UNDECODABLE))
         else:
             daticert, xml_defects = parse_daticert(data)
             defects.extend(xml_defects)
@@ -179,9 +186,11 @@ def parse_layout(layout: Layout, limits: Limits = DEFAULT_LIMITS) -> PecMessage:
     if kind is Kind.NOT_PEC:
         return _ordinary(headers, tuple(defects))
     if daticert is None and part is None:
-        defects.append(Defect("daticert-missing", "a PEC message without daticert.xml"))
+        defects.append(Defect(DefectCode.DATICERT_MISSING, "a PEC message without daticert.xml"))
     if not layout.signed:
-        defects.append(Defect("signature-missing", "a PEC message that is not multipart/signed"))
+        defects.append(
+            Defect(DefectCode.SIGNATURE_MISSING, "a PEC message that is not multipart/signed")
+        )
     return _pec(kind, headers, daticert or _EMPTY, defects, layout.children)
 
 
@@ -192,16 +201,16 @@ def _header_kind(headers: Headers, defects: list[Defect]) -> Kind | None:
     transport = (headers.get("x-trasporto") or "").strip().lower()
     ricevuta = (headers.get("x-ricevuta") or "").strip().lower()
     if transport and ricevuta:
-        defects.append(Defect("header-conflict", "both X-Trasporto and X-Ricevuta"))
+        defects.append(Defect(DefectCode.HEADER_CONFLICT, "both X-Trasporto and X-Ricevuta"))
     if transport:
         if transport in _TRANSPORT:
             return _TRANSPORT[transport]
-        defects.append(Defect("header-unknown-kind", f"X-Trasporto: {transport[:60]}"))
+        defects.append(Defect(DefectCode.HEADER_UNKNOWN_KIND, f"X-Trasporto: {transport[:60]}"))
     if ricevuta:
         kind = _KINDS.get(ricevuta)
         if kind is not None and kind.is_receipt:
             return kind
-        defects.append(Defect("header-unknown-kind", f"X-Ricevuta: {ricevuta[:60]}"))
+        defects.append(Defect(DefectCode.HEADER_UNKNOWN_KIND, f"X-Ricevuta: {ricevuta[:60]}"))
     return None
 
 
@@ -209,12 +218,12 @@ def _kind(header_kind: Kind | None, daticert: Daticert | None, defects: list[Def
     tipo = (daticert.tipo or "").strip().lower() if daticert else ""
     daticert_kind = _KINDS.get(tipo)
     if tipo and daticert_kind is None:
-        defects.append(Defect("daticert-unknown-kind", f"tipo={tipo[:60]!r}"))
+        defects.append(Defect(DefectCode.DATICERT_UNKNOWN_KIND, f"tipo={tipo[:60]!r}"))
     if daticert_kind is not None:
         if header_kind is not None and header_kind is not daticert_kind:
             defects.append(
                 Defect(
-                    "header-daticert-mismatch",
+                    DefectCode.HEADER_DATICERT_MISMATCH,
                     f"headers say {header_kind.value}, daticert says {daticert_kind.value}",
                 )
             )
@@ -273,7 +282,7 @@ def _pec(
     if _carries_original(kind, variant) and not any(
         part.content_type[0] == "message/rfc822" for part in children
     ):
-        defects.append(Defect("postacert-missing", f"{kind.value} without postacert.eml"))
+        defects.append(Defect(DefectCode.POSTACERT_MISSING, f"{kind.value} without postacert.eml"))
     recipients = tuple(
         Recipient(address, _recipient_type(tipo, defects))
         for raw_address, tipo in dc.destinatari
@@ -283,7 +292,7 @@ def _pec(
         parseaddr(headers.get("x-mittente") or headers.get("reply-to") or "")[1]
     )
     if dc.timestamp is None and dc.tipo is not None:
-        defects.append(Defect("daticert-no-timestamp"))
+        defects.append(Defect(DefectCode.DATICERT_NO_TIMESTAMP))
     return PecMessage(
         kind=kind,
         msgid=msgid,
@@ -318,7 +327,7 @@ def _cross_check(
     if header_variant and daticert_variant and header_variant != daticert_variant:
         defects.append(
             Defect(
-                "header-variant-mismatch",
+                DefectCode.HEADER_VARIANT_MISMATCH,
                 f"X-TipoRicevuta {header_variant[:30]}, daticert ricevuta {daticert_variant[:30]}",
             )
         )
@@ -327,7 +336,7 @@ def _cross_check(
     if header_sender and daticert_sender and header_sender != daticert_sender:
         defects.append(
             Defect(
-                "header-sender-mismatch",
+                DefectCode.HEADER_SENDER_MISMATCH,
                 f"X-Mittente {header_sender[:100]}, daticert mittente {daticert_sender[:100]}",
             )
         )
@@ -356,12 +365,12 @@ def _msgid(kind: Kind, headers: Headers, dc: Daticert, defects: list[Defect]) ->
     if from_daticert and from_header and from_daticert != from_header:
         defects.append(
             Defect(
-                "msgid-mismatch",
+                DefectCode.MSGID_MISMATCH,
                 f"X-Riferimento-Message-ID {from_header} but daticert msgid {from_daticert}",
             )
         )
     if from_daticert is None and kind.is_receipt and dc.tipo is not None:
-        defects.append(Defect("daticert-no-msgid"))
+        defects.append(Defect(DefectCode.DATICERT_NO_MSGID))
     return from_daticert or from_header
 
 
@@ -371,7 +380,7 @@ def _error(dc: Daticert, defects: list[Defect]) -> ErrorCode | None:
     try:
         return ErrorCode(dc.errore.strip().lower())
     except ValueError:
-        defects.append(Defect("daticert-unknown-error", f"errore={dc.errore[:60]!r}"))
+        defects.append(Defect(DefectCode.DATICERT_UNKNOWN_ERROR, f"errore={dc.errore[:60]!r}"))
         return ErrorCode.ALTRO
 
 
@@ -381,7 +390,7 @@ def _variant(value: str | None, defects: list[Defect]) -> ReceiptVariant | None:
     try:
         return ReceiptVariant(value.strip().lower())
     except ValueError:
-        defects.append(Defect("unknown-receipt-variant", value[:60]))
+        defects.append(Defect(DefectCode.UNKNOWN_RECEIPT_VARIANT, value[:60]))
         return None
 
 
@@ -391,5 +400,5 @@ def _recipient_type(tipo: str | None, defects: list[Defect]) -> RecipientType:
     except ValueError:
         # A recipient of unknown type is assumed certified: waiting for a receipt that
         # never comes is visible (overdue); ignoring one that does come is not.
-        defects.append(Defect("daticert-unknown-recipient-type", f"tipo={tipo!r}"))
+        defects.append(Defect(DefectCode.DATICERT_UNKNOWN_RECIPIENT_TYPE, f"tipo={tipo!r}"))
         return RecipientType.CERTIFICATO

@@ -1,6 +1,6 @@
 """When a tracked message needs the timer again, and when it leaves the table.
 
-A worker holds one :class:`~pipeline.core.tracker.Tracked` value per sent message. Work
+A worker holds one :class:`~pipeline.core.correlate.Tracked` value per sent message. Work
 must grow with the rate of receipts, not with every message ever seen, so:
 
 * a message whose recipients are all final is *retired* ``Retention.finished`` after
@@ -32,10 +32,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from pipeline.core.correlate import MESSAGE_WIDE, Deadlines, OverdueReason, Tracked, TrackEvent
 from pipeline.core.lifecycle import new_message
 from pipeline.core.model import DeliveryState, RecipientType
 from pipeline.core.observation import DeadlineCheck, Observation, apply_observation
-from pipeline.core.tracker import MESSAGE_WIDE, Deadlines, OverdueReason, Tracked, TrackEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ def next_due(tracked: Tracked, deadlines: Deadlines, retention: Retention) -> da
     """The earliest time after which the timer must look at ``tracked`` again: a deadline
     whose flag is not raised yet, or its expiry. ``None``: never, unless it changes.
 
-    Exact for :func:`~pipeline.core.tracker.overdue_flags`: at any ``now`` after this
+    Exact for :func:`~pipeline.core.correlate.overdue_flags`: at any ``now`` after this
     time a flag may be due; at ``now`` up to it, none is (flags need ``now - start >
     limit``)."""
     message = tracked.message

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from pipeline.core.defects import DefectCode
 from pipeline.core.der import SignedDataFields, read_signed_data
 from pipeline.core.mime import canonical_crlf
 from pipeline.core.model import Defect, Integrity, SignatureReport, Trust
@@ -78,7 +79,9 @@ def verify_layout(
     try:
         return _verify_cms(layout, trust, fallback_time)
     except _ASN1_ERRORS as exc:
-        return _report(Integrity.INVALID, Trust.UNKNOWN, reason="cms-malformed", detail=str(exc))
+        return _report(
+            Integrity.INVALID, Trust.UNKNOWN, reason=DefectCode.CMS_MALFORMED, detail=str(exc)
+        )
 
 
 def _verify_cms(
@@ -103,7 +106,10 @@ def _verify_fields(
     signer = _signer_by_issuer(fields.certificates, fields.issuer, fields.serial)
     if signer is None:
         return _report(
-            Integrity.INVALID, Trust.UNKNOWN, reason="no-signer-certificate", digest=fields.digest
+            Integrity.INVALID,
+            Trust.UNKNOWN,
+            reason=DefectCode.NO_SIGNER_CERTIFICATE,
+            digest=fields.digest,
         )
     hash_type = _HASHES[fields.digest]
     if fields.signed_attrs is not None:
@@ -135,20 +141,27 @@ def _verify_asn1(
     assert layout.signature is not None
     info = cms.ContentInfo.load(layout.signature)
     if info["content_type"].native != "signed_data":
-        return _report(Integrity.INVALID, Trust.UNKNOWN, reason="not-signed-data")
+        return _report(Integrity.INVALID, Trust.UNKNOWN, reason=DefectCode.NOT_SIGNED_DATA)
     signed_data = info["content"]
     signer_infos = signed_data["signer_infos"]
     if len(signer_infos) == 0:
-        return _report(Integrity.INVALID, Trust.UNKNOWN, reason="no-signer-info")
+        return _report(Integrity.INVALID, Trust.UNKNOWN, reason=DefectCode.NO_SIGNER_INFO)
     signer_info = signer_infos[0]
     certificates_der = signed_data["certificates"].dump()
-    _load_certificates(certificates_der)  # first, as before: its errors come before the sid's
+    _load_certificates(certificates_der)  # first: its errors come before the sid's
     signer = _find_signer(signer_info["sid"], certificates_der)
     digest_name = signer_info["digest_algorithm"]["algorithm"].native
     hash_type = _HASHES.get(digest_name)
-    if signer is None or hash_type is None:
-        problem = "no-signer-certificate" if signer is None else f"unsupported-digest-{digest_name}"
-        return _report(Integrity.INVALID, Trust.UNKNOWN, reason=problem, digest=digest_name)
+    if signer is None:
+        return _report(
+            Integrity.INVALID, Trust.UNKNOWN, reason=DefectCode.NO_SIGNER_CERTIFICATE,
+            digest=digest_name,
+        )  # fmt: skip
+    if hash_type is None:
+        return _report(
+            Integrity.INVALID, Trust.UNKNOWN, reason=DefectCode.UNSUPPORTED_DIGEST,
+            detail=digest_name, digest=digest_name,
+        )  # fmt: skip
 
     signed_attrs = signer_info["signed_attrs"]
     signing_time = None
@@ -380,11 +393,11 @@ def _signer_defects(signer: _Signer, layout: Layout) -> tuple[Defect, ...]:
     email = signer.email
     sender = _address(layout.headers.get("from") or "")
     if email is None:
-        return (Defect("signer-without-email", signer.common_name or ""),)
+        return (Defect(DefectCode.SIGNER_WITHOUT_EMAIL, signer.common_name or ""),)
     if not sender:
-        return (Defect("signer-domain-unverifiable", "no From address"),)
+        return (Defect(DefectCode.SIGNER_DOMAIN_UNVERIFIABLE, "no From address"),)
     if not same_provider_domain(email.rpartition("@")[2], sender.rpartition("@")[2]):
-        return (Defect("signer-domain-mismatch", f"signed by {email}, from {sender}"),)
+        return (Defect(DefectCode.SIGNER_DOMAIN_MISMATCH, f"signed by {email}, from {sender}"),)
     return ()
 
 
@@ -421,7 +434,7 @@ def _report(
     detail: str = "",
     digest: str | None = None,
 ) -> SignatureReport:
-    defects = (Defect(reason, detail[:200]),) if integrity is Integrity.INVALID else ()
+    defects = (Defect(DefectCode(reason), detail[:200]),) if integrity is Integrity.INVALID else ()
     return SignatureReport(
         integrity=integrity,
         trust=trust,

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline.evidence.archive import ArchiveError, is_sha256, open_archive
 from pipeline.evidence.dossier import Fetch, write_dossier
-from pipeline.trust_files import TrustStoreError, default_trust_store, load_trust_store
+from pipeline.trust import TrustStoreError, default_trust_store, load_trust_store
 
 TIMEOUT_SECONDS = 30
 MAX_OBJECT_BYTES = 128 * 1024 * 1024

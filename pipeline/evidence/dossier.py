@@ -28,7 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pipeline.codec import examined_to_dict
+from pipeline.contracts.codec import examined_to_dict
 from pipeline.core.examine import examine
 from pipeline.core.observation import signature_verdict
 from pipeline.core.trust import TrustStore

@@ -1,7 +1,7 @@
 """From a ``pec.raw`` record and its verification to its provenance and archive entry.
 
-The agent's headers say where the message was read (``mailbox``, ``folder``,
-``uidvalidity``, ``uid``, ``internal-date``: see :mod:`agents.records`); the worker adds
+The agent's headers say where the message was read (mailbox, folder, UIDVALIDITY, UID,
+INTERNALDATE: :class:`pipeline.contracts.raw.RawOrigin`); the worker adds
 the SHA-256 of the bytes, the message's identifiers, the signature verdict and the URI of
 the archived copy.
 """
@@ -9,20 +9,20 @@ the archived copy.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from pipeline.core.examine import Examined
-from pipeline.core.model import Kind
-from pipeline.core.observation import (
+from pipeline.contracts.raw import RawOrigin
+from pipeline.core import (
     Evidence,
+    Examined,
     Ignored,
-    Outcome,
+    Kind,
+    Provenance,
+    Routed,
     Submission,
     SuspectReceipt,
-    signature_verdict,
 )
-from pipeline.core.provenance import Provenance
+from pipeline.core.observation import signature_verdict
 from pipeline.evidence.archive import Archive
 from pipeline.evidence.writer import ArchiveItem
 
@@ -38,7 +38,7 @@ def parse_kinds(text: str) -> frozenset[str]:
     return kinds
 
 
-def archive_kind(outcome: Outcome, examined: Examined) -> str | None:
+def archive_kind(outcome: Routed, examined: Examined) -> str | None:
     """Which archive kind a routed message is: a receipt (applied, suspect, or one the
     lifecycle does not use such as presa in carico), the Sent copy, an inbound envelope
     (posta-certificata in the inbox); ordinary mail and dead letters: ``None``."""
@@ -51,26 +51,8 @@ def archive_kind(outcome: Outcome, examined: Examined) -> str | None:
     return None
 
 
-def _int(value: bytes | None) -> int | None:
-    try:
-        return int(value.decode()) if value else None
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def _text(value: bytes | None) -> str:
-    return value.decode("utf-8", "replace").strip() if value else ""
-
-
 def provenance_of(
-    raw: bytes,
-    mailbox: str,
-    headers: Mapping[str, bytes],
-    examined: Examined,
-    *,
-    kind: str,
-    received: datetime | None,
-    archive: Archive | None,
+    raw: bytes, origin: RawOrigin, examined: Examined, *, kind: str, archive: Archive | None
 ) -> Provenance:
     sha256 = hashlib.sha256(raw).hexdigest()
     message = examined.message
@@ -79,16 +61,16 @@ def provenance_of(
         sha256=sha256,
         size=len(raw),
         kind="sent" if is_sent else message.kind.value,
-        mailbox=mailbox,
-        folder=_text(headers.get("folder")) or "INBOX",
-        uidvalidity=_int(headers.get("uidvalidity")),
-        uid=_int(headers.get("uid")),
+        mailbox=origin.mailbox,
+        folder=origin.folder,
+        uidvalidity=origin.uidvalidity or None,  # 0: the header was absent
+        uid=origin.uid or None,
         identificativo=None if is_sent else message.identificativo,
         message_id=message.message_id,
         receipt_id=None if is_sent else examined.receipt_id,
         recipient=None if is_sent else message.delivery_recipient,
         signature=None if is_sent else signature_verdict(examined).value,
-        stored_at=received,
+        stored_at=origin.internal_date,
         archive=archive.location(sha256) if archive is not None else None,
     )
 

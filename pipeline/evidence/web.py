@@ -13,11 +13,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from pipeline.contracts.metrics import EvidenceMetrics
 from pipeline.evidence.archive import ArchiveError, is_sha256, open_archive
 from pipeline.evidence.provenance import parse_kinds
 from pipeline.evidence.writer import EvidenceWriter
-from pipeline.metrics import EvidenceMetrics
-from pipeline.settings import StreamSettings
+from pipeline.streams.settings import StreamSettings
 
 
 def evidence_writer(

@@ -15,8 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pipeline.contracts.metrics import EvidenceMetrics
 from pipeline.evidence.archive import Archive, ArchiveError, Stored
-from pipeline.metrics import EvidenceMetrics
 
 log = logging.getLogger(__name__)
 

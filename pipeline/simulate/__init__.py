@@ -7,12 +7,12 @@ integration tests (``expected_states`` is their oracle), the demo and the benchm
     items = generate_traffic(seed=7, messages=100, mailboxes=4, start=datetime(2024, 3, 1))
     write_maildir(items, Path("/tmp/pec"))
 
-Only :mod:`pipeline.simulate.cli` writes files; everything else is pure.
+Only :mod:`pipeline.simulate.files` writes files; everything else is pure.
 """
 
 from pipeline.simulate.ca import Identity, KeyAlgorithm, Pki, default_pki
-from pipeline.simulate.cli import write_eml, write_maildir
 from pipeline.simulate.cms import DigestAlgorithm, sign_detached
+from pipeline.simulate.files import write_eml, write_maildir
 from pipeline.simulate.provider import (
     Fault,
     Notice,

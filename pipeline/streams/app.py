@@ -19,7 +19,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from pipeline.codec import (
+from pipeline.contracts.codec import (
     DecodeError,
     decode,
     dumps,
@@ -27,19 +27,19 @@ from pipeline.codec import (
     submission_from_dict,
     tracked_from_dict,
 )
-from pipeline.core.correlate import correlation_key, normalise_msgid
-from pipeline.core.trust import TrustStore
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.core import TrustStore, correlation_key, normalise_msgid
 from pipeline.evidence.web import evidence_writer, register_evidence_pages
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
 from pipeline.streams.batching import Batcher, Handler
-from pipeline.streams.correlate import Correlator, EventClock
+from pipeline.streams.clock import EventClock
+from pipeline.streams.correlate import Correlator
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.faustapp import PipelineApp
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import KafkaSink, Record, Sink, dead_letter
 from pipeline.streams.state import TrackedTable
 from pipeline.streams.verify import Verifier
-from pipeline.trust_files import default_trust_store, load_trust_store
+from pipeline.trust import default_trust_store, load_trust_store
 
 log = logging.getLogger(__name__)
 

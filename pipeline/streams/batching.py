@@ -8,8 +8,8 @@ be record by record.
 
 Why not faust's ``take_events``: it buffers events it has not acknowledged while the
 stream waits for more, and during a rebalance faust's ``wait_empty`` waits, with no
-limit, for every started event to be acknowledged while flow is suspended. A two-worker
-SIGKILL test stalled that way once. Here a batch is handled before the stream is asked
+limit, for every started event to be acknowledged while flow is suspended, and can
+stall a rebalance after a worker is killed. Here a batch is handled before the stream is asked
 for an event that is not already queued; the one window left (the queue emptied by a
 rebalance between that check and the next read) is closed by a watchdog that handles a
 batch older than ``max_wait`` seconds.

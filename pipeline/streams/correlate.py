@@ -15,19 +15,17 @@ restored state already holds: nothing is sent twice.
 The changelog record is written here, awaited, rather than by faust's
 ``table[key] = value``: faust buffers that write and its pre-commit flush gives up after
 100 ms without progress, so under load a source offset could be committed while the
-state change was still in a buffer — and a SIGKILL then lost it (seen in the failover
-test as transitions that skipped a state).
+state change was still in a buffer, and a SIGKILL would lose it (consumers would see
+transitions that skip a state).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from pipeline.codec import (
-    SUSPECT_EVENTS,
+from pipeline.contracts.codec import (
     DecodeError,
     decode,
     dumps,
@@ -35,41 +33,38 @@ from pipeline.codec import (
     tracked_from_dict,
     tracked_to_dict,
 )
-from pipeline.core.model import DeliveryState
-from pipeline.core.observation import DeadlineCheck, Evidence, Observation, Submission
-from pipeline.core.retention import NOTHING, Fate, Retention, next_due, step, tally
-from pipeline.core.tracker import Deadlines, EventType, Tracked, TrackEvent
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.contracts.schemas import Publication
+from pipeline.core import (
+    NOTHING,
+    DeadlineCheck,
+    Deadlines,
+    DeliveryState,
+    EventType,
+    Evidence,
+    Fate,
+    Observation,
+    Retention,
+    Submission,
+    Tracked,
+    TrackEvent,
+    next_due,
+    step,
+    tally,
+)
+from pipeline.streams.clock import EventClock, micros
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
 from pipeline.streams.state import Entry, TableStore, Write
 
 log = logging.getLogger(__name__)
 
 # (Kafka key, value, partition) of one pec.receipts record
-Item = tuple[bytes | None, bytes | None, int | None]
+ReceiptItem = tuple[bytes | None, bytes | None, int | None]  # key, value, offset
 
 FAILED = (DeliveryState.DELIVERY_FAILED, DeliveryState.VIRUS, DeliveryState.REJECTED)
 # pec_delivery_latency_seconds{phase}: the transitions that end a phase
 PHASES = {DeliveryState.ACCEPTED: "acceptance", DeliveryState.DELIVERED: "delivery"}
-
-
-@dataclass
-class EventClock:
-    """``now`` for deadlines: the wall clock, or the newest daticert time seen ("event")."""
-
-    mode: str
-    wall: Callable[[], datetime] | None = field(default=None, repr=False)
-    newest: datetime | None = None
-
-    def observe(self, at: datetime | None) -> None:
-        if at is not None and (self.newest is None or at > self.newest):
-            self.newest = at
-
-    def now(self) -> datetime | None:
-        if self.mode == "event":
-            return self.newest
-        return self.wall() if self.wall is not None else None
 
 
 @dataclass
@@ -100,10 +95,12 @@ class Correlator:
     changelog: str
     deadlines: Deadlines = field(init=False)
     retention: Retention = field(init=False)
+    publication: Publication = field(init=False)
 
     def __post_init__(self) -> None:
         self.deadlines = self.settings.deadlines
         self.retention = self.settings.retention
+        self.publication = self.settings.publication
 
     def describe(self, value: bytes) -> Entry:
         """The store's bookkeeping for a table value (also for changelog recovery)."""
@@ -122,7 +119,7 @@ class Correlator:
     ) -> None:
         await self.handle_batch([(key, value, partition)])
 
-    async def handle_batch(self, batch: Sequence[Item]) -> None:
+    async def handle_batch(self, batch: Sequence[ReceiptItem]) -> None:
         """Apply records in order; publish their events and each changed key's latest
         message state (one wait for all acks), then one changelog record per changed
         key (a second wait), then the local store. Records of one key in a batch are
@@ -182,7 +179,7 @@ class Correlator:
             return
         for event in result.events:
             self.clock.observe(event.at)
-            encoded, headers = self.settings.publication.state_change(event)
+            encoded, headers = self.publication.state_change(event)
             work.outputs.append(Record(self.settings.state_changes_topic, key, encoded, headers))
             self._count(event)
         if result.tracked == tracked:
@@ -193,7 +190,7 @@ class Correlator:
             self.metrics.labelled(self.metrics.receipts, observation.kind, provider).inc()
         if result.fate is Fate.KEPT:
             assert result.tracked is not None
-            state = self.settings.publication.message_state(result.tracked)
+            state = self.publication.message_state(result.tracked)
             work.states[key] = Record(self.settings.message_state_topic, key, state)
             return
         assert tracked is not None  # only a held message is retired or expires
@@ -219,7 +216,7 @@ class Correlator:
 
     def _count(self, event: TrackEvent) -> None:
         metrics = self.metrics
-        if event.type in SUSPECT_EVENTS:
+        if event.type.reports_suspect:
             metrics.labelled(metrics.signature_failures, event.type.value).inc()
             return
         if event.type is not EventType.STATE_CHANGE or event.after is None:
@@ -244,8 +241,3 @@ def _kind(observation: Observation | DeadlineCheck) -> str:
     if isinstance(observation, Evidence):
         return observation.kind
     return "suspect"
-
-
-def micros(at: datetime) -> int:
-    """Microseconds since the epoch: the due-time index's clock."""
-    return int(at.timestamp() * 1_000_000)

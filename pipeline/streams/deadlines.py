@@ -19,13 +19,17 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.codec import DecodeError, decode, dumps, observation_to_dict, tracked_from_dict
-from pipeline.core.observation import DeadlineCheck
-from pipeline.core.retention import NOTHING, Retention, next_due
-from pipeline.core.tracker import Deadlines
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
-from pipeline.streams.correlate import EventClock, micros
+from pipeline.contracts.codec import (
+    DecodeError,
+    decode,
+    dumps,
+    observation_to_dict,
+    tracked_from_dict,
+)
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.core import NOTHING, DeadlineCheck, Deadlines, Retention, next_due
+from pipeline.streams.clock import EventClock, micros
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink
 from pipeline.streams.state import Due, PartitionState, TableStore
 

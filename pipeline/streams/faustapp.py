@@ -46,9 +46,9 @@ class KeepQueuedOnResume(FlowControlEvent):
     offsets and calls ``resume()`` again: records fetched between that seek and that
     call were discarded while the fetch position had already moved past them, so they
     were never handled nor committed — the partition lost them until the next restart
-    replayed them (seen in the two-worker SIGKILL test as missing events and a
-    committed offset stuck behind them). Clearing when flow was suspended is kept: those
-    records were fetched before the seek that follows every suspension.
+    replayed them (missing events, and a committed offset stuck behind them). Clearing
+    when flow was suspended is kept: those records were fetched before the seek that
+    follows every suspension.
     """
 
     def resume(self) -> None:

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
 
-Headers = list[tuple[str, bytes]]
+from pipeline.contracts.headers import Headers
+from pipeline.contracts.raw import DeadLetterHeader
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +35,13 @@ def dead_letter(
     """A record for ``pec.dlq``: the input unchanged, its ``source`` headers (those of the
     input record) and ``reason`` (a bounded code, the ``pec_dlq_total`` label) and
     ``detail`` (what exactly was wrong), replacing any a replayed dead letter carried."""
-    headers: Headers = [
-        (name, data) for name, data in (source or {}).items() if name not in ("reason", "detail")
+    replaced = (DeadLetterHeader.REASON, DeadLetterHeader.DETAIL)
+    headers: list[tuple[str, bytes]] = [
+        (name, data) for name, data in (source or {}).items() if name not in replaced
     ]
-    headers.append(("reason", reason.encode()))
+    headers.append((DeadLetterHeader.REASON.value, reason.encode()))
     if detail:
-        headers.append(("detail", detail[:200].encode()))
+        headers.append((DeadLetterHeader.DETAIL.value, detail[:200].encode()))
     return Record(topic, key or b"", value or b"", headers)
 
 

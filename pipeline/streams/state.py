@@ -1,7 +1,7 @@
 """The correlate table's local storage: one partition at a time, with a due-time index.
 
 The table (faust ``Table``, backed by its changelog topic) holds one encoded
-:class:`~pipeline.core.tracker.Tracked` per correlation key. Beside each partition's
+:class:`~pipeline.core.correlate.Tracked` per correlation key. Beside each partition's
 values this module keeps, written in the same batch:
 
 * a **due-time index**: ``(due, key)`` entries from :func:`pipeline.core.retention.next_due`,
@@ -33,7 +33,7 @@ from faust.stores import memory as faust_memory
 from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
-from pipeline.core.retention import NOTHING, Tally
+from pipeline.core import NOTHING, Tally
 
 DUE_PREFIX = b"\x00pectrack-due\x00"  # correlation keys never start with NUL
 TALLY_KEY = b"\x00pectrack-tally"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from pipeline.kafka_tls import client_options
-from pipeline.settings import StreamSettings
+from pipeline.kafka.tls import client_options
+from pipeline.streams.settings import StreamSettings
 
 
 def topic_specs(settings: StreamSettings) -> list[NewTopic]:

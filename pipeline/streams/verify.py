@@ -6,8 +6,8 @@ concurrent actors of a batching agent), so its concurrency is inside: with
 its own copy of the trust store, while the event loop keeps serving the other
 processors. Records are planned in the batch's order whatever the pool does, so
 outputs and acknowledgements are exactly those of ``verify_processes=0`` (examine in
-the event loop). A record's Kafka headers say where the mail came from (``mailbox``,
-``folder``, ``internal-date``: see ``agents.records``).
+the event loop). A record's Kafka headers say where the mail came from
+(:mod:`pipeline.contracts.raw`).
 """
 
 from __future__ import annotations
@@ -20,25 +20,31 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pipeline.codec import dumps, observation_to_dict
-from pipeline.core.examine import Examined, examine
+from pipeline.contracts.codec import dumps, observation_to_dict
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.contracts.raw import DeadLetterHeader, read_origin
+from pipeline.core import (
+    Examined,
+    Ignored,
+    Limits,
+    TrustStore,
+    Unroutable,
+    examine,
+    load_certificates,
+    observe_message,
+)
 from pipeline.core.mime import header_section
-from pipeline.core.observation import Ignored, Unroutable, observe_message
-from pipeline.core.parse import Limits
-from pipeline.core.trust import TrustStore, load_certificates
 from pipeline.evidence.provenance import archive_item, archive_kind, provenance_of
 from pipeline.evidence.writer import ArchiveItem, EvidenceWriter
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
 
 log = logging.getLogger(__name__)
 
-Item = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, headers
+RawItem = tuple[bytes | None, bytes | None, Mapping[str, bytes]]  # key, raw mail, headers
 
 # Largest message a dead letter carries whole. faust's producer refuses requests over
 # 1,000,000 bytes (producer_max_request_size) and Kafka's default message.max.bytes is
@@ -66,7 +72,7 @@ class Verifier:
     ) -> None:
         await self.handle_batch([(key, raw, headers)])
 
-    async def handle_batch(self, batch: Sequence[Item]) -> None:
+    async def handle_batch(self, batch: Sequence[RawItem]) -> None:
         """Verify a batch; return once every resulting record is acknowledged."""
         examined = await self._examine_batch(batch)
         records: list[Record] = []
@@ -102,15 +108,17 @@ class Verifier:
     ) -> tuple[list[Record], ArchiveItem | None]:
         """The records, and the message to archive before they are sent (if any)."""
         self.metrics.verified.inc()
-        mailbox = _mailbox(key, headers)
-        folder = _text(headers.get("folder")) or "INBOX"
-        if not mailbox or raw is None:
+        origin = read_origin(key, headers)
+        if not origin.mailbox or raw is None:
             return [self._dead_letter(key, raw or b"", headers, "no-mailbox-or-value")], None
         if examined is None:
             examined = examine(raw, self.trust, self._limits())
-        received = _date(_text(headers.get("internal-date")))
-        role = _text(headers.get("folder-role")) or None
-        outcome = observe_message(examined, mailbox, folder, received, role)
+        outcome = observe_message(
+            examined,
+            origin.mailbox,
+            sent_copy=origin.holds_sent_copies,
+            received_at=origin.internal_date,
+        )
         if isinstance(outcome, Unroutable):
             return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)], None
         entry, provenance = None, None
@@ -118,9 +126,7 @@ class Verifier:
         if kind is not None:
             archived = self.evidence is not None and kind in self.archive_kinds
             archive = self.evidence.archive if archived and self.evidence else None
-            provenance = provenance_of(
-                raw, mailbox, headers, examined, kind=kind, received=received, archive=archive
-            )
+            provenance = provenance_of(raw, origin, examined, kind=kind, archive=archive)
             if archived:
                 entry = archive_item(raw, provenance, examined.message.msgid)
         if isinstance(outcome, Ignored):
@@ -137,14 +143,14 @@ class Verifier:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    async def _examine_batch(self, batch: Sequence[Item]) -> list[Examined | None]:
+    async def _examine_batch(self, batch: Sequence[RawItem]) -> list[Examined | None]:
         """Each item examined by the pool, in order; ``None`` where :meth:`plan` will
         examine (no pool) or has nothing to examine (a dead letter)."""
         processes = self.settings.verify_processes
         wanted = [
             i
             for i, (key, raw, headers) in enumerate(batch)
-            if raw is not None and _mailbox(key, headers)
+            if raw is not None and read_origin(key, headers).mailbox
         ]
         result: list[Examined | None] = [None] * len(batch)
         if processes < 1 or not wanted:
@@ -204,7 +210,11 @@ class Verifier:
         value, source = raw, headers
         if len(raw) > DLQ_MAX_VALUE_BYTES:
             value = header_section(raw, DLQ_MAX_VALUE_BYTES)
-            source = {**headers, "truncated": b"header-section", "size": str(len(raw)).encode()}
+            source = {
+                **headers,
+                DeadLetterHeader.TRUNCATED.value: b"header-section",
+                DeadLetterHeader.SIZE.value: str(len(raw)).encode(),
+            }
         return dead_letter(self.settings.dlq_topic, key, value, reason, detail, source=source)
 
 
@@ -227,22 +237,3 @@ def _examine_chunk(raws: list[bytes], limits: Limits) -> list[Examined]:
     """Run in a pool process: the results are frozen values and pickle back."""
     [trust] = _process_trust
     return [examine(raw, trust, limits) for raw in raws]
-
-
-def _mailbox(key: bytes | None, headers: Mapping[str, bytes]) -> str:
-    return _text(headers.get("mailbox")) or _text(key)
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").strip()
-    return value.strip()
-
-
-def _date(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None

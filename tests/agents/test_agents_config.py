@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.agent import run_agent
 from agents.config import ConfigError, Secret, TlsMode, load_config, parse_config
-from pipeline.kafka_tls import KafkaTls, client_options
+from pipeline.kafka.tls import KafkaTls, client_options
 from tests.support.tls import TlsPki
 
 BASE = {

@@ -8,7 +8,7 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agents.logs import JsonFormatter
-from pipeline.metrics import IMAP_ERROR_KINDS, IngestMetrics
+from pipeline.contracts.metrics import IMAP_ERROR_KINDS, IngestMetrics
 
 
 def test_log_line_is_json_with_fields() -> None:
@@ -28,13 +28,13 @@ def test_ingest_metrics_names_and_zeroed_error_kinds() -> None:
     metrics.cursor_lag.labels("comune-x", "INBOX").set(3)
     text = generate_latest(registry).decode()
     for kind in IMAP_ERROR_KINDS:
-        assert f'pectrack_imap_errors_total{{kind="{kind}"}} 0.0' in text
+        assert f'pec_imap_errors_total{{kind="{kind}"}} 0.0' in text
     for name in [
-        "pectrack_ingest_messages_total",
-        "pectrack_ingest_bytes_total",
-        "pectrack_ingest_fetch_duration_seconds_bucket",
-        "pectrack_imap_connected_mailboxes",
-        'pectrack_ingest_cursor_lag_messages{folder="INBOX",mailbox="comune-x"} 3.0',
+        "pec_ingest_messages_total",
+        "pec_ingest_bytes_total",
+        "pec_ingest_fetch_duration_seconds_bucket",
+        "pec_imap_connected_mailboxes",
+        'pec_ingest_cursor_lag_messages{folder="INBOX",mailbox="comune-x"} 3.0',
     ]:
         assert name in text
 

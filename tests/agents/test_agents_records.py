@@ -7,7 +7,7 @@ from agents.records import (
     content_key,
     dead_letter_record,
     header_section,
-    internaldate_iso,
+    internaldate,
     message_id,
     raw_record,
 )
@@ -60,11 +60,15 @@ def test_dead_letter_record_has_reason_and_size() -> None:
     assert record.value == b"H: v\r\n\r\n"
 
 
-def test_internaldate_iso_tolerates_garbage() -> None:
-    """Unknown or malformed INTERNALDATE becomes an empty header, not an exception."""
-    assert internaldate_iso(None) == ""
-    assert internaldate_iso("yesterday") == ""
-    assert internaldate_iso(" 1-Jan-2026 00:00:00 +0000") == "2026-01-01T00:00:00+00:00"
+def test_internaldate_tolerates_garbage() -> None:
+    """Unknown or malformed INTERNALDATE is no time (an empty header), not an exception."""
+    assert internaldate(None) is None
+    assert internaldate("yesterday") is None
+    parsed = internaldate(" 1-Jan-2026 00:00:00 +0000")
+    assert parsed is not None
+    assert parsed.isoformat() == "2026-01-01T00:00:00+00:00"
+    record = raw_record("t", "m", "INBOX", 1, FetchedMessage(1, "yesterday", RAW))
+    assert dict(record.headers)["internal-date"] == b""
 
 
 def test_header_section_stops_at_the_blank_line_and_is_bounded() -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.config import KafkaSettings, Limits, MailboxConfig, Secret, TlsMode
+from agents.config import AgentLimits, KafkaSettings, MailboxConfig, Secret, TlsMode
 from agents.cursor import FolderCursor, FolderStatus
 from agents.imap.session import (
     ImapDroppedError,
@@ -21,7 +21,7 @@ from agents.imap.session import (
 from agents.ingest import MailboxWorker, Session, WorkerContext
 from agents.publish import PublishError, RecordsRejectedError
 from agents.records import FetchedMessage, OutRecord
-from pipeline.metrics import IngestMetrics
+from pipeline.contracts.metrics import IngestMetrics
 
 BOX = MailboxConfig(
     id="m1",
@@ -35,8 +35,8 @@ BOX = MailboxConfig(
     folders=("INBOX",),
 )
 
-UP = "pectrack_imap_mailbox_up"
-LAG = "pectrack_ingest_cursor_lag_messages"
+UP = "pec_imap_mailbox_up"
+LAG = "pec_ingest_cursor_lag_messages"
 
 
 @dataclass
@@ -164,7 +164,7 @@ async def run_worker(
 
     ctx = WorkerContext(
         kafka=KafkaSettings(bootstrap="unused"),
-        limits=Limits(backoff_base=0.001, backoff_cap=0.001, **limits),
+        limits=AgentLimits(backoff_base=0.001, backoff_cap=0.001, **limits),
         publisher=kafka,
         cursors=kafka,
         metrics=metrics,
@@ -203,7 +203,7 @@ async def test_refused_publish_leaves_the_cursor_and_is_retried() -> None:
         ("publish", [b"3", b"4"]),
         ("commit", 4),
     ]
-    assert registry.get_sample_value("pectrack_ingest_publish_errors_total") == 1
+    assert registry.get_sample_value("pec_ingest_publish_errors_total") == 1
 
 
 async def test_parser_failure_shrinks_the_batch_until_it_fits() -> None:
@@ -253,7 +253,7 @@ async def test_records_kafka_refuses_as_too_large_are_dead_lettered_not_retried(
         ("commit", 3),
     ]
     published = {"outcome": "published"}
-    assert registry.get_sample_value("pectrack_ingest_messages_total", published) == 2
+    assert registry.get_sample_value("pec_ingest_messages_total", published) == 2
 
 
 async def test_messages_expunged_between_search_and_fetch_are_passed_over() -> None:
@@ -295,9 +295,9 @@ async def test_mailbox_that_logs_in_but_cannot_open_a_folder_is_never_up() -> No
     kafka = FakeKafka()
     await run_worker(server, kafka)
     assert server.up_at_select[:4] == [0.0, 0.0, 0.0, 0.0]
-    assert registry.get_sample_value("pectrack_imap_errors_total", {"kind": "protocol"}) == 3
+    assert registry.get_sample_value("pec_imap_errors_total", {"kind": "protocol"}) == 3
     assert kafka.cursors[("m1", "INBOX")].last_uid == 1
-    assert registry.get_sample_value("pectrack_imap_connected_mailboxes") == 0
+    assert registry.get_sample_value("pec_imap_connected_mailboxes") == 0
 
 
 async def test_cursor_lag_shows_the_backlog_at_select_and_keeps_it_while_down() -> None:
@@ -327,12 +327,10 @@ async def test_configured_folder_missing_on_the_server_is_logged_and_inbox_flows
     assert set(kafka.cursors) == {("m1", "INBOX")}
     missing = [r for r in caplog.records if r.getMessage() == "folder.missing"]
     assert [r.fields["folder"] for r in missing] == ["Sent"]  # type: ignore[attr-defined]
-    synced = registry.get_sample_value(
-        "pectrack_ingest_last_sync_timestamp_seconds", {"mailbox": "m1"}
-    )
+    synced = registry.get_sample_value("pec_ingest_last_sync_timestamp_seconds", {"mailbox": "m1"})
     assert synced is not None
     assert synced > 0
-    assert registry.get_sample_value("pectrack_imap_errors_total", {"kind": "protocol"}) == 0
+    assert registry.get_sample_value("pec_imap_errors_total", {"kind": "protocol"}) == 0
 
 
 async def test_large_first_sync_logs_start_and_progress(caplog: pytest.LogCaptureFixture) -> None:

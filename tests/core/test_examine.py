@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.codec import examined_to_dict
+from pipeline.contracts.codec import examined_to_dict
 from pipeline.core.examine import ISSUER_SIGNED_KINDS, examine
 from pipeline.core.model import Integrity, Kind, Trust
 from pipeline.core.trust import TrustStore

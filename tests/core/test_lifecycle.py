@@ -15,7 +15,7 @@ from pipeline.core.lifecycle import (
     apply,
     event_for,
     new_message,
-    submit,
+    record_submission,
 )
 from pipeline.core.model import (
     DeliveryState,
@@ -46,7 +46,7 @@ def receipt(rid: str, event: Event, to: str | None = CERT.address, minutes: int 
 
 
 def final_states(receipts: list[Receipt]) -> dict[str, DeliveryState]:
-    state = submit(new_message("<m@client>"), "me@pec.example.it", (CERT.address,), T0)
+    state = record_submission(new_message("<m@client>"), "me@pec.example.it", (CERT.address,), T0)
     for item in receipts:
         state, _ = apply(state, item)
     return {r.address: r.state for r in state.recipients}
@@ -65,7 +65,7 @@ def test_table_never_moves_down() -> None:
 
 def test_happy_path() -> None:
     """Acceptance then delivery: submitted -> accepted -> delivered for the certified one."""
-    state = submit(new_message("<m@client>"), "me@pec.example.it", (CERT.address,), T0)
+    state = record_submission(new_message("<m@client>"), "me@pec.example.it", (CERT.address,), T0)
     state, changes = apply(state, receipt("a", Event.ACCEPT, None, 1))
     assert {(t.recipient, t.after, t.outcome) for t in changes} == {
         (CERT.address, DeliveryState.ACCEPTED, Outcome.ADVANCED),
@@ -139,7 +139,7 @@ def test_delivery_after_24h_warning() -> None:
 
 def test_receipt_without_recipient_is_invalid_when_ambiguous() -> None:
     """A per-recipient receipt naming nobody, with two certified recipients, is INVALID."""
-    state = submit(new_message("<m@client>"), None, ("a@pec.x.it", "b@pec.y.it"), T0)
+    state = record_submission(new_message("<m@client>"), None, ("a@pec.x.it", "b@pec.y.it"), T0)
     after, changes = apply(state, receipt("d", Event.DELIVER, to=None))
     assert after == state
     assert [t.outcome for t in changes] == [Outcome.INVALID]
@@ -148,7 +148,7 @@ def test_receipt_without_recipient_is_invalid_when_ambiguous() -> None:
 def test_submission_keeps_types_from_acceptance() -> None:
     """An acceptance before the Sent copy still marks the external recipient esterno."""
     state, _ = apply(new_message("<m@client>"), receipt("a", Event.ACCEPT, None))
-    state = submit(state, "me@pec.example.it", (EXT.address, CERT.address), T0)
+    state = record_submission(state, "me@pec.example.it", (EXT.address, CERT.address), T0)
     assert state.recipient(EXT.address).type is RecipientType.ESTERNO  # type: ignore[union-attr]
     assert state.submitted_at == T0
     assert state.submitted
@@ -156,11 +156,11 @@ def test_submission_keeps_types_from_acceptance() -> None:
 
 def test_submission_without_date_keeps_the_known_time() -> None:
     """A second, undated registration neither erases the submission time nor orphans."""
-    state = submit(new_message("<m@client>"), None, (CERT.address,), T0)
-    state = submit(state, None, (CERT.address,), None)
+    state = record_submission(new_message("<m@client>"), None, (CERT.address,), T0)
+    state = record_submission(state, None, (CERT.address,), None)
     assert state.submitted_at == T0
     assert state.submitted
-    undated = submit(new_message("<n@client>"), None, (CERT.address,), None)
+    undated = record_submission(new_message("<n@client>"), None, (CERT.address,), None)
     assert undated.submitted
     assert undated.submitted_at is None
 

@@ -6,17 +6,18 @@ from dataclasses import replace
 
 import pytest
 
+from pipeline.core.correlate import EventType, SignatureVerdict
+from pipeline.core.defects import DefectCode
 from pipeline.core.examine import Examined, examine
 from pipeline.core.model import Defect, Kind
 from pipeline.core.observation import SuspectReceipt, observe_message, signature_verdict
-from pipeline.core.tracker import EventType, SignatureVerdict
 from pipeline.core.trust import TrustStore
 from pipeline.simulate.provider import Fault
 from tests.factories import make_pec
 
 
 def _suspect(examined: Examined) -> SuspectReceipt:
-    outcome = observe_message(examined, "box-1", "INBOX")
+    outcome = observe_message(examined, "box-1", sent_copy=False)
     assert isinstance(outcome, SuspectReceipt), outcome
     return outcome
 
@@ -47,7 +48,7 @@ def test_unsigned_receipt_with_many_long_defects_is_still_missing(trust: TrustSt
     """The verdict is taken from the signature check, not from the reason text: that is
     cut at 500 characters and the signature's own defect comes last in it."""
     examined = examine(make_pec(Kind.AVVENUTA_CONSEGNA, fault=Fault.MISSING_SIGNATURE).raw, trust)
-    noise = tuple(Defect(f"header-daticert-mismatch-{n}", "x" * 200) for n in range(4))
+    noise = tuple(Defect(DefectCode.HEADER_DATICERT_MISMATCH, f"{n}" + "x" * 200) for n in range(4))
     crowded = replace(examined, message=replace(examined.message, defects=noise))
     suspect = _suspect(crowded).suspect
     assert "signature-missing" not in suspect.reason  # what the old re-parsing relied on

@@ -12,11 +12,10 @@ from pipeline.core.model import Kind
 from pipeline.core.observation import (
     NOT_A_MESSAGE,
     Ignored,
-    Outcome,
+    Routed,
     Submission,
     SuspectReceipt,
     Unroutable,
-    is_sent_folder,
     observe_message,
 )
 from pipeline.core.parse import Limits
@@ -34,8 +33,9 @@ NO_BOUNDARY = (
 
 def outcome(
     raw: bytes, trust: TrustStore, folder: str = "INBOX", limits: Limits | None = None
-) -> Outcome:
-    return observe_message(examine(raw, trust, limits or Limits()), BOX, folder)
+) -> Routed:
+    examined = examine(raw, trust, limits or Limits())
+    return observe_message(examined, BOX, sent_copy=folder != "INBOX")
 
 
 def test_multipart_without_its_boundary_is_a_dead_letter(trust: TrustStore) -> None:
@@ -146,14 +146,5 @@ def test_well_formed_ordinary_mail_is_ignored(
     mail.set_content(body)
     for index, data in enumerate(attachments):
         mail.add_attachment(data, maintype="application", subtype="pdf", filename=f"a{index}.pdf")
-    result = observe_message(examine(mail.as_bytes(), NO_ANCHORS), BOX, "INBOX")
+    result = observe_message(examine(mail.as_bytes(), NO_ANCHORS), BOX, sent_copy=False)
     assert result == Ignored("ordinary-mail")
-
-
-def test_sent_folder_follows_the_agents_folder_role() -> None:
-    """``folder-role`` wins over the folder's name; without it, every folder but INBOX."""
-    assert is_sent_folder("Archivio", "sent")
-    assert not is_sent_folder("Archivio", "archive")
-    assert not is_sent_folder("Posta inviata", "inbox")
-    assert is_sent_folder("Archivio")
-    assert not is_sent_folder(" inbox ")

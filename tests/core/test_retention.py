@@ -8,6 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.core.correlate import (
+    Deadlines,
+    EventType,
+    SignatureVerdict,
+    Suspect,
+    Tracked,
+    overdue_flags,
+)
 from pipeline.core.lifecycle import Event, Receipt
 from pipeline.core.model import Recipient, RecipientType
 from pipeline.core.observation import (
@@ -27,14 +35,6 @@ from pipeline.core.retention import (
     next_due,
     step,
     tally,
-)
-from pipeline.core.tracker import (
-    Deadlines,
-    EventType,
-    SignatureVerdict,
-    Suspect,
-    Tracked,
-    overdue_flags,
 )
 
 T0 = datetime(2024, 3, 1, 9, tzinfo=UTC)

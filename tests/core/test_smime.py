@@ -17,7 +17,7 @@ from pipeline.simulate.ca import KeyAlgorithm, Pki
 from pipeline.simulate.cms import DigestAlgorithm
 from pipeline.simulate.provider import Notice, Provider
 from pipeline.simulate.render import LineEnding, OriginalMessage, RenderOptions
-from pipeline.trust_files import default_trust_store
+from pipeline.trust import default_trust_store
 
 AT = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
 ORIGINAL = OriginalMessage(

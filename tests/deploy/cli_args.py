@@ -6,7 +6,7 @@ import contextlib
 import io
 import shlex
 
-from pipeline.cli import build_parser
+from pectrack.cli import build_parser
 
 
 def pectrack_argv(command: list[str] | str, entrypoint: list[str] | None = None) -> list[str]:

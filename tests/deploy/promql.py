@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pipeline.metrics import EvidenceMetrics, IngestMetrics, StreamMetrics
+from pipeline.contracts.metrics import EvidenceMetrics, IngestMetrics, StreamMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"

@@ -49,9 +49,9 @@ def test_alert_unit_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
     """The unit tests fail when a threshold moves: they pin behaviour, not just syntax."""
     shutil.copy(ALERT_TESTS, tmp_path / ALERT_TESTS.name)
     text = ALERTS.read_text()
-    assert "pectrack_ingest_last_sync_timestamp_seconds > 900" in text
+    assert "pec_ingest_last_sync_timestamp_seconds > 900" in text
     (tmp_path / ALERTS.name).write_text(
-        text.replace("pectrack_ingest_last_sync_timestamp_seconds > 900", "_seconds > 3600")
+        text.replace("pec_ingest_last_sync_timestamp_seconds > 900", "_seconds > 3600")
     )
     result = _promtool("test", "rules", str(tmp_path / ALERT_TESTS.name))
     assert result.returncode == 1, result.stdout + result.stderr

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from agents.config import KafkaSettings, parse_config
-from pipeline.settings import StreamSettings
+from pipeline.streams.settings import StreamSettings
 from tests.deploy.cli_args import parse_error, pectrack_argv
 from tests.deploy.promql import ROOT, require_binary
 

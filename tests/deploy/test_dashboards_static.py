@@ -52,10 +52,10 @@ def test_overview_covers_the_sre_signals() -> None:
         "pec_processing_lag_seconds",
         "pec_consumer_lag_records",
         "pec_dlq_total",
-        "pectrack_imap_connected_mailboxes",
-        "pectrack_ingest_last_sync_timestamp_seconds",
-        "pectrack_ingest_cursor_lag_messages",
-        "pectrack_imap_errors_total",
+        "pec_imap_connected_mailboxes",
+        "pec_ingest_last_sync_timestamp_seconds",
+        "pec_ingest_cursor_lag_messages",
+        "pec_imap_errors_total",
     } <= used
 
 
@@ -76,7 +76,7 @@ def test_exported_names_catch_a_misspelling() -> None:
     exported = exported_metric_names()
     assert "pec_receipts_total" in exported
     assert "pec_receipts" not in exported
-    assert "pectrack_ingest_fetch_duration_seconds_bucket" in exported
+    assert "pec_ingest_fetch_duration_seconds_bucket" in exported
 
 
 def test_every_expr_passes_promtool_syntax_check(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.render_cli import (
+from pipeline.dev.render import (
     DEFAULT_PANELS,
     RenderError,
     Series,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embedded import LocalS3
+from pipeline.dev.embedded import LocalS3
 from tests.support.s3 import create_bucket, s3_client
 
 

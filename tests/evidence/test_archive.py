@@ -12,8 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
+from pipeline.contracts.metrics import EvidenceMetrics
 from pipeline.core.model import Kind
-from pipeline.embedded import LocalS3
+from pipeline.dev.embedded import LocalS3
 from pipeline.evidence.archive import (
     ArchiveError,
     FileArchive,
@@ -21,7 +22,6 @@ from pipeline.evidence.archive import (
     open_archive,
 )
 from pipeline.evidence.writer import ArchiveItem, EvidenceWriter
-from pipeline.metrics import EvidenceMetrics
 from tests.factories import make_pec
 from tests.support.s3 import BUCKET, s3_client, versions
 

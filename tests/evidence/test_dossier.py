@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.contracts import Publication
+from pipeline.contracts.schemas import Publication
 from pipeline.core.model import Kind
 from pipeline.core.trust import TrustStore
 from pipeline.evidence.archive import FileArchive

@@ -10,19 +10,20 @@ from datetime import UTC, datetime
 import jsonschema
 import orjson
 
-from pipeline.codec import (
+from pipeline.contracts.codec import (
     observation_from_dict,
     observation_to_dict,
     tracked_from_dict,
     tracked_to_dict,
 )
-from pipeline.contracts import (
+from pipeline.contracts.schemas import (
     DEFAULT_SCHEMA_BASE,
     MESSAGE_STATE,
     STATE_CHANGE,
     Publication,
     schema_document,
 )
+from pipeline.core.correlate import Deadlines, Tracked, TrackEvent
 from pipeline.core.examine import examine
 from pipeline.core.model import Kind
 from pipeline.core.observation import (
@@ -33,7 +34,6 @@ from pipeline.core.observation import (
     observe_message,
 )
 from pipeline.core.provenance import Provenance
-from pipeline.core.tracker import Deadlines, Tracked, TrackEvent
 from pipeline.core.trust import TrustStore
 from tests.factories import CERTIFIED, anchor_pem, make_pec, make_sent_copy
 
@@ -43,7 +43,7 @@ TRUST = TrustStore.from_bytes(anchor_pem())
 
 def observed(raw: bytes, folder: str, uid: int) -> Observation:
     examined = examine(raw, TRUST)
-    outcome = observe_message(examined, BOX, folder)
+    outcome = observe_message(examined, BOX, sent_copy=folder == "Sent")
     assert isinstance(outcome, Submission | Evidence), outcome
     digest = hashlib.sha256(raw).hexdigest()
     sent = folder == "Sent"
@@ -135,7 +135,7 @@ def test_codec_round_trips_and_records_fit_the_schemas() -> None:
 
 
 def test_a_consumer_decodes_the_evidence_of_an_event() -> None:
-    from pipeline.events import Mode, decode_record  # noqa: PLC0415
+    from pipeline.contracts.cloudevents import Mode, decode_record  # noqa: PLC0415
 
     delivery = make_pec(Kind.AVVENUTA_CONSEGNA, provider="poste").raw
     observations = [observed(make_sent_copy().raw, "Sent", 3),

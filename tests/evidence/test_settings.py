@@ -6,8 +6,12 @@ import argparse
 
 import pytest
 
-from pipeline.settings import StreamSettings, from_environment
-from pipeline.streams import cli
+from pipeline.streams.settings import (
+    StreamSettings,
+    add_arguments,
+    from_arguments,
+    from_environment,
+)
 
 
 def test_archive_settings_from_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,10 +27,9 @@ def test_archive_settings_from_environment_and_flags(monkeypatch: pytest.MonkeyP
     for name in env:
         monkeypatch.delenv(name, raising=False)
     parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(["worker", "--archive", "file:///srv/evidence",
-                              "--archive-kinds", "receipts"])  # fmt: skip
-    flagged = cli.settings_from(args)
+    add_arguments(parser)
+    args = parser.parse_args(["--archive", "file:///srv/evidence", "--archive-kinds", "receipts"])
+    flagged = from_arguments(args, env={})
     assert (flagged.archive, flagged.archive_kinds) == ("file:///srv/evidence", "receipts")
     assert StreamSettings().archive == ""  # no archive unless asked
     assert StreamSettings().archive_retention_days == 0  # keep
@@ -48,7 +51,7 @@ def test_archive_settings_from_environment_and_flags(monkeypatch: pytest.MonkeyP
             },
             "for s3:// archives",
         ),
-        ({"archive_retention_days": -1}, "0 \\(keep\\)"),
+        ({"archive_retention_days": -1}, "at least 0"),
     ],
 )
 def test_bad_archive_settings_are_refused(changes: dict[str, object], message: str) -> None:

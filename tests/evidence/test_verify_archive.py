@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry
 
-from pipeline.codec import observation_from_dict
+from pipeline.contracts.codec import observation_from_dict
+from pipeline.contracts.metrics import EvidenceMetrics, StreamMetrics
 from pipeline.core.model import Kind
 from pipeline.core.observation import Evidence, Submission
 from pipeline.core.trust import TrustStore
 from pipeline.evidence.archive import FileArchive
 from pipeline.evidence.writer import EvidenceWriter
-from pipeline.metrics import EvidenceMetrics, StreamMetrics
-from pipeline.settings import StreamSettings
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record
 from pipeline.streams.verify import Verifier
 from tests.factories import (

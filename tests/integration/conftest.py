@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from agents.agent import run_agent
 from agents.config import AgentConfig, load_config
 from agents.shard import Shard
-from pipeline.embedded import EmbeddedBroker
+from pipeline.dev.embedded import EmbeddedBroker
 from tests.support.agent import write_config
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import running_broker
@@ -122,7 +122,7 @@ async def in_process_agent(
 
 
 class AgentProcess:
-    """``python -m pipeline.cli agent --config FILE`` as a child process."""
+    """``python -m pectrack agent --config FILE`` as a child process."""
 
     def __init__(self, config_path: Path, log_path: Path, *extra_args: str) -> None:
         self.config_path = config_path
@@ -134,7 +134,7 @@ class AgentProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "pipeline.cli", "agent"),
+                    *(sys.executable, "-m", "pectrack", "agent"),
                     *("--config", str(self.config_path), *self.extra_args),
                 ],
                 stdout=log,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agents.publish import read_cursors
-from pipeline.embedded import EmbeddedBroker
+from pipeline.dev.embedded import EmbeddedBroker
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.mail import message
@@ -31,12 +31,12 @@ async def test_connection_dropped_by_server_reconnects_and_resumes(
     config = write_config(tmp_path, broker, dovecot, users)
     async with in_process_agent(config) as agent:
         await wait_until(
-            lambda: agent.metric("pectrack_imap_connected_mailboxes") == 2, 20, "connections"
+            lambda: agent.metric("pec_imap_connected_mailboxes") == 2, 20, "connections"
         )
         await asyncio.sleep(0.5)
         await asyncio.to_thread(dovecot.kick, dovecot.user(users[0]))
         await wait_until(
-            lambda: agent.metric("pectrack_imap_errors_total", {"kind": "dropped"}) >= 1,
+            lambda: agent.metric("pec_imap_errors_total", {"kind": "dropped"}) >= 1,
             10,
             "the drop to be counted",
         )
@@ -54,23 +54,23 @@ async def test_server_restart_reconnects_every_mailbox(
         config = write_config(tmp_path, broker, server, [1, 2])
         async with in_process_agent(config) as agent:
             await wait_until(
-                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 2, 20, "connections"
+                lambda: agent.metric("pec_imap_connected_mailboxes") == 2, 20, "connections"
             )
             server.stop()
             await wait_until(
-                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 0, 10, "the drop"
+                lambda: agent.metric("pec_imap_connected_mailboxes") == 0, 10, "the drop"
             )
             await asyncio.sleep(1.0)  # reconnect attempts fail meanwhile ("connect")
             server.start()
             await wait_until(
-                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 2, 20, "reconnect"
+                lambda: agent.metric("pec_imap_connected_mailboxes") == 2, 20, "reconnect"
             )
             for index in (1, 2):
                 await asyncio.to_thread(
                     server.append, server.user(index), "INBOX", message(f"r{index}")
                 )
             records = await wait_for_count(broker.bootstrap, "pec.raw", 2, timeout=15)
-            assert agent.metric("pectrack_imap_errors_total", {"kind": "connect"}) >= 1
+            assert agent.metric("pec_imap_errors_total", {"kind": "connect"}) >= 1
     assert sorted(r.key.decode() for r in records) == [box(1), box(2)]
 
 
@@ -115,16 +115,16 @@ async def test_wrong_password_on_one_mailbox_never_stalls_the_others(
     async with in_process_agent(config) as agent:
         records = await wait_for_count(broker.bootstrap, "pec.raw", 3, timeout=20)
         await wait_until(
-            lambda: agent.metric("pectrack_imap_errors_total", {"kind": "auth"}) >= 2,
+            lambda: agent.metric("pec_imap_errors_total", {"kind": "auth"}) >= 2,
             10,
             "repeated auth failures",
         )
         await wait_until(
-            lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(users[0])}) == 1,
+            lambda: agent.metric("pec_imap_mailbox_up", {"mailbox": box(users[0])}) == 1,
             10,
             "a good mailbox up",
         )
-        assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(bad)}) == 0
+        assert agent.metric("pec_imap_mailbox_up", {"mailbox": box(bad)}) == 0
         metrics_text = agent.metrics_text()
     assert sorted(r.key.decode() for r in records) == sorted(box(i) for i in users if i != bad)
     failures = [r for r in caplog.records if getattr(r, "fields", {}).get("kind") == "auth"]
@@ -151,7 +151,7 @@ async def test_oversized_message_goes_to_the_dead_letter_topic(
         published = await wait_for_count(broker.bootstrap, "pec.raw", 2, timeout=20)
         (dead,) = await wait_for_count(broker.bootstrap, "pec.raw.deadletter", 1, timeout=20)
         await wait_until(
-            lambda: agent.metric("pectrack_ingest_messages_total", {"outcome": "dead_letter"}) == 1,
+            lambda: agent.metric("pec_ingest_messages_total", {"outcome": "dead_letter"}) == 1,
             10,
             "the dead letter counted",
         )
@@ -174,7 +174,7 @@ async def test_response_too_large_for_the_parser_is_retried_in_smaller_batches(
     )
     async with in_process_agent(config) as agent:
         records = await wait_for_count(broker.bootstrap, "pec.raw", 1500, timeout=60)
-        assert agent.metric("pectrack_imap_errors_total", {"kind": "parser"}) >= 1
+        assert agent.metric("pec_imap_errors_total", {"kind": "parser"}) >= 1
     assert sorted(r.value for r in records) == sorted(raws)
     assert len(await read_all(broker.bootstrap, "pec.raw")) == 1500
 
@@ -192,13 +192,13 @@ async def test_frozen_server_process_hits_the_command_timeout(
     try:
         async with in_process_agent(config) as agent:
             await wait_until(
-                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 1, 20, "connection"
+                lambda: agent.metric("pec_imap_connected_mailboxes") == 1, 20, "connection"
             )
             frozen = dovecot.imap_pids(user)
             assert len(frozen) == 1
             os.kill(frozen[0], signal.SIGSTOP)
             await wait_until(
-                lambda: agent.metric("pectrack_imap_errors_total", {"kind": "timeout"}) >= 1,
+                lambda: agent.metric("pec_imap_errors_total", {"kind": "timeout"}) >= 1,
                 15,
                 "a command timeout",
             )
@@ -233,10 +233,10 @@ async def test_servers_that_never_answer_do_not_starve_the_other_mailboxes(
     try:
         async with in_process_agent(config) as agent:
             records = await wait_for_count(broker.bootstrap, "pec.raw", 2, timeout=20)
-            timeouts = agent.metric("pectrack_imap_errors_total", {"kind": "timeout"})
+            timeouts = agent.metric("pec_imap_errors_total", {"kind": "timeout"})
             assert timeouts == 0, "good mailboxes waited for the silent ones"
             await wait_until(
-                lambda: agent.metric("pectrack_imap_errors_total", {"kind": "timeout"}) >= 2,
+                lambda: agent.metric("pec_imap_errors_total", {"kind": "timeout"}) >= 2,
                 20,
                 "the silent server's timeouts",
             )

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from agents.shard import Shard
-from pipeline.embedded import EmbeddedBroker, free_port
+from pipeline.dev.embedded import EmbeddedBroker, free_port
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import read_all, wait_for_count
 from tests.support.mail import message
@@ -51,10 +51,10 @@ async def test_agent_command_serves_lint_clean_metrics_and_json_logs(
     agent_processes.append(agent.start())
     await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=20)
     deadline = time.monotonic() + 20
-    while 'pectrack_imap_errors_total{kind="auth"} 0.0' in (text := await _scrape(port)):
+    while 'pec_imap_errors_total{kind="auth"} 0.0' in (text := await _scrape(port)):
         assert time.monotonic() < deadline, "auth failure never counted"
         await asyncio.sleep(0.2)
-    assert "pectrack_imap_connected_mailboxes 1.0" in text
+    assert "pec_imap_connected_mailboxes 1.0" in text
     assert agent.terminate() == 0
 
     promtool = shutil.which("promtool")
@@ -94,8 +94,8 @@ async def test_two_shards_split_the_mailboxes_without_overlap(
     ):
         records = await wait_for_count(broker.bootstrap, "pec.raw", 10, timeout=20)
         owned = (
-            first.metric("pectrack_ingest_mailboxes"),
-            second.metric("pectrack_ingest_mailboxes"),
+            first.metric("pec_ingest_mailboxes"),
+            second.metric("pec_ingest_mailboxes"),
         )
     assert sum(owned) == 10
     assert all(n > 0 for n in owned)
@@ -131,7 +131,7 @@ async def test_shard_option_of_the_agent_command_splits_the_mailboxes(
     await wait_for_count(broker.bootstrap, "pec.raw", len(users), timeout=30)
     for k, port in ports.items():
         text = await _scrape(port)
-        owned[k] = set(re.findall(r'pectrack_imap_mailbox_up\{mailbox="([^"]+)"\}', text))
+        owned[k] = set(re.findall(r'pec_imap_mailbox_up\{mailbox="([^"]+)"\}', text))
     for k, agent in agents.items():
         assert agent.terminate() == 0
         lines = [orjson.loads(x) for x in agent.log_path.read_text().splitlines() if x.strip()]
@@ -148,7 +148,7 @@ async def test_shard_option_of_the_agent_command_splits_the_mailboxes(
 def test_agent_command_rejects_a_malformed_shard(tmp_path: Path) -> None:
     """``--shard 3/2`` is a usage error (exit 2) before anything starts."""
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "agent", "--config", str(tmp_path / "agent.toml"),
+        [sys.executable, "-m", "pectrack", "agent", "--config", str(tmp_path / "agent.toml"),
          "--shard", "3/2"],
         capture_output=True, check=False, timeout=60,
     )  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agents.publish import read_cursors
-from pipeline.embedded import EmbeddedBroker
+from pipeline.dev.embedded import EmbeddedBroker
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.mail import message

@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from agents.records import content_key
-from pipeline.embedded import EmbeddedBroker
-from pipeline.metrics import IMAP_ERROR_KINDS
+from pipeline.contracts.metrics import IMAP_ERROR_KINDS
+from pipeline.dev.embedded import EmbeddedBroker
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.mail import message
@@ -70,20 +70,20 @@ async def test_initial_sync_publishes_every_message_byte_exact(
     async with in_process_agent(config) as agent:
         records = await wait_for_count(broker.bootstrap, "pec.raw", len(sent), timeout=90)
         await wait_until(
-            lambda: agent.metric("pectrack_imap_connected_mailboxes") == 200, 20, "connections"
+            lambda: agent.metric("pec_imap_connected_mailboxes") == 200, 20, "connections"
         )
         # the counters move after Kafka's ack, so they may trail the records a reader sees
         await wait_until(
-            lambda: agent.metric("pectrack_ingest_messages_total", PUBLISHED) == 1000,
+            lambda: agent.metric("pec_ingest_messages_total", PUBLISHED) == 1000,
             10,
             "1000 published",
         )
         first = f"box-{users[0]:04d}"
         lag = {"mailbox": first, "folder": "INBOX"}
         await wait_until(
-            lambda: agent.metric("pectrack_ingest_cursor_lag_messages", lag) == 0, 10, "lag 0"
+            lambda: agent.metric("pec_ingest_cursor_lag_messages", lag) == 0, 10, "lag 0"
         )
-        synced = agent.metric("pectrack_ingest_last_sync_timestamp_seconds", {"mailbox": first})
+        synced = agent.metric("pec_ingest_last_sync_timestamp_seconds", {"mailbox": first})
         assert synced > time.time() - 120
 
     assert len(records) == len(sent)
@@ -110,7 +110,7 @@ async def test_mail_appended_during_idle_arrives_within_seconds(
     config = write_config(tmp_path, broker, dovecot, users)
     async with in_process_agent(config) as agent:
         await wait_until(
-            lambda: agent.metric("pectrack_imap_connected_mailboxes") == 3, 20, "connections"
+            lambda: agent.metric("pec_imap_connected_mailboxes") == 3, 20, "connections"
         )
         await asyncio.sleep(0.5)  # let the workers enter IDLE
         delays = []
@@ -135,7 +135,7 @@ async def test_idle_is_renewed_and_still_delivers_after_several_cycles(
     config = write_config(tmp_path, broker, dovecot, [index], folders=("INBOX",), idle_seconds=2)
     async with in_process_agent(config) as agent:
         await wait_until(
-            lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(index)}) == 1,
+            lambda: agent.metric("pec_imap_mailbox_up", {"mailbox": box(index)}) == 1,
             20,
             "the mailbox to be synced",
         )
@@ -151,10 +151,10 @@ async def test_idle_is_renewed_and_still_delivers_after_several_cycles(
             await asyncio.sleep(0.7)  # the next append lands at another phase of the cycle
         assert max(delays) < 6, delays  # polling (poll_seconds = 60) would take a minute
         errors = sum(
-            agent.metric("pectrack_imap_errors_total", {"kind": kind}) for kind in IMAP_ERROR_KINDS
+            agent.metric("pec_imap_errors_total", {"kind": kind}) for kind in IMAP_ERROR_KINDS
         )
         assert errors == 0, "IDLE renewal broke the connection"
-        assert agent.metric("pectrack_imap_connected_mailboxes") == 1
+        assert agent.metric("pec_imap_connected_mailboxes") == 1
 
 
 async def test_sent_folder_is_polled_while_inbox_idles(
@@ -165,7 +165,7 @@ async def test_sent_folder_is_polled_while_inbox_idles(
     config = write_config(tmp_path, broker, dovecot, [index], poll_seconds=1)
     async with in_process_agent(config) as agent:
         await wait_until(
-            lambda: agent.metric("pectrack_imap_connected_mailboxes") == 1, 20, "connection"
+            lambda: agent.metric("pec_imap_connected_mailboxes") == 1, 20, "connection"
         )
         raw = message(f"sent-copy-{index}")
         await asyncio.to_thread(dovecot.append, dovecot.user(index), "Sent", raw)
@@ -180,7 +180,7 @@ async def test_server_without_idle_is_polled(broker: EmbeddedBroker, tmp_path: P
         config = write_config(tmp_path, broker, server, [1], poll_seconds=1)
         async with in_process_agent(config) as agent:
             await wait_until(
-                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 1, 20, "connection"
+                lambda: agent.metric("pec_imap_connected_mailboxes") == 1, 20, "connection"
             )
             started = time.monotonic()
             raw = message("polled")
@@ -217,15 +217,15 @@ async def test_new_mail_is_served_while_a_large_first_sync_holds_the_only_slot(
         tmp_path, broker, dovecot, [big, small], folders=("INBOX",),
         max_concurrent_syncs=1, batch_max_messages=5,
     )  # fmt: skip
-    last_sync = "pectrack_ingest_last_sync_timestamp_seconds"
+    last_sync = "pec_ingest_last_sync_timestamp_seconds"
     async with in_process_agent(config) as agent:
         await wait_until(
-            lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(small)}) == 1,
+            lambda: agent.metric("pec_imap_mailbox_up", {"mailbox": box(small)}) == 1,
             30,
             "the small mailbox to be synced and idling",
         )
         await asyncio.sleep(0.5)  # into IDLE
-        assert agent.metric("pectrack_ingest_messages_total", PUBLISHED) > 0, "big sync not begun"
+        assert agent.metric("pec_ingest_messages_total", PUBLISHED) > 0, "big sync not begun"
         raw = message(f"urgent-{small}")
         await asyncio.to_thread(dovecot.append, dovecot.user(small), "INBOX", raw)
         record = await first_record_keyed(broker.bootstrap, "pec.raw", box(small), timeout=30)
@@ -253,8 +253,8 @@ async def test_configured_folder_missing_on_the_server_is_logged_and_skipped(
     async with in_process_agent(config) as agent:
         (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=20)
         await asyncio.sleep(2.5)  # two more full syncs: the warning is not repeated
-        assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(index)}) == 1
-        errors = agent.metric("pectrack_imap_errors_total", {"kind": "protocol"})
+        assert agent.metric("pec_imap_mailbox_up", {"mailbox": box(index)}) == 1
+        errors = agent.metric("pec_imap_errors_total", {"kind": "protocol"})
     assert record.value == raw
     assert errors == 0
     events = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records]
@@ -289,7 +289,7 @@ async def test_preset_flags_are_left_exactly_as_they_were_in_inbox_and_sent(
     async with in_process_agent(config) as agent:
         await wait_for_count(broker.bootstrap, "pec.raw", 9, timeout=20)
         await wait_until(
-            lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(index)}) == 1,
+            lambda: agent.metric("pec_imap_mailbox_up", {"mailbox": box(index)}) == 1,
             10,
             "the first sync",
         )

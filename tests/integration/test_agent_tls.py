@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.embedded import EmbeddedBroker
+from pipeline.dev.embedded import EmbeddedBroker
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import wait_for_count
 from tests.support.mail import message
@@ -31,10 +31,10 @@ async def test_untrusted_certificate_is_refused_unless_opted_out_or_trusted(
         async with in_process_agent(config) as agent:
             records = await wait_for_count(broker.bootstrap, "pec.raw", 2, timeout=20)
             deadline = time.monotonic() + 10
-            while agent.metric("pectrack_imap_errors_total", {"kind": "tls"}) < 1:
+            while agent.metric("pec_imap_errors_total", {"kind": "tls"}) < 1:
                 assert time.monotonic() < deadline, "no TLS error counted"
                 await asyncio.sleep(0.1)
-            assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": "box-0001"}) == 0
+            assert agent.metric("pec_imap_mailbox_up", {"mailbox": "box-0001"}) == 0
     assert sorted(r.key.decode() for r in records) == ["box-0002", "box-0003"]
 
 
@@ -50,16 +50,16 @@ async def test_starttls_upgrades_before_login_and_verifies_the_certificate(
         async with in_process_agent(config) as agent:
             (record,) = await wait_for_count(broker.bootstrap, "pec.raw", 1, timeout=20)
             deadline = time.monotonic() + 10
-            while agent.metric("pectrack_imap_errors_total", {"kind": "tls"}) < 1:
+            while agent.metric("pec_imap_errors_total", {"kind": "tls"}) < 1:
                 assert time.monotonic() < deadline, "no TLS error counted"
                 await asyncio.sleep(0.1)
             # up = every folder synced; the INBOX record can reach Kafka before Sent is done
             await wait_until(
-                lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": "box-0002"}) == 1,
+                lambda: agent.metric("pec_imap_mailbox_up", {"mailbox": "box-0002"}) == 1,
                 10,
                 "box-0002 up",
             )
-            assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": "box-0001"}) == 0
+            assert agent.metric("pec_imap_mailbox_up", {"mailbox": "box-0001"}) == 0
     assert record.key == b"box-0002"
 
 
@@ -71,8 +71,8 @@ async def test_starttls_mailbox_never_logs_in_in_clear_text(
     config = write_config(tmp_path, broker, dovecot, [index], tls="starttls")
     async with in_process_agent(config) as agent:
         deadline = time.monotonic() + 10
-        while agent.metric("pectrack_imap_errors_total", {"kind": "tls"}) < 1:
+        while agent.metric("pec_imap_errors_total", {"kind": "tls"}) < 1:
             assert time.monotonic() < deadline, "no TLS error counted"
             await asyncio.sleep(0.1)
-        assert agent.metric("pectrack_imap_errors_total", {"kind": "auth"}) == 0
+        assert agent.metric("pec_imap_errors_total", {"kind": "auth"}) == 0
     assert f"user=<{dovecot.user(index)}>" not in dovecot.log_text()

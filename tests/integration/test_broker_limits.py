@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from pipeline.embedded import EmbeddedBroker, LocalS3
+from pipeline.dev.embedded import EmbeddedBroker, LocalS3
 
 pytestmark = pytest.mark.integration
 

@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from agents.publish import read_cursors
-from pipeline.embedded import LocalS3, free_port
+from pipeline.dev.embedded import LocalS3, free_port
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
 from tests.streams.oracle import EventShape, expected_events, final_states
 from tests.support.dovecot import Dovecot
@@ -166,7 +166,7 @@ async def stuck_mailboxes(
     metrics = metrics_text(agent_port)
     cursors = await read_cursors(bootstrap, "pec.agent.cursors")
     for box_id, index in users.items():
-        if sample(metrics, "pectrack_imap_mailbox_up", f'mailbox="{box_id}"') != 1:
+        if sample(metrics, "pec_imap_mailbox_up", f'mailbox="{box_id}"') != 1:
             problems.append(f"{box_id} down")
         for folder in ("INBOX", "Sent"):
             uids = await asyncio.to_thread(server.flags, server.user(index), folder)

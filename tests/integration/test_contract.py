@@ -26,14 +26,14 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from pipeline.contracts import (
+from pipeline.contracts.cloudevents import Mode, decode_record
+from pipeline.contracts.schemas import (
     MESSAGE_STATE,
     STATE_CHANGE,
     schema_document,
     state_change_value_schema,
 )
-from pipeline.embedded import EmbeddedBroker, write_schema_registry
-from pipeline.events import Mode, decode_record
+from pipeline.dev.embedded import EmbeddedBroker, write_schema_registry
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
 from tests.factories import write_anchor
 from tests.streams.oracle import EventShape, expected_events

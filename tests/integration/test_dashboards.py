@@ -31,7 +31,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.embedded import EmbeddedBroker, free_port, wait_for_port
+from pipeline.dev.embedded import EmbeddedBroker, free_port, wait_for_port
 from pipeline.simulate.ca import default_pki
 from pipeline.simulate.traffic import SENT, TrafficItem, generate_traffic
 from tests.deploy.promql import (
@@ -92,7 +92,7 @@ def child(argv: list[str], log: Path) -> Iterator[Child]:
 
 
 def pectrack(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
+    return [sys.executable, "-m", "pectrack", *args]
 
 
 class Prometheus:
@@ -317,7 +317,7 @@ async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: 
         # First scrapes land 5-6 s after start; traffic must come after them so that
         # every rate() sees a counter move.
         await prom.wait('sum(up{job=~"pectrack-.*"})', 2, 25, "both targets scraped")
-        await prom.wait("sum(pectrack_imap_connected_mailboxes)", 1, 20, "agent logged in")
+        await prom.wait("sum(pec_imap_connected_mailboxes)", 1, 20, "agent logged in")
 
         await produce(
             broker.bootstrap, [("pec.submissions", None, submission(i), []) for i in sent]
@@ -334,7 +334,7 @@ async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: 
         )
 
         await prom.wait(
-            'sum(pectrack_ingest_messages_total{outcome="published"})',
+            'sum(pec_ingest_messages_total{outcome="published"})',
             len(via_imap),
             30,
             agent,

@@ -16,7 +16,7 @@ from agents.config import KafkaSettings
 from agents.cursor import FolderCursor
 from agents.publish import CursorStore, KafkaPublisher, read_cursors
 from agents.records import OutRecord
-from pipeline.embedded import EmbeddedBroker, LocalS3
+from pipeline.dev.embedded import EmbeddedBroker, LocalS3
 from pipeline.streams.faustapp import true_end_offsets
 
 pytestmark = pytest.mark.integration

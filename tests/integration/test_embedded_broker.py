@@ -1,4 +1,4 @@
-"""pipeline.embedded: the Tansu broker starts on a free port, serves Kafka clients, stops."""
+"""pipeline.dev.embedded: the Tansu broker starts on a free port, serves Kafka clients, stops."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.embedded import BrokerError, EmbeddedBroker, find_broker_binary, free_port
+from pipeline.dev.embedded import BrokerError, EmbeddedBroker, find_broker_binary, free_port
 from tests.support.kafka import read_all
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from pipeline.core.model import Kind
-from pipeline.embedded import EmbeddedBroker, LocalS3
+from pipeline.dev.embedded import EmbeddedBroker, LocalS3
 from pipeline.simulate.traffic import generate_traffic
 from tests.factories import make_pec, make_sent_copy, write_anchor
 from tests.support.dovecot import Dovecot
@@ -163,7 +163,7 @@ async def test_dossier_holds_the_receipt_appended_to_the_mailbox_and_verifies_of
         await settle(broker.bootstrap, "pec.state-changes", expected=3, timeout=90)
         out = tmp_path / "dossier"
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "evidence", "--mailbox", box,
+            [sys.executable, "-m", "pectrack", "evidence", "--mailbox", box,
              "--msgid", msgid, "--out", str(out), "--trust", str(anchor),
              "--web", f"http://127.0.0.1:{worker.web_port}"],
             capture_output=True, text=True, timeout=60, check=False,
@@ -196,7 +196,7 @@ async def test_dossier_holds_the_receipt_appended_to_the_mailbox_and_verifies_of
     assert "avvenuta consegna" in readme
     assert "delivery receipt" in readme
     inspected = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "inspect", "--json", "--trust", str(anchor),
+        [sys.executable, "-m", "pectrack", "inspect", "--json", "--trust", str(anchor),
          *sorted(str(p) for p in out.glob("*.eml"))],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip

@@ -66,13 +66,13 @@ async def test_broker_outage_agent_and_worker_recover_without_help(
             seen_down = False
             while (elapsed := time.monotonic() - down_at) < OUTAGE + 25:
                 await asyncio.sleep(0.01)
-                up = agent.metric("pectrack_imap_mailbox_up", {"mailbox": box})
+                up = agent.metric("pec_imap_mailbox_up", {"mailbox": box})
                 seen_down = seen_down or up == 0
-                errors = agent.metric("pectrack_ingest_publish_errors_total")
+                errors = agent.metric("pec_ingest_publish_errors_total")
                 if elapsed >= OUTAGE and errors >= 1 and seen_down:
                     break
             during = {
-                "publish_errors": agent.metric("pectrack_ingest_publish_errors_total"),
+                "publish_errors": agent.metric("pec_ingest_publish_errors_total"),
                 "mailbox_seen_down": seen_down,
             }
             assert worker.proc is not None
@@ -85,7 +85,7 @@ async def test_broker_outage_agent_and_worker_recover_without_help(
             values = await settle(broker.bootstrap, "pec.state-changes", expected=3, timeout=120)
             pipeline_recovery = time.monotonic() - up_at
             await wait_until(
-                lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box}) == 1,
+                lambda: agent.metric("pec_imap_mailbox_up", {"mailbox": box}) == 1,
                 30,
                 "the mailbox up again",
             )

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.core.correlate import correlation_key
+from pipeline.core.keys import correlation_key
 from pipeline.core.model import Kind
-from pipeline.embedded import EmbeddedBroker
+from pipeline.dev.embedded import EmbeddedBroker
 from pipeline.simulate.provider import Fault
 from tests.factories import make_pec, make_sent_copy
 from tests.support.dovecot import Dovecot

@@ -1,7 +1,7 @@
 """IMAP-side faults: a slow, flapping server behind a proxy; a server failing one mailbox.
 
 The agent must back off and recover on its own, lose nothing, and show the incident in
-its metrics (``pectrack_imap_errors_total{kind}``, ``pectrack_imap_mailbox_up``).
+its metrics (``pec_imap_errors_total{kind}``, ``pec_imap_mailbox_up``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from agents.config import parse_config
 from agents.imap.session import ImapError, ImapSession
-from pipeline.embedded import EmbeddedBroker
+from pipeline.dev.embedded import EmbeddedBroker
 from tests.support.dovecot import Dovecot
 from tests.support.kafka import header, read_all, wait_for_count
 from tests.support.mail import message
@@ -27,11 +27,11 @@ pytestmark = pytest.mark.integration
 
 
 def imap_errors(agent: InProcessAgent) -> dict[str, float]:
-    """``pectrack_imap_errors_total`` by kind."""
+    """``pec_imap_errors_total`` by kind."""
     out: dict[str, float] = {}
     for family in agent.registry.collect():
         for s in family.samples:
-            if s.name == "pectrack_imap_errors_total":
+            if s.name == "pec_imap_errors_total":
                 out[s.labels["kind"]] = s.value
     return out
 
@@ -52,7 +52,7 @@ async def test_slow_flapping_server_loses_nothing_and_shows_the_drops(
         sent: list[bytes] = []
         async with in_process_agent(config) as agent:
             await wait_until(
-                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 3, 20, "connections"
+                lambda: agent.metric("pec_imap_connected_mailboxes") == 3, 20, "connections"
             )
             cuts = 0
             for cycle in range(6):
@@ -66,10 +66,10 @@ async def test_slow_flapping_server_loses_nothing_and_shows_the_drops(
             records = await wait_for_count(broker.bootstrap, "pec.raw", len(sent), timeout=60)
             recovery = time.monotonic() - calm
             await wait_until(
-                lambda: agent.metric("pectrack_imap_connected_mailboxes") == 3, 20, "reconnects"
+                lambda: agent.metric("pec_imap_connected_mailboxes") == 3, 20, "reconnects"
             )
             errors = imap_errors(agent)
-            up = [agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(i)}) for i in users]
+            up = [agent.metric("pec_imap_mailbox_up", {"mailbox": box(i)}) for i in users]
         await asyncio.sleep(1.0)  # anything published twice would show up by now
         records = await read_all(broker.bootstrap, "pec.raw")
     print(f"\nflapping: {cuts} connections cut, errors {errors}, recovered in {recovery:.1f} s")
@@ -102,13 +102,13 @@ async def test_server_errors_on_one_mailbox_leave_the_others_flowing_then_it_rec
             good = await wait_for_count(broker.bootstrap, "pec.raw", 4, timeout=20)
             await wait_until(lambda: sum(imap_errors(agent).values()) >= 2, 15, "errors counted")
             during = imap_errors(agent)
-            assert agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(bad)}) == 0
+            assert agent.metric("pec_imap_mailbox_up", {"mailbox": box(bad)}) == 0
             maildir.chmod(mode)
             repaired = time.monotonic()
             records = await wait_for_count(broker.bootstrap, "pec.raw", 6, timeout=30)
             recovery = time.monotonic() - repaired
             await wait_until(
-                lambda: agent.metric("pectrack_imap_mailbox_up", {"mailbox": box(bad)}) == 1,
+                lambda: agent.metric("pec_imap_mailbox_up", {"mailbox": box(bad)}) == 1,
                 15,
                 "the repaired mailbox up",
             )

@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from agents.publish import read_cursors
-from pipeline.kafka_tls import KafkaTls, client_options
+from pipeline.kafka.tls import KafkaTls, client_options
 from pipeline.simulate.traffic import generate_traffic
 from tests.streams.oracle import expected_events
 from tests.support.dovecot import Dovecot
@@ -171,7 +171,7 @@ async def test_workers_and_events_command_run_over_mutual_tls(
     assert_matches_oracle(traffic, events, states)
     assert sum(want.values()) > 50
 
-    base = [sys.executable, "-m", "pipeline.cli", "events", "--broker", tls_broker.bootstrap,
+    base = [sys.executable, "-m", "pectrack", "events", "--broker", tls_broker.bootstrap,
             "--from-beginning", "--max", "3", "--tls", "--ca-file", pki.ca]  # fmt: skip
     shown = await asyncio.to_thread(
         subprocess.run,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embedded import EmbeddedBroker
+from pipeline.dev.embedded import EmbeddedBroker
 from pipeline.simulate.traffic import generate_traffic
 from tests.integration.test_streams import (
     assert_matches_oracle,

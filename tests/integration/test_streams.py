@@ -17,7 +17,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.embedded import EmbeddedBroker, free_port
+from pipeline.dev.embedded import EmbeddedBroker, free_port
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
 from tests.factories import write_anchor
 from tests.streams.oracle import EventShape, expected_events, final_states

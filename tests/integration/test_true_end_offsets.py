@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pipeline.kafka_tls import KafkaTls, client_options
+from pipeline.kafka.tls import KafkaTls, client_options
 from pipeline.streams.faustapp import true_end_offsets
 from tests.support.kafka import running_broker
 from tests.support.proxy import ProxiedBroker

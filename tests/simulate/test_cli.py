@@ -10,8 +10,8 @@ import orjson
 import pytest
 from cryptography import x509
 
-from pipeline.cli import main
-from pipeline.simulate.cli import write_eml, write_maildir
+from pectrack.cli import main
+from pectrack.cli.simulate import write_eml, write_maildir
 from pipeline.simulate.traffic import SENT, TrafficItem, generate_traffic
 from tests.simulate.helpers import needs_openssl, verify_message
 

@@ -12,7 +12,8 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable
 
-from pipeline.core.correlate import correlation_key
+from pipeline.core.correlate import Deadlines, SignatureVerdict, Suspect, Tracked
+from pipeline.core.keys import correlation_key
 from pipeline.core.lifecycle import Receipt, event_for
 from pipeline.core.model import Integrity, Kind, PecMessage, Trust
 from pipeline.core.observation import (
@@ -22,7 +23,6 @@ from pipeline.core.observation import (
     apply_observation,
     suspect_event,
 )
-from pipeline.core.tracker import Deadlines, SignatureVerdict, Suspect, Tracked
 from pipeline.simulate.traffic import SENT, TrafficItem, Truth, expected_states
 
 # The truth knows integrity and trust, not the signer checks: events' signature is not compared.

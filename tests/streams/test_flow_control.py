@@ -11,10 +11,10 @@ from faust.types import TP
 from mode.utils.queues import FlowControlQueue
 from prometheus_client import CollectorRegistry
 
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
+from pipeline.contracts.metrics import StreamMetrics
 from pipeline.streams.app import build
 from pipeline.streams.faustapp import consumer_lag
+from pipeline.streams.settings import StreamSettings
 
 
 async def test_resume_keeps_queued_records_while_flowing_and_clears_after_a_suspension() -> None:

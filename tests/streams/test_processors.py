@@ -14,16 +14,16 @@ from faust.exceptions import SameNode
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from pipeline.codec import dumps, observation_to_dict
-from pipeline.core.correlate import correlation_key
+from pipeline.contracts.codec import dumps, observation_to_dict
+from pipeline.contracts.metrics import MAX_PROVIDER_LABELS
+from pipeline.core.keys import correlation_key
 from pipeline.core.lifecycle import Event, Receipt
 from pipeline.core.model import Kind, Recipient, RecipientType
 from pipeline.core.observation import Evidence, Submission
 from pipeline.core.trust import TrustStore
-from pipeline.metrics import MAX_PROVIDER_LABELS
-from pipeline.settings import StreamSettings
 from pipeline.simulate.provider import Fault
 from pipeline.streams.app import Pipeline, build, lookup_key
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import RecordingSink
 from tests.factories import (
     AT,

@@ -17,16 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from pipeline.codec import decode, dumps, observation_to_dict, tracked_from_dict
+from pipeline.contracts.codec import decode, dumps, observation_to_dict, tracked_from_dict
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.core.correlate import overdue_flags
 from pipeline.core.lifecycle import Event, Receipt
 from pipeline.core.model import Recipient, RecipientType
 from pipeline.core.observation import Evidence, Observation, Submission
 from pipeline.core.retention import is_expired
-from pipeline.core.tracker import overdue_flags
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
-from pipeline.streams.correlate import Correlator, EventClock
+from pipeline.streams.clock import EventClock
+from pipeline.streams.correlate import Correlator
 from pipeline.streams.deadlines import DeadlineScanner
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import RecordingSink
 from pipeline.streams.state import (
     DUE_PREFIX,

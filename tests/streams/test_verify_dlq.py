@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pipeline.contracts.metrics import StreamMetrics
 from pipeline.core.trust import TrustStore
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings
+from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import RecordingSink
 from pipeline.streams.verify import DLQ_MAX_VALUE_BYTES, Verifier
 from tests.factories import anchor_pem, make_ordinary_mail

@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pectrack.cli import worker as cli
+from pipeline.contracts.metrics import StreamMetrics
 from pipeline.core.examine import examine
 from pipeline.core.trust import TrustStore
-from pipeline.metrics import StreamMetrics
-from pipeline.settings import StreamSettings, from_environment
 from pipeline.simulate.traffic import TrafficItem, generate_traffic
-from pipeline.streams import cli
+from pipeline.streams.settings import StreamSettings, from_arguments, from_environment
 from pipeline.streams.sink import RecordingSink
-from pipeline.streams.verify import Item, Verifier
+from pipeline.streams.verify import RawItem, Verifier
 from tests.factories import anchor_pem
 
 Sent = tuple[dict[str, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]], list[str]]
@@ -31,9 +31,9 @@ def traffic() -> list[TrafficItem]:
     return generate_traffic(11, 40, 4, datetime(2024, 3, 1, 9, tzinfo=UTC))
 
 
-def items_of(traffic: Sequence[TrafficItem]) -> list[Item]:
+def items_of(traffic: Sequence[TrafficItem]) -> list[RawItem]:
     """Simulator traffic as verify reads it, plus records that become dead letters."""
-    items: list[Item] = [
+    items: list[RawItem] = [
         (t.mailbox.encode(), t.raw, {"mailbox": t.mailbox.encode(), "folder": t.folder.encode()})
         for t in traffic
     ]
@@ -48,7 +48,7 @@ def verifier(processes: int, sink: RecordingSink) -> Verifier:
     return Verifier(settings, trust, sink, StreamMetrics(CollectorRegistry()))
 
 
-async def run(processes: int, items: Sequence[Item], batch_size: int) -> Sent:
+async def run(processes: int, items: Sequence[RawItem], batch_size: int) -> Sent:
     sink = RecordingSink()
     v = verifier(processes, sink)
     try:
@@ -147,5 +147,5 @@ def test_verify_processes_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
     args = parser.parse_args(["worker", "--verify-processes", "3"])
-    assert cli.settings_from(args).verify_processes == 3
-    assert cli.settings_from(parser.parse_args(["worker"])).verify_processes == 1
+    assert from_arguments(args).verify_processes == 3
+    assert from_arguments(parser.parse_args(["worker"])).verify_processes == 1

@@ -26,8 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from pipeline.embedded import free_port, wait_for_port
-from pipeline.procstat import processes
+from pipeline.dev.embedded import free_port, wait_for_port
+from pipeline.dev.procstat import processes
 
 __all__ = ["Dovecot", "raise_inotify_limit", "require_dovecot"]
 

@@ -21,8 +21,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from pipeline.embedded import EmbeddedBroker
-from pipeline.kafka_read import read_to_end
+from pipeline.dev.embedded import EmbeddedBroker
+from pipeline.kafka.read import read_to_end, read_topic
 
 __all__ = ["TopicTail", "header", "read_all", "running_broker", "wait_for_count"]
 
@@ -49,21 +49,14 @@ async def read_all(
     bootstrap: str, topic: str, *, client: Mapping[str, Any] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record currently in ``topic`` (empty if the topic does not exist), read to
-    the fetch's high watermark (:func:`pipeline.kafka_read.read_to_end`); ``client``:
+    the fetch's high watermark (:func:`pipeline.kafka.read.read_to_end`); ``client``:
     extra aiokafka options (TLS)."""
     consumer = AIOKafkaConsumer(
         **(client or {}), bootstrap_servers=bootstrap, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        return await read_to_end(consumer, tps, max_records=5000)
+        return await read_topic(consumer, topic, max_records=5000)
     finally:
         await consumer.stop()
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from pipeline.embedded import (
+from pipeline.dev.embedded import (
     EmbeddedBroker,
     LocalS3,
     free_port,

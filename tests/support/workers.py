@@ -21,7 +21,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 
-from pipeline.embedded import EmbeddedBroker, free_port
+from pipeline.dev.embedded import EmbeddedBroker, free_port
 from pipeline.simulate.traffic import TrafficItem
 from tests.support.kafka import read_all
 
@@ -37,12 +37,13 @@ class WorkerProcess:
         self.metrics_port = free_port()
         self.web_port = free_port()
         self.argv = [
-            sys.executable, "-m", "pipeline.cli", "worker",
+            sys.executable, "-m", "pectrack", "worker",
             "--broker", broker.bootstrap,
             "--datadir", str(directory / "state"),
             "--metrics-port", str(self.metrics_port),
             "--web-port", str(self.web_port),
             "--log-level", "info",
+            "--partitions", "4",  # fewer than the default 12: faster group joins in tests
             *extra,
         ]  # fmt: skip
         self.log = directory / "worker.log"

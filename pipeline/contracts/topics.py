@@ -1,0 +1,41 @@
+"""Topic names and their defaults: one list for the agents, the workers and deployment.
+
+Every name is a setting (``--raw-topic``, ``[kafka] topic``); these are the documented
+defaults. A topic the project creates gets :data:`DEFAULT_PARTITIONS` partitions unless
+the operator says otherwise; compacted topics are listed in :data:`COMPACTED`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "AGENT_CURSORS",
+    "COMPACTED",
+    "DEFAULT_PARTITIONS",
+    "DLQ",
+    "MESSAGE_STATE",
+    "RAW",
+    "RAW_DEAD_LETTER",
+    "RECEIPTS",
+    "STATE_CHANGES",
+    "SUBMISSIONS",
+]
+
+# Partitions bound the parallelism of a consumer group: 12 lets 1, 2, 3, 4, 6 or 12
+# workers share the load evenly. Changing it later moves keys between partitions.
+DEFAULT_PARTITIONS: Final = 12
+
+# Written by the agents.
+RAW: Final = "pec.raw"  # raw mail: key = mailbox id, headers: pipeline.contracts.raw
+RAW_DEAD_LETTER: Final = "pec.raw.deadletter"  # messages the agent will not publish whole
+AGENT_CURSORS: Final = "pec.agent.cursors"  # compacted: UIDVALIDITY + last UID per folder
+
+# Read and written by the workers.
+SUBMISSIONS: Final = "pec.submissions"  # input from a sending system (optional)
+RECEIPTS: Final = "pec.receipts"  # internal: observations keyed by correlation key
+STATE_CHANGES: Final = "pec.state-changes"  # output: one CloudEvent per transition
+MESSAGE_STATE: Final = "pec.message-state"  # output, compacted: latest state per message
+DLQ: Final = "pec.dlq"  # unroutable input, reason in headers
+
+COMPACTED: Final = frozenset({AGENT_CURSORS, MESSAGE_STATE})
