@@ -17,22 +17,18 @@ from pipeline.contracts.metrics import EvidenceMetrics
 from pipeline.evidence.archive import ArchiveError, is_sha256, open_archive
 from pipeline.evidence.provenance import parse_kinds
 from pipeline.evidence.writer import EvidenceWriter
-from pipeline.streams.settings import StreamSettings
 
 
 def evidence_writer(
-    settings: StreamSettings, registry: CollectorRegistry
+    uri: str, kinds: str, *, lock_mode: str, lock_days: int, registry: CollectorRegistry
 ) -> tuple[EvidenceWriter | None, frozenset[str]]:
-    """The archive writer the settings ask for (``None`` without an archive) and the
-    kinds it keeps: the verify processor's last two arguments."""
-    if not settings.archive:
+    """The archive writer of the worker settings ``archive``, ``archive_kinds``,
+    ``archive_lock_mode`` and ``archive_retention_days`` (``None`` without an archive),
+    and the kinds it keeps: the verify processor's last two arguments."""
+    if not uri:
         return None, frozenset()
-    archive = open_archive(
-        settings.archive,
-        lock_mode=settings.archive_lock_mode,
-        lock_days=settings.archive_retention_days,
-    )
-    return EvidenceWriter(archive, EvidenceMetrics(registry)), parse_kinds(settings.archive_kinds)
+    archive = open_archive(uri, lock_mode=lock_mode, lock_days=lock_days)
+    return EvidenceWriter(archive, EvidenceMetrics(registry)), parse_kinds(kinds)
 
 
 def register_evidence_pages(app: Any, writer: EvidenceWriter | None) -> None:

@@ -145,7 +145,17 @@ def build(
         table=table,
         topics=topics,
         verifier=Verifier(
-            settings, trust_store, out, metrics, *evidence_writer(settings, registry)
+            settings,
+            trust_store,
+            out,
+            metrics,
+            *evidence_writer(
+                settings.archive,
+                settings.archive_kinds,
+                lock_mode=settings.archive_lock_mode,
+                lock_days=settings.archive_retention_days,
+                registry=registry,
+            ),
         ),
         correlator=Correlator(settings, out, metrics, table.store, clock, changelog),
         scanner=DeadlineScanner(
