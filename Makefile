@@ -24,6 +24,7 @@ system-deps:
 	  missing=""; \
 	  command -v dovecot >/dev/null 2>&1 || missing="$$missing dovecot-imapd"; \
 	  command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	  command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing$$missing"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

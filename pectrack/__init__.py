@@ -3,9 +3,6 @@
 ``python -m pectrack`` is the ``pectrack`` command (:mod:`pectrack.cli`).
 """
 
-from importlib import metadata
+from pipeline.contracts.build_info import version_string
 
-try:
-    __version__ = metadata.version("pectrack")
-except metadata.PackageNotFoundError:  # run from a source tree that is not installed
-    __version__ = "0+unknown"
+__version__ = version_string()

@@ -15,6 +15,7 @@ from agents import logs
 from agents.agent import run_agent
 from agents.config import ConfigError, load_config
 from agents.shard import parse_shard
+from pipeline import health
 from pipeline.contracts.metrics import serve
 
 __all__ = ["register"]
@@ -34,6 +35,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     parser.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
+    parser.add_argument(
+        "--health-port", type=int, default=None, help="serve /livez and /readyz here"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.set_defaults(func=main)
 
@@ -58,4 +62,6 @@ async def _run(config: Any, registry: CollectorRegistry, args: argparse.Namespac
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if args.health_port is not None:  # probes on this loop (pipeline.health)
+        await health.start_agent_health(registry, args.health_port, args.metrics_addr)
     await run_agent(config, registry=registry, stop=stop, shard=args.shard)

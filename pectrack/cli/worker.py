@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from agents.logs import JsonFormatter, configure, log_event  # the agent's JSON lines
 from pipeline.kafka.tls import handshake_error
+from pipeline.streams.logs import logging_config
 from pipeline.streams.settings import StreamSettings, add_arguments, from_arguments
+
+log = logging.getLogger("pipeline.streams.worker")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,12 +41,13 @@ def _wait_for_broker(
         except errors as exc:
             tls = settings.tls
             cause = asyncio.run(handshake_error(settings.broker, tls)) if tls else None
-            print(
-                f"pectrack worker: broker {settings.broker} unreachable ({exc})"
-                + (f"; TLS: {cause}" if cause else "")
-                + f"; retrying in {delay:.0f}s",
-                file=sys.stderr,
-                flush=True,
+            log_event(
+                log,
+                logging.WARNING,
+                "kafka.unreachable",
+                broker=settings.broker,
+                error=f"unreachable ({exc})" + (f"; TLS: {cause}" if cause else ""),
+                retry_seconds=round(delay),
             )
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -55,25 +59,31 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.contracts.metrics import serve  # noqa: PLC0415
     from pipeline.streams.app import build  # noqa: PLC0415
+    from pipeline.streams.health import install  # noqa: PLC0415
     from pipeline.streams.topics import ensure_topics  # noqa: PLC0415
     from pipeline.trust import TrustStoreError  # noqa: PLC0415
 
     try:
         settings = from_arguments(args)
+        configure(settings.log_level)  # JSON lines from here on, faust's own too (below)
         pipeline = build(settings)
+        install(pipeline.app, pipeline.registry)  # /livez, /readyz on the web port
     except (ValueError, TrustStoreError) as exc:
-        print(f"pectrack worker: {exc}", file=sys.stderr)
+        configure("info")
+        log_event(log, logging.ERROR, "config.invalid", error=str(exc))
         return 2
     created = _wait_for_broker(settings, ensure_topics, KafkaError)
     if created:
-        print(f"pectrack worker: created topics {', '.join(created)}", flush=True)
+        log_event(log, logging.INFO, "topics.created", topics=created)
     if settings.metrics_port is not None:
         port = serve(pipeline.registry, settings.metrics_port, settings.metrics_host)
-        print(
-            f"pectrack worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True
-        )
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
+        log_event(log, logging.INFO, "metrics.serving", host=settings.metrics_host, port=port)
+    worker = faust.Worker(
+        pipeline.app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=logging_config(settings.log_level, JsonFormatter),
+    )
     try:
         return worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits
     finally:

@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
+from pipeline.contracts.build_info import register_build_info
+
 __all__ = ["IMAP_ERROR_KINDS", "EvidenceMetrics", "IngestMetrics", "serve"]
 
 IMAP_ERROR_KINDS = ("auth", "tls", "connect", "timeout", "dropped", "parser", "protocol")
@@ -110,6 +112,7 @@ class IngestMetrics:
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> int:
     """Serve ``/metrics`` of ``registry`` in a daemon thread; returns the bound port."""
+    register_build_info(registry)  # pec_build_info on every served registry
     server, _thread = start_http_server(port, addr=addr, registry=registry)
     bound: int = server.server_port
     return bound

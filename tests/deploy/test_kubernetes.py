@@ -1,10 +1,15 @@
-"""deploy/kubernetes: manifests parse, references resolve, args are real CLI arguments."""
+"""deploy/kubernetes: every overlay renders with ``kubectl kustomize``; references
+resolve, args are real CLI arguments, the config parses, pods are hardened."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,31 +18,65 @@ import pytest
 import yaml
 
 from agents.config import KafkaSettings, parse_config
+from pipeline.streams.app import build
 from pipeline.streams.settings import StreamSettings, from_environment
 from tests.deploy.cli_args import parse_error, pectrack_argv
+from tests.deploy.kubernetes import (
+    BASE,
+    K8S,
+    OVERLAYS,
+    container,
+    environment,
+    kind,
+    mount,
+    render,
+    render_dir,
+    secret_of,
+    volumes,
+    workloads,
+)
 from tests.deploy.promql import ALERTS, ROOT
 from tests.support.tls import TlsPki
 
-K8S = ROOT / "deploy" / "kubernetes"
-EXTERNAL_SECRETS = {"pectrack-mailbox-passwords"}  # created by the operator, never committed
+# Secrets the operator creates (never committed), per overlay; Strimzi writes its own.
+EXTERNAL_SECRETS = {
+    "strimzi": {"pectrack-mailbox-passwords"},
+    "existing-kafka": {
+        "pectrack-mailbox-passwords",
+        "pectrack-kafka-ca",
+        "pectrack-kafka-agent",
+        "pectrack-kafka-worker",
+    },
+}
+# SASL settings are the client half of issue #16 (branch "fleet"): until it is merged
+# agents.config rejects these keys, so they are checked here and left out of the parse;
+# once KafkaSettings has `sasl`, they are parsed too.
+SASL_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password_file", "sasl_token_file")
+SASL_PARSED = "sasl" in KafkaSettings.__dataclass_fields__
 
 REQUIRED = {
     "Namespace": [],
     "ConfigMap": ["data"],
     "Service": ["spec.selector", "spec.ports"],
-    "Deployment": ["spec.selector.matchLabels", "spec.template.spec.containers"],
     "StatefulSet": [
         "spec.serviceName",
         "spec.selector.matchLabels",
         "spec.template.spec.containers",
     ],
+    "PodDisruptionBudget": ["spec.selector.matchLabels", "spec.maxUnavailable"],
+    "NetworkPolicy": ["spec.podSelector.matchLabels", "spec.ingress"],
     "ServiceMonitor": ["spec.selector.matchLabels", "spec.endpoints"],
     "PrometheusRule": ["spec.groups"],
+    "AlertmanagerConfig": ["spec.route", "spec.inhibitRules"],
+}
+STRIMZI = {
     "Kafka": ["spec.kafka.listeners", "spec.entityOperator.topicOperator"],
     "KafkaNodePool": ["spec.replicas", "spec.roles", "spec.storage"],
     "KafkaTopic": ["spec.partitions", "spec.replicas"],
-    "KafkaUser": ["spec.authentication.type"],
+    "KafkaUser": ["spec.authentication.type", "spec.authorization.acls"],
 }
+# Volume types the "restricted" Pod Security Standard allows (those pectrack uses).
+RESTRICTED_VOLUMES = {"configMap", "secret", "emptyDir", "persistentVolumeClaim"}
 
 
 def _get(document: dict[str, Any], dotted: str) -> Any:
@@ -51,20 +90,14 @@ def _get(document: dict[str, Any], dotted: str) -> Any:
 
 @pytest.fixture(scope="module")
 def documents() -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for path in sorted(K8S.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        found.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
-    return found
+    """The Strimzi overlay, rendered."""
+    return render("strimzi")
 
 
-def _kind(documents: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in documents if d["kind"] == kind}
-
-
-def _workloads(documents: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield from (d for d in documents if d["kind"] in ("Deployment", "StatefulSet"))
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    name: str = request.param
+    return name, render(name)
 
 
 def _generator() -> ModuleType:
@@ -76,56 +109,72 @@ def _generator() -> ModuleType:
     return module
 
 
-def test_every_resource_has_its_required_fields(documents: list[dict[str, Any]]) -> None:
-    """Each document has apiVersion/kind/name, the pectrack namespace, and its kind's fields."""
-    assert {d["kind"] for d in documents} == set(REQUIRED)
-    for document in documents:
-        name = f"{document['kind']}/{document['metadata']['name']}"
-        assert document["apiVersion"], name
+def test_every_overlay_has_the_resources_and_their_fields(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Each document has apiVersion/kind/name, the pectrack namespace, and its kind's
+    fields; only the Strimzi overlay runs a Kafka."""
+    name, docs = overlay
+    required = REQUIRED | (STRIMZI if name == "strimzi" else {})
+    assert {d["kind"] for d in docs} == set(required), name
+    for document in docs:
+        where = f"{name}: {document['kind']}/{document['metadata']['name']}"
+        assert document["apiVersion"], where
         if document["kind"] != "Namespace":
-            assert document["metadata"]["namespace"] == "pectrack", name
-        for field in REQUIRED[document["kind"]]:
-            assert _get(document, field) is not None, f"{name}: null {field}"
+            assert document["metadata"]["namespace"] == "pectrack", where
+        for field in required[document["kind"]]:
+            assert _get(document, field) is not None, f"{where}: null {field}"
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    """`kubectl apply -k` applies every file of the directory."""
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == files
+def test_kustomizations_list_every_manifest() -> None:
+    """The base lists every manifest and trust anchor of its directory; each overlay
+    builds on the base and lists its own files."""
+    base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    files = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(base["resources"]) == files
+    [trust] = [g for g in base["configMapGenerator"] if g["name"] == "pectrack-trust-anchors"]
+    assert set(trust["files"]) == {f"trust/{p.name}" for p in (BASE / "trust").glob("*.pem")}
+    for name in OVERLAYS:
+        kustomization = yaml.safe_load((K8S / name / "kustomization.yaml").read_text())
+        listed = set(kustomization["resources"]) - {"../base"}
+        listed |= {p["path"] for p in kustomization.get("patches", [])}
+        listed |= {f for g in kustomization["configMapGenerator"] for f in g.get("files", [])}
+        assert "../base" in kustomization["resources"], name
+        assert listed == {p.name for p in (K8S / name).iterdir()} - {"kustomization.yaml"}
 
 
-def test_selectors_match_pod_labels(documents: list[dict[str, Any]]) -> None:
-    """Workload selectors match their pod template; each Service selects some pods."""
+def test_selectors_match_pod_labels(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    """Workload selectors match their pod template; each Service, PDB and NetworkPolicy
+    selects some pods."""
+    _, docs = overlay
     pod_labels = []
-    for workload in _workloads(documents):
+    for workload in workloads(docs):
         labels = workload["spec"]["template"]["metadata"]["labels"]
         selector = workload["spec"]["selector"]["matchLabels"]
         assert selector.items() <= labels.items(), workload["metadata"]["name"]
         pod_labels.append(labels)
-    for name, service in _kind(documents, "Service").items():
-        assert any(service["spec"]["selector"].items() <= pod.items() for pod in pod_labels), name
+    for service in kind(docs, "Service").values():
+        assert any(service["spec"]["selector"].items() <= pod.items() for pod in pod_labels)
+    for pdb in kind(docs, "PodDisruptionBudget").values():
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        assert sum(selector.items() <= pod.items() for pod in pod_labels) == 1
 
 
 def test_services_and_monitors_name_real_ports(documents: list[dict[str, Any]]) -> None:
     """Service target ports exist on the pods; ServiceMonitors select a Service and port."""
-    services = _kind(documents, "Service")
+    services = kind(documents, "Service")
     for name, service in services.items():
         pods = [
             w
-            for w in _workloads(documents)
+            for w in workloads(documents)
             if service["spec"]["selector"].items()
             <= w["spec"]["template"]["metadata"]["labels"].items()
         ]
         for port in service["spec"]["ports"]:
             for workload in pods:
-                names = {
-                    p["name"]
-                    for c in workload["spec"]["template"]["spec"]["containers"]
-                    for p in c.get("ports", [])
-                }
+                names = {p["name"] for p in container(workload).get("ports", [])}
                 assert port["targetPort"] in names, f"{name}: {port['targetPort']}"
-    for name, monitor in _kind(documents, "ServiceMonitor").items():
+    for name, monitor in kind(documents, "ServiceMonitor").items():
         selected = [
             s
             for s in services.values()
@@ -134,152 +183,201 @@ def test_services_and_monitors_name_real_ports(documents: list[dict[str, Any]]) 
         assert [s["metadata"]["name"] for s in selected] == [name], "job label = Service name"
         ports = {p["name"] for p in selected[0]["spec"]["ports"]}
         assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
-    assert set(_kind(documents, "ServiceMonitor")) == {"pectrack-agent", "pectrack-worker"}
-    statefulset = _kind(documents, "StatefulSet")["pectrack-worker"]
-    assert statefulset["spec"]["serviceName"] in services
+    assert set(kind(documents, "ServiceMonitor")) == {"pectrack-agent", "pectrack-worker"}
+    for statefulset in kind(documents, "StatefulSet").values():
+        assert statefulset["spec"]["serviceName"] in services
 
 
-def _secrets(documents: list[dict[str, Any]]) -> set[str]:
-    """Secrets a pod may mount: the operator's own, and those Strimzi writes (the cluster
-    CA certificate of each Kafka, one per KafkaUser)."""
-    strimzi = {f"{name}-cluster-ca-cert" for name in _kind(documents, "Kafka")}
-    return EXTERNAL_SECRETS | strimzi | set(_kind(documents, "KafkaUser"))
-
-
-def test_volumes_reference_existing_configmaps(documents: list[dict[str, Any]]) -> None:
-    """Mounted ConfigMaps are in the manifests; Secrets are the documented external one or
-    Strimzi's."""
-    configmaps = _kind(documents, "ConfigMap")
-    for workload in _workloads(documents):
-        for volume in workload["spec"]["template"]["spec"].get("volumes", []):
+def test_volumes_reference_existing_configmaps_and_known_secrets(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Mounted and envFrom ConfigMaps are in the render; Secrets are the operator's
+    documented ones or those Strimzi writes (cluster CA, one per KafkaUser)."""
+    name, docs = overlay
+    configmaps = kind(docs, "ConfigMap")
+    strimzi = {f"{k}-cluster-ca-cert" for k in kind(docs, "Kafka")} | set(kind(docs, "KafkaUser"))
+    mounted = set()
+    for workload in workloads(docs):
+        for volume in volumes(workload).values():
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in configmaps, volume
             if "secret" in volume:
-                assert volume["secret"]["secretName"] in _secrets(documents), volume
+                assert volume["secret"]["secretName"] in EXTERNAL_SECRETS[name] | strimzi, volume
+                mounted.add(volume["secret"]["secretName"])
+        for source in container(workload).get("envFrom", []):
+            assert source["configMapRef"]["name"] in configmaps
+    assert EXTERNAL_SECRETS[name] <= mounted, name
 
 
-def _container(workload: dict[str, Any]) -> dict[str, Any]:
-    containers: list[dict[str, Any]] = workload["spec"]["template"]["spec"]["containers"]
-    return containers[0]
+def _agent(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return kind(docs, "StatefulSet")["pectrack-agent"]
 
 
-def _mount(workload: dict[str, Any], path_prefix: str) -> dict[str, Any]:
-    """The volume mounted at the directory holding ``path_prefix``."""
-    container = _container(workload)
-    mounts = [m for m in container["volumeMounts"] if path_prefix.startswith(m["mountPath"])]
-    assert mounts, f"nothing mounted for {path_prefix}"
-    volumes: dict[str, dict[str, Any]] = {
-        v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]
-    }
-    return volumes[mounts[0]["name"]]
+def _worker(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return kind(docs, "StatefulSet")["pectrack-worker"]
 
 
-def test_container_args_are_accepted_by_the_cli(documents: list[dict[str, Any]]) -> None:
-    """Every container's args parse with `pectrack`; agent shards cover 1..n once."""
-    shards = []
-    for workload in _workloads(documents):
-        argv = pectrack_argv(_container(workload)["args"])
-        assert parse_error(argv) is None, f"{workload['metadata']['name']}: {parse_error(argv)}"
-        if argv[0] == "agent":
-            shards.append(argv[argv.index("--shard") + 1])
-    count = len(shards)
-    assert sorted(shards) == [f"{i}/{count}" for i in range(1, count + 1)]
+def test_container_args_are_accepted_by_the_cli(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Every container's args parse with `pectrack`. The agents are one StatefulSet whose
+    pods take their shard from their ordinal (`--shard auto`), N = its replicas."""
+    _, docs = overlay
+    agent = _agent(docs)
+    argv = pectrack_argv(container(agent)["args"])
+    assert argv[argv.index("--shard") + 1] == "auto"
+    count = agent["spec"]["replicas"]
     assert count >= 2
+    assert environment(docs, agent)["PECTRACK_SHARD_COUNT"] == str(count)
+    # `--shard auto` is parsed by the fleet branch of issue #16; K/N is what it resolves to
+    argv[argv.index("--shard") + 1] = f"1/{count}"
+    assert parse_error(argv) is None, parse_error(argv)
+    argv = pectrack_argv(container(_worker(docs))["args"])
+    assert parse_error(argv) is None, parse_error(argv)
 
 
 def _kafka_tls_listener(documents: list[dict[str, Any]]) -> dict[str, Any]:
-    (listener,) = _kind(documents, "Kafka")["pectrack"]["spec"]["kafka"]["listeners"]
+    (listener,) = kind(documents, "Kafka")["pectrack"]["spec"]["kafka"]["listeners"]
     return listener  # type: ignore[no-any-return]
 
 
-def _secret_of(workload: dict[str, Any], path: str) -> str:
-    """The Secret mounted at the directory holding ``path``."""
-    volume = _mount(workload, path)
-    assert "secret" in volume, path
-    return str(volume["secret"]["secretName"])
-
-
-def test_kafka_is_reached_only_by_mutual_tls(documents: list[dict[str, Any]]) -> None:
-    """One listener, TLS with client-certificate authentication; each component its own
-    KafkaUser, the brokers' CA from Strimzi's Secret."""
+def test_strimzi_kafka_is_reached_only_by_mutual_tls_with_acls(
+    documents: list[dict[str, Any]],
+) -> None:
+    """One listener, TLS with client certificates, simple authorization; each component
+    its own KafkaUser, the brokers' CA from Strimzi's Secret."""
+    kafka = kind(documents, "Kafka")["pectrack"]["spec"]["kafka"]
     listener = _kafka_tls_listener(documents)
     assert (listener["tls"], listener["authentication"]["type"]) == (True, "tls")
-    users = _kind(documents, "KafkaUser")
-    assert set(users) == {"pectrack-agent", "pectrack-worker"}
+    assert kafka["authorization"]["type"] == "simple"
+    users = kind(documents, "KafkaUser")
+    assert set(users) == {"pectrack-agent", "pectrack-worker", "pectrack-reader"}
     assert all(u["metadata"]["labels"]["strimzi.io/cluster"] == "pectrack" for u in users.values())
-    worker = _kind(documents, "StatefulSet")["pectrack-worker"]
-    env = {e["name"]: e.get("value") for e in _container(worker)["env"]}
+    worker = _worker(documents)
+    env = environment(documents, worker)
     assert env["PECTRACK_BROKER"] == f"pectrack-kafka-bootstrap:{listener['port']}"
     assert env["PECTRACK_KAFKA_TLS"] == "true"
-    assert _secret_of(worker, env["PECTRACK_KAFKA_CA_FILE"]) == "pectrack-cluster-ca-cert"
-    assert _secret_of(worker, env["PECTRACK_KAFKA_CERT_FILE"]) == "pectrack-worker"
-    assert _secret_of(worker, env["PECTRACK_KAFKA_KEY_FILE"]) == "pectrack-worker"
+    assert secret_of(worker, env["PECTRACK_KAFKA_CA_FILE"]) == "pectrack-cluster-ca-cert"
+    assert secret_of(worker, env["PECTRACK_KAFKA_CERT_FILE"]) == "pectrack-worker"
+    assert secret_of(worker, env["PECTRACK_KAFKA_KEY_FILE"]) == "pectrack-worker"
     assert env["PECTRACK_KAFKA_CERT_FILE"].endswith("/user.crt")  # Strimzi's key names
     assert env["PECTRACK_KAFKA_KEY_FILE"].endswith("/user.key")
     assert env["PECTRACK_KAFKA_CA_FILE"].endswith("/ca.crt")
+    assert settings_of(documents).tls is not None
 
 
-def test_agent_config_mounts_and_parses(documents: list[dict[str, Any]], tmp_path: Path) -> None:
-    """agent.toml is where --config points; it is valid; its passwords are mounted files;
-    it reaches Kafka by mutual TLS with its KafkaUser's certificate."""
+def settings_of(docs: list[dict[str, Any]]) -> StreamSettings:
+    """The worker's settings, read back through its own environment reader."""
+    env = environment(docs, _worker(docs))
+    return from_environment(env={**env, "PECTRACK_GROUP_INSTANCE_ID": "pectrack-worker-0"})
+
+
+def test_existing_kafka_is_reached_by_tls_and_sasl(tmp_path: Path) -> None:
+    """The existing-Kafka overlay: TLS to the brokers with the operator's CA, SASL with a
+    password file from a Secret per component, no Strimzi resource."""
+    docs = render("existing-kafka")
+    worker = _worker(docs)
+    env = environment(docs, worker)
+    assert env["PECTRACK_KAFKA_TLS"] == "true"
+    assert secret_of(worker, env["PECTRACK_KAFKA_CA_FILE"]) == "pectrack-kafka-ca"
+    assert env["PECTRACK_KAFKA_SASL_MECHANISM"] in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+    assert env["PECTRACK_KAFKA_SASL_USERNAME"] == "pectrack-worker"
+    assert secret_of(worker, env["PECTRACK_KAFKA_SASL_PASSWORD_FILE"]) == "pectrack-kafka-worker"
+    agent = _agent(docs)
+    kafka = _agent_toml(docs)["kafka"]
+    assert kafka["sasl_username"] == "pectrack-agent"
+    assert secret_of(agent, kafka["sasl_password_file"]) == "pectrack-kafka-agent"
+    assert secret_of(agent, kafka["ca_file"]) == "pectrack-kafka-ca"
+    assert kafka["sasl_mechanism"] == env["PECTRACK_KAFKA_SASL_MECHANISM"]
+    assert kafka["bootstrap"] == env["PECTRACK_BROKER"]
+    assert not any(d["apiVersion"].startswith("kafka.strimzi.io") for d in docs)
+
+
+def _agent_toml(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    agent = _agent(docs)
+    argv = pectrack_argv(container(agent)["args"])
+    config_path = Path(argv[argv.index("--config") + 1])
+    volume = mount(agent, str(config_path))
+    data = kind(docs, "ConfigMap")[volume["configMap"]["name"]]["data"]
+    return tomllib.loads(data[config_path.name])
+
+
+def test_agent_config_mounts_and_parses(
+    overlay: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """agent.toml is where --config points and is valid; the mailbox password template
+    points into the mounted passwords Secret; Kafka settings are those of the overlay."""
+    name, docs = overlay
     pki = TlsPki(tmp_path)
-    listener = _kafka_tls_listener(documents)
-    configmaps = _kind(documents, "ConfigMap")
-    for workload in (d for d in _workloads(documents) if d["kind"] == "Deployment"):
-        argv = pectrack_argv(_container(workload)["args"])
-        config_path = Path(argv[argv.index("--config") + 1])
-        volume = _mount(workload, str(config_path))
-        data = configmaps[volume["configMap"]["name"]]["data"]
-        text = data[config_path.name]
-        toml = tomllib.loads(text)
-        for box in toml["mailbox"]:
-            secret_dir = str(Path(box["password_file"]).parent)
-            assert "secret" in _mount(workload, secret_dir), box["id"]
-            box["password_env"] = "PW"
-            del box["password_file"]
-        kafka = toml["kafka"]
-        assert kafka["tls"] is True
-        assert _secret_of(workload, kafka["ca_file"]) == "pectrack-cluster-ca-cert"
-        assert _secret_of(workload, kafka["cert_file"]) == "pectrack-agent"
-        assert _secret_of(workload, kafka["key_file"]) == "pectrack-agent"
-        assert kafka["cert_file"].endswith("/user.crt")
-        assert kafka["key_file"].endswith("/user.key")
-        # parse_config reads the TLS files: this machine has test ones at other paths
-        kafka |= {"ca_file": pki.ca, "cert_file": pki.client_cert, "key_file": pki.client_key}
-        config = parse_config(toml, {"PW": "x"})
-        assert config.kafka.tls is not None
-        assert config.kafka.bootstrap == f"pectrack-kafka-bootstrap:{listener['port']}"
-        assert config.kafka.idempotence is True
-        assert config.kafka.create_topics is False
+    agent = _agent(docs)
+    toml = _agent_toml(docs)
+    template = toml["mailbox_defaults"]["password_file"]
+    assert template.endswith("/{id}")
+    assert secret_of(agent, template.replace("{id}", "comune-x")) == "pectrack-mailbox-passwords"
+    for box in toml["mailbox"]:
+        assert "password_file" not in box, "the template serves every mailbox"
+    del toml["mailbox_defaults"]["password_file"]
+    for box in toml["mailbox"]:
+        box["password_env"] = "PW"
+    kafka = toml["kafka"]
+    assert kafka["tls"] is True
+    if name == "strimzi":
+        listener = _kafka_tls_listener(docs)
+        assert kafka["bootstrap"] == f"pectrack-kafka-bootstrap:{listener['port']}"
+        assert secret_of(agent, kafka["ca_file"]) == "pectrack-cluster-ca-cert"
+        assert secret_of(agent, kafka["cert_file"]) == "pectrack-agent"
+        assert secret_of(agent, kafka["key_file"]) == "pectrack-agent"
+        kafka |= {"cert_file": pki.client_cert, "key_file": pki.client_key}
+    sasl = {key: kafka.pop(key) for key in SASL_KEYS if key in kafka}
+    assert bool(sasl) == (name == "existing-kafka")
+    if SASL_PARSED:
+        kafka.update(sasl)
+    kafka["ca_file"] = pki.ca  # parse_config reads the TLS files: test ones, other paths
+    config = parse_config(toml, {"PW": "x"})
+    assert config.kafka.tls is not None
+    if SASL_PARSED:
+        assert (getattr(config.kafka, "sasl", None) is not None) == bool(sasl)
+    assert config.kafka.idempotence is True
+    assert config.kafka.create_topics is False
 
 
 def test_worker_trust_store_is_mounted_with_anchors(documents: list[dict[str, Any]]) -> None:
     """--trust points at a mounted ConfigMap that holds at least one PEM anchor."""
-    worker = _kind(documents, "StatefulSet")["pectrack-worker"]
-    argv = pectrack_argv(_container(worker)["args"])
+    worker = _worker(documents)
+    argv = pectrack_argv(container(worker)["args"])
     trust = argv[argv.index("--trust") + 1]
-    volume = _mount(worker, trust)
-    data = _kind(documents, "ConfigMap")[volume["configMap"]["name"]]["data"]
+    volume = mount(worker, trust + "/x.pem")
+    data = kind(documents, "ConfigMap")[volume["configMap"]["name"]]["data"]
     assert any(name.endswith(".pem") and "BEGIN CERTIFICATE" in v for name, v in data.items())
 
 
 def test_strimzi_kafka_is_kraft_with_node_pools(documents: list[dict[str, Any]]) -> None:
     """The Kafka cluster runs KRaft through a dual-role KafkaNodePool, no ZooKeeper."""
-    kafkas = _kind(documents, "Kafka")
+    kafkas = kind(documents, "Kafka")
     assert list(kafkas) == ["pectrack"]
     kafka = kafkas["pectrack"]
     assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
     assert kafka["metadata"]["annotations"]["strimzi.io/node-pools"] == "enabled"
     assert "zookeeper" not in kafka["spec"]
-    for pool in _kind(documents, "KafkaNodePool").values():
+    for pool in kind(documents, "KafkaNodePool").values():
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] in kafkas
         assert set(pool["spec"]["roles"]) == {"controller", "broker"}
 
 
-def test_topics_are_the_settings_defaults(documents: list[dict[str, Any]]) -> None:
-    """KafkaTopics are exactly the code's topics, one partition count, compacted state."""
+def faust_topics(tmp_path: Path) -> tuple[str, str]:
+    """(table changelog, assignor leader topic) as faust names them for the settings."""
+    pipeline = build(StreamSettings(store="memory://", datadir=str(tmp_path)))
+    changelog = pipeline.table.changelog_topic.get_topic_name()
+    leader = pipeline.app._leader_assignor._leader_topic_name
+    return changelog, leader
+
+
+def test_topics_are_the_settings_defaults(documents: list[dict[str, Any]], tmp_path: Path) -> None:
+    """KafkaTopics are exactly the code's topics and faust's own, one partition count,
+    compacted state and cursors."""
     settings, kafka = StreamSettings(), KafkaSettings(bootstrap="x")
-    topics = _kind(documents, "KafkaTopic")
+    changelog, leader = faust_topics(tmp_path)
+    topics = {t["spec"].get("topicName", n): t for n, t in kind(documents, "KafkaTopic").items()}
     assert set(topics) == {
         settings.raw_topic,
         settings.receipts_topic,
@@ -289,39 +387,69 @@ def test_topics_are_the_settings_defaults(documents: list[dict[str, Any]]) -> No
         settings.dlq_topic,
         kafka.dead_letter_topic,
         kafka.cursor_topic,
+        changelog,
+        leader,
     }
     compacted = {
         name
         for name, topic in topics.items()
         if topic["spec"].get("config", {}).get("cleanup.policy") == "compact"
     }
-    assert compacted == {settings.message_state_topic, kafka.cursor_topic}
+    assert compacted == {settings.message_state_topic, kafka.cursor_topic, changelog}
     for topic in topics.values():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "pectrack"
+        assert topic["spec"]["replicas"] == 3
+    assert topics.pop(leader)["spec"]["partitions"] == 1  # faust's election: one partition
     partitions = {t["spec"]["partitions"] for t in topics.values()}
-    worker = _kind(documents, "StatefulSet")["pectrack-worker"]
-    env = {e["name"]: e.get("value") for e in _container(worker)["env"]}
-    assert partitions == {int(env["PECTRACK_PARTITIONS"])}
-    assert worker["spec"]["replicas"] <= partitions.pop(), "idle workers beyond partitions"
+    assert partitions == {settings_of(documents).partitions}
+    assert _worker(documents)["spec"]["replicas"] <= partitions.pop(), "idle workers"
+
+
+def test_one_partition_count_across_compose_and_kubernetes(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Compose's topics, the workers' and the agents' settings of every overlay: 12."""
+    _, docs = overlay
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    created = {int(n) for n in re.findall(r"--partitions (\d+)", compose)}
+    compose_env = yaml.safe_load(compose)["services"]["worker"]["environment"]
+    assert created == {int(compose_env["PECTRACK_PARTITIONS"])} == {12}
+    assert settings_of(docs).partitions == 12
+    assert _agent_toml(docs)["kafka"]["partitions"] == 12
 
 
 def test_generated_files_are_in_sync() -> None:
     """Dashboard ConfigMaps, PrometheusRule and trust anchors match their sources."""
     generator = _generator()
-    for name, render in generator.GENERATED.items():
-        assert (K8S / name).read_text() == render(), "run python deploy/kubernetes/generate.py"
+    for name, render_file in generator.GENERATED.items():
+        assert (BASE / name).read_text() == render_file(), "run deploy/kubernetes/generate.py"
     assert generator.main(["--check"]) == 0
 
 
 def test_generated_resources_carry_the_sources(documents: list[dict[str, Any]]) -> None:
-    """Each dashboard JSON is in a sidecar-labelled ConfigMap; the rule equals alerts.yaml."""
-    configmaps = _kind(documents, "ConfigMap")
+    """Each dashboard JSON is in a sidecar-labelled ConfigMap; the rule equals alerts.yaml
+    (at the default docs URL); the anchors are pipeline/trust's."""
+    configmaps = kind(documents, "ConfigMap")
     for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
         configmap = configmaps[f"grafana-dashboard-{path.stem}"]
         assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert configmap["data"][path.name] == path.read_text()
-    rule = _kind(documents, "PrometheusRule")["pectrack-alerts"]
+    rule = kind(documents, "PrometheusRule")["pectrack-alerts"]
     assert rule["spec"]["groups"] == yaml.safe_load(ALERTS.read_text())["groups"]
+    [trust] = [c for n, c in configmaps.items() if n.startswith("pectrack-trust-anchors-")]
+    anchors = {p.name: p.read_text() for p in (ROOT / "pipeline" / "trust").glob("*.pem")}
+    assert trust["data"] == anchors
+
+
+def test_docs_url_rebases_every_runbook(tmp_path: Path) -> None:
+    """--docs-url moves every runbook_url of the PrometheusRule under the new base."""
+    generator = _generator()
+    text = generator.prometheus_rule("https://docs.example.org/pectrack")
+    urls = re.findall(r"runbook_url: (\S+)", text)
+    assert len(urls) == text.count("- alert: ")
+    assert all(u.startswith("https://docs.example.org/pectrack/operations.md#") for u in urls)
+    with pytest.raises(ValueError, match="absolute"):
+        generator.prometheus_rule("docs/")
 
 
 def test_sync_check_notices_a_changed_dashboard(tmp_path: Path) -> None:
@@ -338,21 +466,181 @@ def test_worker_state_is_on_a_persistent_volume_with_static_membership(
     documents: list[dict[str, Any]],
 ) -> None:
     """The workers keep the correlate table in RocksDB on a per-pod PersistentVolume at
-    their datadir, with the pod name as static group membership id; the settings read
-    back through the worker's own environment reader."""
-    worker = _kind(documents, "StatefulSet")["pectrack-worker"]
-    container = _container(worker)
-    argv = pectrack_argv(container["args"])
+    their datadir, with the pod name as static group membership id."""
+    worker = _worker(documents)
+    spec = container(worker)
+    argv = pectrack_argv(spec["args"])
     datadir = argv[argv.index("--datadir") + 1]
-    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == datadir]
+    [state] = [m for m in spec["volumeMounts"] if m["mountPath"] == datadir]
     claims = {c["metadata"]["name"] for c in worker["spec"]["volumeClaimTemplates"]}
-    assert mount["name"] in claims
-    assert mount["name"] not in {v["name"] for v in worker["spec"]["template"]["spec"]["volumes"]}
-    env = container["env"]
-    [instance] = [e for e in env if e["name"] == "PECTRACK_GROUP_INSTANCE_ID"]
+    assert state["name"] in claims
+    assert state["name"] not in volumes(worker)
+    [instance] = [e for e in spec["env"] if e["name"] == "PECTRACK_GROUP_INSTANCE_ID"]
     assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    plain = {e["name"]: e["value"] for e in env if "value" in e}
-    settings = from_environment(env={**plain, "PECTRACK_GROUP_INSTANCE_ID": "pectrack-worker-0"})
+    settings = settings_of(documents)
     assert settings.store == "rocksdb://"
     assert settings.standby_replicas >= 1
     assert settings.session_timeout_seconds >= 10
+
+
+def test_pods_meet_the_restricted_pod_security_standard(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Non-root, no privilege escalation, every capability dropped, RuntimeDefault
+    seccomp, a read-only root filesystem with a writable /tmp, allowed volume types only;
+    the namespace enforces the profile."""
+    _, docs = overlay
+    namespace = kind(docs, "Namespace")["pectrack"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for workload in workloads(docs):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["automountServiceAccountToken"] is False
+        for spec in pod["containers"]:
+            context = spec["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["runAsNonRoot"] is True
+            assert context["runAsUser"] >= 10000
+            assert context["capabilities"]["drop"] == ["ALL"]
+            assert "add" not in context["capabilities"]
+            assert context["seccompProfile"]["type"] == "RuntimeDefault"
+            assert "emptyDir" in mount(workload, "/tmp/x")
+        for volume in volumes(workload).values():
+            assert set(volume) - {"name"} <= RESTRICTED_VOLUMES, volume
+
+
+def test_probes_exercise_the_event_loop(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    """Liveness and readiness ask /livez and /readyz (pipeline/health.py) on a port the
+    container serves from its event loop, never the metrics thread."""
+    _, docs = overlay
+    ports = {"pectrack-agent": "health", "pectrack-worker": "web"}
+    for workload in workloads(docs):
+        spec = container(workload)
+        names = {p["name"]: p["containerPort"] for p in spec["ports"]}
+        port = ports[workload["metadata"]["name"]]
+        assert spec["livenessProbe"]["httpGet"] == {"path": "/livez", "port": port}
+        assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+        if argv_name(spec) == "worker":  # its web server starts once Kafka answers
+            startup = spec["startupProbe"]
+            assert startup["httpGet"] == {"path": "/livez", "port": port}
+            assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+        argv = pectrack_argv(spec["args"])
+        flag = "--health-port" if argv[0] == "agent" else "--web-port"
+        assert int(argv[argv.index(flag) + 1]) == names[port]
+        assert names[port] != names["metrics"]
+
+
+def test_disruption_budgets_cover_each_workload(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = overlay
+    budgets = kind(docs, "PodDisruptionBudget")
+    for workload in workloads(docs):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        [budget] = [
+            b
+            for b in budgets.values()
+            if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert budget["spec"]["maxUnavailable"] == 1
+
+
+def argv_name(spec: dict[str, Any]) -> str:
+    return pectrack_argv(spec["args"])[0]
+
+
+def _peers(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    return rule.get("from", [])  # type: ignore[no-any-return]
+
+
+def test_network_policies_guard_every_port(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    """Each pod is isolated by a NetworkPolicy; its metrics port is open to Prometheus
+    only, the worker's lookup port to workers and labelled clients only; no rule is open
+    to everyone (no empty `from`)."""
+    _, docs = overlay
+    policies = kind(docs, "NetworkPolicy")
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    for workload in workloads(docs):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        [policy] = [
+            p
+            for p in policies.values()
+            if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        opened: dict[str, list[dict[str, Any]]] = {}
+        for rule in policy["spec"]["ingress"]:
+            assert _peers(rule), "a rule without `from` admits every pod"
+            for port in rule["ports"]:
+                opened.setdefault(port["port"], []).extend(_peers(rule))
+        assert opened["metrics"] == [prometheus]
+        served = {p["name"] for p in container(workload)["ports"]}
+        assert set(opened) <= served
+        if workload["metadata"]["name"] == "pectrack-worker":
+            selectors = [peer["podSelector"]["matchLabels"] for peer in opened["web"]]
+            assert {"app.kubernetes.io/name": "pectrack-worker"} in selectors
+            assert all(s in ({"app.kubernetes.io/name": "pectrack-worker"},
+                             {"pectrack.io/lookup": "allowed"}) for s in selectors)  # fmt: skip
+
+
+def test_a_config_change_renames_the_configmap_and_so_rolls_the_pods(tmp_path: Path) -> None:
+    """ConfigMaps are generated with a hash of their content in their name, and the pods
+    refer to that name: a changed agent.toml or worker setting is a new pod template."""
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(K8S, copy)
+    before = render_dir(copy / "strimzi")
+    toml = copy / "strimzi" / "agent.toml"
+    toml.write_text(toml.read_text().replace("poll_seconds = 60", "poll_seconds = 90"))
+    env = copy / "base" / "worker.env"
+    env.write_text(env.read_text().replace("PECTRACK_LOG_LEVEL=info", "PECTRACK_LOG_LEVEL=debug"))
+    after = render_dir(copy / "strimzi")
+    for name in ("pectrack-agent", "pectrack-worker"):
+        old, new = _pod_configmaps(before, name), _pod_configmaps(after, name)
+        assert old != new, name
+        assert all(re.fullmatch(r"pectrack-[a-z-]+-[a-z0-9]{10}", n) for n in old | new)
+
+
+def _pod_configmaps(docs: list[dict[str, Any]], name: str) -> set[str]:
+    workload = kind(docs, "StatefulSet")[name]
+    names = {v["configMap"]["name"] for v in volumes(workload).values() if "configMap" in v}
+    names |= {s["configMapRef"]["name"] for s in container(workload).get("envFrom", [])}
+    return {n for n in names if not n.startswith("pectrack-trust-anchors")}
+
+
+def _checkov(rendered: Path) -> dict[str, Any]:
+    checkov = Path(sys.executable).parent / "checkov"  # the test extras of this venv
+    assert checkov.exists(), "checkov is missing: make venv installs the test extras"
+    result = subprocess.run(
+        [str(checkov), "-d", str(rendered.parent), "--framework", "kubernetes",
+         "--output", "json", "--skip-download"],
+        capture_output=True, text=True, check=False,
+        env={"BC_SKIP_MAPPING": "TRUE", "PATH": "/usr/bin:/bin", "HOME": str(rendered.parent)},
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_checkov_passes_every_overlay(
+    overlay: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """checkov's Kubernetes checks pass on the rendered overlay; each skipped check is
+    skipped on its resource with a reason (an annotation; the YAML comment says more)."""
+    name, docs = overlay
+    rendered = tmp_path / "scan" / f"{name}.yaml"
+    rendered.parent.mkdir()
+    rendered.write_text(yaml.safe_dump_all(docs))
+    report = _checkov(rendered)
+    results = report["results"]
+    failed = [(c["check_id"], c["resource"]) for c in results["failed_checks"]]
+    assert failed == [], failed
+    assert report["summary"]["passed"] > 100, "checkov scanned nothing"
+    skipped = results["skipped_checks"]
+    assert {c["check_id"] for c in skipped} == {"CKV_K8S_11", "CKV_K8S_43"}  # as commented
+    for check in skipped:
+        assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
