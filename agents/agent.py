@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
 from agents.backoff import Backoff
 from agents.config import AgentConfig
-from agents.ingest import MailboxWorker, WorkerContext
+from agents.fleet import MailboxFleet
+from agents.ingest import WorkerContext
 from agents.logs import log_event
 from agents.publish import CursorStore, KafkaPublisher, PublishError
+from agents.reload import serve_reloads
 from agents.shard import Shard
 from pipeline.contracts.metrics import IngestMetrics
+from pipeline.kafka.sasl import KafkaSaslError, auth_error
 from pipeline.kafka.tls import handshake_error
 
 __all__ = ["run_agent"]
@@ -34,9 +38,16 @@ async def run_agent(
     stop: asyncio.Event,
     shard: Shard | None = None,
     grace_seconds: float = 10.0,
+    reload: asyncio.Event | None = None,
+    load: Callable[[], AgentConfig] | None = None,
 ) -> None:
-    """Ingest the shard's mailboxes until ``stop`` is set, then finish in-flight batches."""
-    boxes = (shard or Shard()).select(config.mailboxes)
+    """Ingest the shard's mailboxes until ``stop`` is set, then finish in-flight batches.
+
+    Each time ``reload`` is set, ``load()`` is called and its mailboxes applied
+    (:mod:`agents.reload`).
+    """
+    shard = shard or Shard()
+    boxes = shard.select(config.mailboxes)
     metrics = IngestMetrics(registry)
     metrics.mailboxes.set(len(boxes))
     for box in boxes:
@@ -49,7 +60,7 @@ async def run_agent(
     if connected is None:
         return
     publisher, cursors = connected
-    log_event(log, logging.INFO, "agent.start", mailboxes=len(boxes), shard=str(shard or Shard()))
+    log_event(log, logging.INFO, "agent.start", mailboxes=len(boxes), shard=str(shard))
     ctx = WorkerContext(
         kafka=config.kafka,
         limits=config.limits,
@@ -60,20 +71,19 @@ async def run_agent(
         active=asyncio.Semaphore(config.limits.max_concurrent_syncs),
         stop=stop,
     )
-    tasks = [
-        asyncio.create_task(MailboxWorker(box, ctx).run(), name=f"mailbox:{box.id}")
-        for box in boxes
-    ]
+    fleet = MailboxFleet(ctx)
+    for box in boxes:
+        fleet.start(box)
     try:
+        if reload is not None and load is not None:
+            await serve_reloads(
+                fleet, config=config, shard=shard, load=load, requested=reload, stop=stop,
+                grace_seconds=grace_seconds,
+                on_reloaded=lambda _new, count: metrics.mailboxes.set(count),
+            )  # fmt: skip
         await stop.wait()
-        _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await fleet.stop_all(grace_seconds)
         await publisher.stop()
         log_event(log, logging.INFO, "agent.stop")
 
@@ -85,18 +95,21 @@ async def _connect_kafka(
     backoff = Backoff(config.limits.backoff_base, config.limits.backoff_cap)
     attempt = 0
     while not stop.is_set():
-        publisher = KafkaPublisher(config.kafka, max_record_bytes=config.limits.max_message_bytes)
+        publisher: KafkaPublisher | None = None
         try:
+            # made per attempt: the SASL password file is read again at each one
+            publisher = KafkaPublisher(
+                config.kafka, max_record_bytes=config.limits.max_message_bytes
+            )
             await publisher.start()
             return publisher, await CursorStore.load(publisher)
-        except PublishError as exc:
-            await publisher.stop()
-            tls = config.kafka.tls
-            cause = await handshake_error(config.kafka.bootstrap, tls) if tls else None
-            extra = {"tls_error": cause} if cause else {}
+        except (PublishError, KafkaSaslError) as exc:
+            if publisher is not None:
+                await publisher.stop()
             log_event(
-                log, logging.WARNING, "kafka.unavailable", error=str(exc), attempt=attempt, **extra
-            )
+                log, logging.WARNING, "kafka.unavailable", error=str(exc), attempt=attempt,
+                **await _diagnose(config),
+            )  # fmt: skip
             delay = backoff.delay(attempt, random.random)
             attempt += 1
             try:
@@ -104,3 +117,18 @@ async def _connect_kafka(
             except TimeoutError:
                 continue
     return None
+
+
+async def _diagnose(config: AgentConfig) -> dict[str, str]:
+    """Why Kafka refuses the agent, when it is TLS or authentication (log fields)."""
+    kafka = config.kafka
+    extra: dict[str, str] = {}
+    if kafka.tls is not None:
+        cause = await handshake_error(kafka.bootstrap, kafka.tls)
+        if cause:
+            extra["tls_error"] = cause
+            return extra
+    cause = await auth_error(kafka.bootstrap, kafka.tls, kafka.sasl)
+    if cause:
+        extra["auth_error"] = cause
+    return extra

@@ -8,6 +8,10 @@
     tls = true                         # optional: verified TLS to the brokers, and with it
     ca_file = "kafka-ca.pem"           #   their CA (default: the system trust store) and a
     cert_file = "agent.pem"            #   client certificate (mutual TLS), key_file if apart
+    replication = 3                    # of the topics it creates (never 1 by default)
+    sasl_mechanism = "SCRAM-SHA-512"   # optional SASL (pipeline.kafka.sasl): with
+    sasl_username = "pectrack-agent"   #   sasl_password_file/_env, or sasl_token_file
+    sasl_password_file = "/run/secrets/kafka/password"
 
     [mailbox_defaults]                 # merged under every [[mailbox]]
     host = "imaps.pec.aruba.it"
@@ -18,8 +22,11 @@
     user = "protocollo@pec.comune-x.it"
     password_env = "PEC_COMUNE_X_PASSWORD"     # or password_file = "/run/secrets/comune-x"
 
-A literal ``password`` key is rejected: the config text never holds a secret. Errors are
-:class:`ConfigError`; their messages name keys and variables, never a secret's value.
+A literal ``password`` key is rejected: the config text never holds a secret. Secrets are
+read when a mailbox logs in, not here (:mod:`agents.secrets`): ``password_file =
+"/run/secrets/pec/{id}"`` in ``[mailbox_defaults]`` serves every mailbox, and a missing
+one downs that mailbox only. Errors are :class:`ConfigError`; their messages name keys
+and variables, never a secret's value.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agents.secrets import SecretRef, expand_template
 from pipeline.contracts import topics
+from pipeline.kafka.sasl import KafkaSasl, KafkaSaslError
 from pipeline.kafka.tls import KafkaTls, KafkaTlsError
 
 __all__ = [
@@ -110,7 +119,7 @@ class MailboxConfig:
     verify_tls: bool
     ca_file: Path | None
     user: str
-    password: Secret
+    password: Secret | SecretRef  # SecretRef from a config file: read at each login
     folders: tuple[str, ...]
 
     @property
@@ -133,6 +142,10 @@ class KafkaSettings:
     partitions: int = topics.DEFAULT_PARTITIONS
     client_id: str = "pectrack-agent"
     tls: KafkaTls | None = None  # None: plaintext (``tls = true`` in [kafka] turns it on)
+    sasl: KafkaSasl | None = None  # None: no SASL (``sasl_mechanism`` in [kafka] turns it on)
+    # Replicas of the topics the agent creates (with min.insync.replicas = 2 from 3 on);
+    # never lowered to fit: a one-broker cluster refuses 3, so say 1 there explicitly.
+    replication: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +190,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AgentCo
 def parse_config(
     data: Mapping[str, Any], environ: Mapping[str, str], *, base_dir: Path = Path()
 ) -> AgentConfig:
-    """Validate a decoded TOML document (pure apart from reading ``password_file``)."""
+    """Validate a decoded TOML document (pure: secrets are only referenced)."""
     kafka = _section(data, "kafka")
     if "bootstrap" not in kafka:
         raise ConfigError("[kafka] bootstrap is required")
@@ -201,13 +214,23 @@ def parse_config(
 
 
 _KAFKA_TLS_FILES = ("ca_file", "cert_file", "key_file")
+_KAFKA_SASL_KEYS = (
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password_env",
+    "sasl_password_file",
+    "sasl_token_file",
+    "sasl_allow_plaintext",
+)
 
 
 def _kafka(kafka: Mapping[str, Any], base_dir: Path) -> KafkaSettings:
     """[kafka]; ``tls = true`` with optional ``ca_file``/``cert_file``/``key_file``
     (relative to the config file) turns on verified TLS to the brokers."""
-    plain = {k: v for k, v in kafka.items() if k != "tls" and k not in _KAFKA_TLS_FILES}
+    special = {"tls", *_KAFKA_TLS_FILES, *_KAFKA_SASL_KEYS}
+    plain = {k: v for k, v in kafka.items() if k not in special}
     settings = KafkaSettings(**_typed(plain, KafkaSettings, "kafka"))
+    settings = replace(settings, sasl=_kafka_sasl(kafka, base_dir))
     tls = kafka.get("tls", False)
     if not isinstance(tls, bool):
         raise ConfigError("[kafka] tls must be true or false")
@@ -229,6 +252,39 @@ def _kafka(kafka: Mapping[str, Any], base_dir: Path) -> KafkaSettings:
     except KafkaTlsError as exc:
         raise ConfigError(f"[kafka] {exc}") from None
     return replace(settings, tls=tls_settings)
+
+
+def _kafka_sasl(kafka: Mapping[str, Any], base_dir: Path) -> KafkaSasl | None:
+    """``sasl_mechanism`` (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) with ``sasl_username`` and
+    ``sasl_password_env``/``sasl_password_file``, or ``sasl_token_file`` (files relative
+    to the config; read when connecting, never here)."""
+    given = {key: kafka[key] for key in _KAFKA_SASL_KEYS if key in kafka}
+    if not given:
+        return None
+    if "sasl_mechanism" not in given:
+        raise ConfigError(f"[kafka] {sorted(given)[0]} is set but sasl_mechanism is not")
+    for key, value in given.items():
+        wanted = bool if key == "sasl_allow_plaintext" else str
+        if not isinstance(value, wanted) or value == "":
+            raise ConfigError(
+                f"[kafka] {key} must be {'true or false' if wanted is bool else 'text'}"
+            )
+    files = {
+        key: str(base_dir / given[f"sasl_{key}"])
+        for key in ("password_file", "token_file")
+        if f"sasl_{key}" in given
+    }
+    try:
+        return KafkaSasl(
+            mechanism=given["sasl_mechanism"],
+            username=given.get("sasl_username"),
+            password_env=given.get("sasl_password_env"),
+            password_file=files.get("password_file"),
+            token_file=files.get("token_file"),
+            allow_plaintext=given.get("sasl_allow_plaintext", False),
+        )
+    except KafkaSaslError as exc:
+        raise ConfigError(f"[kafka] {exc}") from None
 
 
 def _is_table(value: object) -> bool:
@@ -327,21 +383,16 @@ def _mailbox(box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path)
 
 def _secret(
     box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path, where: str
-) -> Secret:
+) -> SecretRef:
+    """The password's reference; read at each login (:mod:`agents.secrets`), so a missing
+    secret downs that mailbox only and a rotated file is picked up without a restart."""
     env_name, file_name = box.get("password_env"), box.get("password_file")
     if (env_name is None) == (file_name is None):
         raise ConfigError(f"{where}: give exactly one of password_env, password_file")
-    if isinstance(env_name, str):
-        value = environ.get(env_name)
-        if not value:
-            raise ConfigError(f"{where}: environment variable {env_name} is not set")
-        return Secret(value)
-    if not isinstance(file_name, str):
+    if env_name is not None:
+        if not isinstance(env_name, str) or not env_name:
+            raise ConfigError(f"{where}: password_env must be a variable name")
+        return SecretRef(env=env_name, environ=environ)
+    if not isinstance(file_name, str) or not file_name:
         raise ConfigError(f"{where}: password_file must be a path")
-    try:
-        value = (base_dir / file_name).read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read password_file: {exc.strerror}") from None
-    if not value:
-        raise ConfigError(f"{where}: password_file is empty")
-    return Secret(value)
+    return SecretRef(file=base_dir / expand_template(file_name, str(box["id"])))

@@ -23,6 +23,7 @@ from agents.config import AgentLimits, KafkaSettings, MailboxConfig
 from agents.cursor import FolderCursor, FolderPlan, FolderStatus, plan_folder
 from agents.fetch_batches import FetchBatch, Oversized, chunked, plan_batches, shrink
 from agents.imap.session import (
+    ImapAuthError,
     ImapError,
     ImapFolderMissingError,
     ImapParserError,
@@ -129,6 +130,7 @@ class MailboxWorker:
                 async with self.ctx.connecting:
                     session = await self.ctx.open_session(self.box, self.ctx.limits.command_timeout)
                 self.metrics.connected.inc()
+                self.metrics.credentials_ok.labels(self.box.id).set(1)
                 self.folders = await self._resolve_folders(session)
                 await self._sync_all(session)
                 self._up(True)  # up = every folder synced, not merely logged in
@@ -156,6 +158,8 @@ class MailboxWorker:
     def _failed(self, exc: ImapError | PublishError, attempt: int) -> None:
         if isinstance(exc, ImapError):
             self.metrics.imap_errors.labels(exc.kind).inc()
+            if isinstance(exc, ImapAuthError):  # refused, or no password to give (secret)
+                self.metrics.credentials_ok.labels(self.box.id).set(0)
         else:
             self.metrics.publish_errors.inc()
         log_event(

@@ -23,7 +23,8 @@ from agents.config import KafkaSettings
 from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
 from agents.records import OutRecord
 from pipeline.kafka.read import read_topic as read_topic_records
-from pipeline.kafka.tls import KafkaTls, client_options
+from pipeline.kafka.sasl import KafkaSasl, kafka_client_options
+from pipeline.kafka.tls import KafkaTls
 
 __all__ = [
     "CursorStore",
@@ -32,10 +33,28 @@ __all__ = [
     "RecordsRejectedError",
     "read_cursors",
     "stop_consumer",
+    "topic_specs",
 ]
 
 _TOPIC_EXISTS = 36
 MAX_BATCH_BYTES = 1_000_000  # per partition and request; a larger record goes alone
+
+
+def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
+    """The agent's topics as it creates them: ``[kafka] replication`` replicas (3 unless
+    configured; a cluster with fewer brokers refuses, and the agent says so rather than
+    lowering it), and from 3 on ``min.insync.replicas = 2``, so that an ``acks=all``
+    write survives the loss of any one broker."""
+    replication = settings.replication
+    configs = {"min.insync.replicas": "2"} if replication >= 3 else {}
+    compact = {**configs, "cleanup.policy": "compact"}
+    return [
+        NewTopic(settings.topic, settings.partitions, replication, topic_configs=configs),
+        NewTopic(
+            settings.dead_letter_topic, settings.partitions, replication, topic_configs=configs
+        ),
+        NewTopic(settings.cursor_topic, 1, replication, topic_configs=compact),
+    ]
 
 
 class PublishError(Exception):
@@ -71,7 +90,9 @@ class KafkaPublisher:
         producer: Callable[..., AIOKafkaProducer] = AIOKafkaProducer,
     ) -> None:
         self.settings = settings
-        self._client = client_options(settings.tls)  # the TLS context, made once
+        # the TLS context made and the SASL password read once per producer (each
+        # reconnect of the agent makes a new one: a rotated password file is read again)
+        self._client = kafka_client_options(settings.tls, settings.sasl)
         self._producer = producer(
             **self._client,
             bootstrap_servers=settings.bootstrap,
@@ -96,6 +117,8 @@ class KafkaPublisher:
                 await self._create_topics()
         except KafkaError as exc:
             raise PublishError(f"cannot reach Kafka: {type(exc).__name__}") from None
+        except KeyError:  # aiokafka's SCRAM client when the broker ends the exchange (e=)
+            raise PublishError("cannot reach Kafka: SASL SCRAM exchange refused") from None
 
     async def _create_topics(self) -> None:
         s = self.settings
@@ -104,15 +127,15 @@ class KafkaPublisher:
         )
         await admin.start()
         try:
-            topics = [
-                NewTopic(s.topic, s.partitions, 1),
-                NewTopic(s.dead_letter_topic, s.partitions, 1),
-                NewTopic(s.cursor_topic, 1, 1, topic_configs={"cleanup.policy": "compact"}),
-            ]
+            topics = topic_specs(s)
             response = await admin.create_topics(topics)
             for name, code, message in response.topic_errors:
                 if code not in (0, _TOPIC_EXISTS):
-                    raise PublishError(f"cannot create topic {name}: {message}")
+                    raise PublishError(
+                        f"cannot create topic {name} with {s.replication} replicas: {message} "
+                        f"(error {code}; [kafka] replication sets it, create_topics = false "
+                        "leaves topic creation to you)"
+                    )
         finally:
             await admin.close()
 
@@ -167,9 +190,8 @@ class CursorStore:
 
     @classmethod
     async def load(cls, publisher: KafkaPublisher) -> CursorStore:
-        cursors = await read_cursors(
-            publisher.settings.bootstrap, publisher.settings.cursor_topic, publisher.settings.tls
-        )
+        s = publisher.settings
+        cursors = await read_cursors(s.bootstrap, s.cursor_topic, s.tls, s.sasl)
         return cls(publisher, cursors)
 
     def get(self, mailbox_id: str, folder: str) -> FolderCursor | None:
@@ -184,11 +206,11 @@ class CursorStore:
 
 
 async def read_cursors(
-    bootstrap: str, topic: str, tls: KafkaTls | None = None
+    bootstrap: str, topic: str, tls: KafkaTls | None = None, sasl: KafkaSasl | None = None
 ) -> dict[bytes, FolderCursor]:
     """Every folder cursor in ``topic`` (last record per key wins)."""
     cursors: dict[bytes, FolderCursor] = {}
-    for key, value in await read_topic(bootstrap, topic, tls):
+    for key, value in await read_topic(bootstrap, topic, tls, sasl):
         cursor = decode_cursor(value) if key is not None and value is not None else None
         if key is not None and cursor is not None:
             cursors[key] = cursor
@@ -196,11 +218,11 @@ async def read_cursors(
 
 
 async def read_topic(
-    bootstrap: str, topic: str, tls: KafkaTls | None = None
+    bootstrap: str, topic: str, tls: KafkaTls | None = None, sasl: KafkaSasl | None = None
 ) -> list[tuple[bytes | None, bytes | None]]:
     """``(key, value)`` of every record now in ``topic``, partition by partition."""
     consumer = AIOKafkaConsumer(
-        **client_options(tls), bootstrap_servers=bootstrap, enable_auto_commit=False
+        **kafka_client_options(tls, sasl), bootstrap_servers=bootstrap, enable_auto_commit=False
     )
     try:
         await consumer.start()
@@ -208,6 +230,8 @@ async def read_topic(
         return [(r.key, r.value) for r in await read_topic_records(consumer, topic)]
     except KafkaError as exc:
         raise PublishError(f"cannot read {topic}: {type(exc).__name__}") from None
+    except KeyError:  # aiokafka's SCRAM client when the broker ends the exchange (e=)
+        raise PublishError(f"cannot read {topic}: SASL SCRAM exchange refused") from None
     finally:
         await stop_consumer(consumer, topic)
 

@@ -188,7 +188,7 @@ def test_install_registers_pages_and_reads_the_lag_gauge(tmp_path: Path) -> None
     live, ready = health.verdicts()
     assert live.ok
     assert not ready.ok
-    pipeline.contracts.metrics.set_consumer_lag({("pec.raw", 3): 7})  # the gauge the metrics export
+    pipeline.metrics.set_consumer_lag({("pec.raw", 3): 7})  # the gauge the metrics export
     assert health_lag(pipeline.registry) == {("pec.raw", 3): 7}
 
 

@@ -4,6 +4,7 @@ Error tree (``kind`` is the metric label)::
 
     ImapError
     ├── ImapAuthError        kind="auth"      LOGIN refused
+    │   └── ImapSecretError  kind="secret"    the password cannot be read (agents.secrets)
     ├── ImapTlsError         kind="tls"       handshake or certificate verification failed
     ├── ImapConnectError     kind="connect"   refused, unreachable, DNS
     ├── ImapTimeoutError          kind="timeout"   a command exceeded the per-command timeout
@@ -31,6 +32,7 @@ from agents.cursor import FolderStatus
 from agents.fetch_batches import uid_set
 from agents.imap import parse
 from agents.records import FetchedMessage
+from agents.secrets import SecretUnavailableError
 
 __all__ = [
     "ImapAuthError",
@@ -40,6 +42,7 @@ __all__ = [
     "ImapFolderMissingError",
     "ImapParserError",
     "ImapProtocolError",
+    "ImapSecretError",
     "ImapSession",
     "ImapTimeoutError",
     "ImapTlsError",
@@ -65,6 +68,12 @@ class ImapError(Exception):
 
 class ImapAuthError(ImapError):
     kind = "auth"
+
+
+class ImapSecretError(ImapAuthError):
+    """No password to log in with: unset variable, missing/unreadable/empty file."""
+
+    kind = "secret"
 
 
 class ImapTlsError(ImapError):
@@ -126,13 +135,21 @@ class ImapSession:
 
     @classmethod
     async def open(cls, box: MailboxConfig, timeout: float) -> ImapSession:
-        """Connect and log in; raises an :class:`ImapError` subclass."""
+        """Connect and log in; raises an :class:`ImapError` subclass.
+
+        The password is read first (each login: a rotated file is picked up); when it
+        cannot be, no connection is made.
+        """
+        try:
+            password = box.password.reveal()
+        except SecretUnavailableError as exc:
+            raise ImapSecretError(f"mailbox {box.id}: {exc}") from None
         session = cls(box, timeout)
         try:
             await session._call(session._client.wait_hello_from_server())
             if box.tls is TlsMode.STARTTLS:
                 await session._call(asyncio.wait_for(session._starttls(), timeout))
-            response = await session._call(session._client.login(box.user, box.password.reveal()))
+            response = await session._call(session._client.login(box.user, password))
             if response.result != "OK":
                 raise ImapAuthError(f"mailbox {box.id}: login refused ({response.result})")
         except BaseException:

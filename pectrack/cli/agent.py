@@ -1,10 +1,15 @@
-"""``pectrack agent --config FILE [--shard K/N] [--metrics-port P]``: run the IMAP ingest."""
+"""``pectrack agent --config FILE [--shard K/N|auto] [--metrics-port P]``: run the IMAP ingest.
+
+SIGHUP reads the config file again and applies its mailboxes live (``agents.reload``);
+SIGTERM/SIGINT stop after the in-flight batches.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from agents import logs
 from agents.agent import run_agent
 from agents.config import ConfigError, load_config
+from agents.fleet import SHARD_COUNT_ENV, SHARD_ENV, resolve_shard
 from agents.shard import parse_shard
 from pipeline import health
 from pipeline.contracts.metrics import serve
@@ -31,7 +37,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", type=Path, required=True, help="agent TOML file")
     parser.add_argument(
-        "--shard", type=parse_shard, default=None, help="take share K of N of the mailboxes"
+        "--shard",
+        type=_shard_arg,
+        default=None,
+        help="take share K of N of the mailboxes; 'auto' (or auto/N): K from the "
+        f"StatefulSet pod ordinal, N from {SHARD_COUNT_ENV} (default: ${SHARD_ENV}, else all)",
     )
     parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     parser.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
@@ -49,6 +59,11 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         logs.log_event(log, logging.ERROR, "config.invalid", error=str(exc))
         return 2
+    try:
+        args.shard = resolve_shard(args.shard, os.environ)
+    except ValueError as exc:
+        logs.log_event(log, logging.ERROR, "config.invalid", error=str(exc))
+        return 2
     registry = CollectorRegistry()
     if args.metrics_port is not None:
         port = serve(registry, args.metrics_port, args.metrics_addr)
@@ -60,8 +75,24 @@ def main(args: argparse.Namespace) -> int:
 async def _run(config: Any, registry: CollectorRegistry, args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reload = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if args.health_port is not None:  # probes on this loop (pipeline.health)
         await health.start_agent_health(registry, args.health_port, args.metrics_addr)
-    await run_agent(config, registry=registry, stop=stop, shard=args.shard)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    await run_agent(
+        config,
+        registry=registry,
+        stop=stop,
+        shard=args.shard,
+        reload=reload,
+        load=lambda: load_config(args.config),
+    )
+
+
+def _shard_arg(text: str) -> str:
+    """``K/N`` checked now (argparse reports it); ``auto``/``auto/N`` resolved in main."""
+    if not text.strip().startswith("auto"):
+        parse_shard(text)
+    return text

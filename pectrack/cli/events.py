@@ -21,7 +21,14 @@ from typing import Any
 import orjson
 
 from pipeline.contracts.cloudevents import CONTENT_TYPE_HEADER, HEADER_PREFIX
-from pipeline.kafka.tls import KafkaTls, KafkaTlsError, client_options
+from pipeline.kafka.sasl import (
+    MECHANISMS,
+    KafkaSasl,
+    KafkaSaslError,
+    auth_error,
+    kafka_client_options,
+)
+from pipeline.kafka.tls import KafkaTls, KafkaTlsError
 
 __all__ = ["register"]
 
@@ -49,7 +56,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--cert-file", help="with --tls: client certificate PEM (mutual TLS)")
     parser.add_argument("--key-file", help="with --tls: its key, if not in --cert-file")
+    parser.add_argument("--sasl-mechanism", choices=MECHANISMS, help="SASL authentication to Kafka")
+    parser.add_argument("--sasl-username", help="SASL user (PLAIN, SCRAM)")
+    parser.add_argument(
+        "--sasl-password-env", metavar="VARIABLE", help="variable holding the SASL password"
+    )
+    parser.add_argument("--sasl-password-file", help="file holding the SASL password")
+    parser.add_argument("--sasl-token-file", help="OAUTHBEARER token file")
+    parser.add_argument(
+        "--sasl-allow-plaintext", action="store_true", help="SASL PLAIN without --tls"
+    )
     parser.set_defaults(func=run)
+
+
+def _sasl(args: argparse.Namespace) -> KafkaSasl | None:
+    """The SASL settings of the flags (secrets only by variable name or file)."""
+    given = (args.sasl_username, args.sasl_password_env, args.sasl_password_file,
+             args.sasl_token_file)  # fmt: skip
+    if args.sasl_mechanism is None:
+        if any(given):
+            raise KafkaSaslError("the --sasl-* flags need --sasl-mechanism")
+        return None
+    return KafkaSasl(
+        mechanism=args.sasl_mechanism,
+        username=args.sasl_username,
+        password_env=args.sasl_password_env,
+        password_file=args.sasl_password_file,
+        token_file=args.sasl_token_file,
+        allow_plaintext=args.sasl_allow_plaintext,
+    )
 
 
 def line(value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> bytes:
@@ -81,8 +116,10 @@ async def follow(args: argparse.Namespace) -> int:
         print("pectrack events: --ca-file, --cert-file and --key-file need --tls", file=sys.stderr)
         return 2
     try:
-        client = client_options(KafkaTls(*files) if args.tls else None)
-    except KafkaTlsError as exc:
+        tls = KafkaTls(*files) if args.tls else None
+        sasl = _sasl(args)
+        client = kafka_client_options(tls, sasl)
+    except (KafkaTlsError, KafkaSaslError) as exc:
         print(f"pectrack events: {exc}", file=sys.stderr)
         return 2
     consumer = AIOKafkaConsumer(
@@ -94,8 +131,14 @@ async def follow(args: argparse.Namespace) -> int:
     )
     try:
         await consumer.start()
-    except KafkaError as exc:
-        print(f"pectrack events: broker {args.broker}: {exc}", file=sys.stderr)
+    except (KafkaError, KeyError) as exc:  # KeyError: aiokafka's SCRAM client, refused
+        cause = await auth_error(args.broker, tls, sasl)
+        why = f"{exc}" if isinstance(exc, KafkaError) else "SASL exchange refused"
+        print(
+            f"pectrack events: broker {args.broker}: {why}"
+            + (f"; authentication: {cause}" if cause else ""),
+            file=sys.stderr,
+        )
         return 1
     printed = 0
     try:

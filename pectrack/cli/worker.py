@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agents.logs import JsonFormatter, configure, log_event  # the agent's JSON lines
+from pipeline.kafka.sasl import auth_error
 from pipeline.kafka.tls import handshake_error
 from pipeline.streams.logs import logging_config
 from pipeline.streams.settings import StreamSettings, add_arguments, from_arguments
@@ -41,12 +42,15 @@ def _wait_for_broker(
         except errors as exc:
             tls = settings.tls
             cause = asyncio.run(handshake_error(settings.broker, tls)) if tls else None
+            auth = None if cause else asyncio.run(auth_error(settings.broker, tls, settings.sasl))
             log_event(
                 log,
                 logging.WARNING,
                 "kafka.unreachable",
                 broker=settings.broker,
-                error=f"unreachable ({exc})" + (f"; TLS: {cause}" if cause else ""),
+                error=f"unreachable ({exc})"
+                + (f"; TLS: {cause}" if cause else "")
+                + (f"; authentication: {auth}" if auth else ""),
                 retry_seconds=round(delay),
             )
             time.sleep(delay)

@@ -11,11 +11,12 @@ Ingest (``agents/``)::
     pec_ingest_bytes_total
     pec_ingest_fetch_duration_seconds      (histogram, one UID FETCH batch)
     pec_ingest_publish_duration_seconds    (histogram, batch until Kafka acked)
-    pec_imap_errors_total{kind}            auth|tls|connect|timeout|dropped|parser|protocol
+    pec_imap_errors_total{kind}    auth|secret|tls|connect|timeout|dropped|parser|protocol
     pec_ingest_publish_errors_total
     pec_ingest_mailboxes                   mailboxes this process owns
     pec_imap_connected_mailboxes
     pec_imap_mailbox_up{mailbox}           1 once every folder synced, 0 while failing
+    pec_imap_mailbox_credentials_ok{mailbox}   0: password unreadable or login refused
     pec_ingest_last_sync_timestamp_seconds{mailbox}
     pec_ingest_cursor_lag_messages{mailbox,folder}   newest UID on server - last published
 """
@@ -32,7 +33,7 @@ from pipeline.contracts.build_info import register_build_info
 
 __all__ = ["IMAP_ERROR_KINDS", "EvidenceMetrics", "IngestMetrics", "serve"]
 
-IMAP_ERROR_KINDS = ("auth", "tls", "connect", "timeout", "dropped", "parser", "protocol")
+IMAP_ERROR_KINDS = ("auth", "secret", "tls", "connect", "timeout", "dropped", "parser", "protocol")
 
 # One IMAP round trip on loopback is ~1 ms; a 8 MB batch from a slow provider, tens of s.
 _IO_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -89,6 +90,13 @@ class IngestMetrics:
         self.mailbox_up = Gauge(
             "pec_imap_mailbox_up",
             "1 once the mailbox synced every folder, 0 while failing or reconnecting.",
+            ["mailbox"],
+            registry=registry,
+        )
+        self.credentials_ok = Gauge(
+            "pec_imap_mailbox_credentials_ok",
+            "0 while the mailbox's password cannot be read or its login is refused, "
+            "1 once a login succeeded.",
             ["mailbox"],
             registry=registry,
         )

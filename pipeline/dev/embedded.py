@@ -196,7 +196,9 @@ class EmbeddedBroker:
     kept across restarts so clients can reconnect. ``listen_port`` (default: ``port``) is
     where the process listens while ``port`` is what it advertises, for a proxy in between.
     ``schema_registry``: a directory of topic schemas (:func:`write_schema_registry`) the
-    broker validates records against.
+    broker validates records against. ``authentication``: every client must authenticate
+    (SASL SCRAM; this build offers no PLAIN and keeps no SCRAM user it could accept, so
+    only refusals can be exercised: README, security).
     """
 
     def __init__(
@@ -208,8 +210,10 @@ class EmbeddedBroker:
         binary: Path | None = None,
         listen_port: int | None = None,
         schema_registry: Path | None = None,
+        authentication: bool = False,
     ) -> None:
         self.host = "127.0.0.1"
+        self._authentication = authentication  # --authentication: SASL required (SCRAM)
         self.port = port or free_port()
         self.listen_port = listen_port or self.port
         self._s3 = s3
@@ -241,6 +245,8 @@ class EmbeddedBroker:
         argv = [str(binary), "broker", "--listener-url", listen,
                 "--advertised-listener-url", advertised]  # fmt: skip
         env = {**os.environ}
+        if self._authentication:
+            argv.append("--authentication")
         if self._s3 is not None:
             argv += ["--storage-engine", f"s3://{self._s3.bucket}/"]
             env.update(self._s3.broker_env())

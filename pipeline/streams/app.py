@@ -30,6 +30,7 @@ from pipeline.contracts.codec import (
 from pipeline.contracts.metrics import StreamMetrics
 from pipeline.core import TrustStore, correlation_key, normalise_msgid
 from pipeline.evidence.web import evidence_writer, register_evidence_pages
+from pipeline.kafka.sasl import faust_credentials
 from pipeline.streams.batching import Batcher, Handler
 from pipeline.streams.clock import EventClock
 from pipeline.streams.correlate import Correlator
@@ -78,7 +79,7 @@ def build(
     """Create the app and register every processor. ``sink`` replaces Kafka in unit tests."""
     settings.validate()
     tls = settings.tls  # its context(): KafkaTlsError (a ValueError) on a bad file
-    credentials = {"broker_credentials": faust.SSLCredentials(tls.context())} if tls else {}
+    credentials = faust_credentials(tls, settings.sasl)
     app = PipelineApp(
         settings.app_id,
         fetch_wait_ms=settings.fetch_wait_ms,

@@ -22,6 +22,7 @@ from pipeline.contracts import topics
 from pipeline.contracts.cloudevents import Mode
 from pipeline.contracts.schemas import DEFAULT_SCHEMA_BASE, Publication, check_schema_base
 from pipeline.core import Deadlines, Retention
+from pipeline.kafka.sasl import MECHANISMS, KafkaSasl
 from pipeline.kafka.tls import KafkaTls
 
 _DEADLINES = Deadlines()
@@ -53,6 +54,23 @@ class StreamSettings:
     )
     kafka_cert_file: str | None = setting(None, "client certificate PEM for mutual TLS")
     kafka_key_file: str | None = setting(None, "its private key, if not in --kafka-cert-file")
+    # SASL (pipeline.kafka.sasl): PLAIN, SCRAM-SHA-256/512 with a user and the password
+    # in a file or in the variable *named* here; OAUTHBEARER with a token file.
+    kafka_sasl_mechanism: str = setting(
+        "", "SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; empty: none",
+        choices=["", *MECHANISMS],
+    )  # fmt: skip
+    kafka_sasl_username: str = setting("", "SASL user (PLAIN, SCRAM)")
+    kafka_sasl_password_env: str = setting(
+        "", "the NAME of the variable holding the SASL password (never the password)"
+    )
+    kafka_sasl_password_file: str | None = setting(None, "file holding the SASL password")
+    kafka_sasl_token_file: str | None = setting(
+        None, "OAUTHBEARER token file, read again at each new connection"
+    )
+    kafka_sasl_allow_plaintext: bool = setting(
+        False, "true: allow SASL PLAIN without TLS (a private network only)"
+    )
     app_id: str = setting("pectrack", "consumer group / application id")
     partitions: int = setting(
         topics.DEFAULT_PARTITIONS, "partitions of every topic the worker creates", minimum=1
@@ -218,6 +236,20 @@ class StreamSettings:
         return KafkaTls(self.kafka_ca_file, self.kafka_cert_file, self.kafka_key_file)
 
     @property
+    def sasl(self) -> KafkaSasl | None:
+        """SASL to Kafka, or ``None``; :class:`KafkaSaslError` (a ValueError) if incomplete."""
+        if not self.kafka_sasl_mechanism:
+            return None
+        return KafkaSasl(
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username or None,
+            password_env=self.kafka_sasl_password_env or None,
+            password_file=self.kafka_sasl_password_file,
+            token_file=self.kafka_sasl_token_file,
+            allow_plaintext=self.kafka_sasl_allow_plaintext,
+        )
+
+    @property
     def publication(self) -> Publication:
         """How the outputs are written: binding mode and schema base."""
         return Publication(Mode(self.cloudevents_mode), self.schema_base)
@@ -231,6 +263,11 @@ class StreamSettings:
             raise ValueError("kafka_ca_file, kafka_cert_file and kafka_key_file need kafka_tls")
         if self.kafka_key_file and not self.kafka_cert_file:
             raise ValueError("kafka_key_file needs kafka_cert_file")
+        sasl_set = (self.kafka_sasl_username, self.kafka_sasl_password_env,
+                    self.kafka_sasl_password_file, self.kafka_sasl_token_file)  # fmt: skip
+        if not self.kafka_sasl_mechanism and any(sasl_set):
+            raise ValueError("the kafka_sasl_* settings need kafka_sasl_mechanism")
+        self.sasl  # noqa: B018 - validates the combination (KafkaSaslError is a ValueError)
         if not 0 < self.orphan_ttl_seconds <= self.retention_seconds:
             raise ValueError("orphan_ttl_seconds must be positive and at most retention_seconds")
         check_schema_base(self.schema_base)

@@ -8,9 +8,9 @@ they are (their partition count is the operator's decision).
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from pipeline.kafka.tls import client_options
+from pipeline.kafka.sasl import kafka_client_options
 from pipeline.streams.settings import StreamSettings
 
 
@@ -36,8 +36,14 @@ def topic_specs(settings: StreamSettings) -> list[NewTopic]:
 
 async def ensure_topics(settings: StreamSettings) -> list[str]:
     """Create missing topics; returns the names created."""
-    admin = AIOKafkaAdminClient(**client_options(settings.tls), bootstrap_servers=settings.broker)
-    await admin.start()
+    admin = AIOKafkaAdminClient(
+        **kafka_client_options(settings.tls, settings.sasl), bootstrap_servers=settings.broker
+    )
+    try:
+        await admin.start()
+    except KeyError:  # aiokafka's SCRAM client when the broker ends the exchange (e=...)
+        await admin.close()
+        raise KafkaConnectionError("SASL SCRAM exchange refused") from None
     created = []
     try:
         existing = set(await admin.list_topics())

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.agent import run_agent
 from agents.config import ConfigError, Secret, TlsMode, load_config, parse_config
+from agents.secrets import SecretUnavailableError
 from pipeline.kafka.tls import KafkaTls, client_options
 from tests.support.tls import TlsPki
 
@@ -64,9 +65,11 @@ def test_literal_password_is_rejected() -> None:
 
 
 def test_missing_secret_names_the_variable_not_a_value() -> None:
-    """An unset variable is reported by name."""
-    with pytest.raises(ConfigError, match="PW_MISSING"):
-        parse_config(doc({"id": "a", "user": "u", "password_env": "PW_MISSING"}), {})
+    """An unset variable is not a config error (that mailbox only is down, issue #16): it
+    is reported by name when the mailbox logs in."""
+    config = parse_config(doc({"id": "a", "user": "u", "password_env": "PW_MISSING"}), {})
+    with pytest.raises(SecretUnavailableError, match="PW_MISSING"):
+        config.mailboxes[0].password.reveal()
 
 
 def test_errors_never_contain_the_secret() -> None:

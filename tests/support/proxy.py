@@ -13,6 +13,7 @@
         broker.proxy.up()
 
     with ProxiedBroker(tls=context) as broker:   # Kafka over TLS: clients must use TLS
+    with ProxiedBroker(sasl=SaslGate(users)) as broker:   # clients must authenticate (SASL)
 
 The proxy runs its own asyncio loop in a thread, so it keeps forwarding while the test's
 loop is blocked, and a subprocess (agent, worker) can be its client.
@@ -34,6 +35,7 @@ from pipeline.dev.embedded import (
     LocalS3,
     free_port,
 )
+from tests.support.sasl_gate import SaslGate
 
 __all__ = ["ProxiedBroker", "TcpProxy"]
 
@@ -51,9 +53,11 @@ class TcpProxy:
         *,
         port: int | None = None,
         tls: ssl.SSLContext | None = None,
+        sasl: SaslGate | None = None,
     ) -> None:
         self.target = (target_host, target_port)
         self.tls = tls  # clients must speak TLS to the proxy; it forwards in plaintext
+        self.sasl = sasl  # clients must authenticate to the proxy first (Kafka SASL)
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.delay = 0.0  # seconds added before forwarding each chunk
@@ -144,6 +148,10 @@ class TcpProxy:
         pair = {client_w, server_w}
         self._writers |= pair
         try:
+            if self.sasl is not None and not await self.sasl.admit(
+                client_r, client_w, server_r, server_w
+            ):
+                return
             await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
         finally:
             self._writers -= pair
@@ -178,9 +186,10 @@ class ProxiedBroker(EmbeddedBroker):
         s3: LocalS3 | None = None,
         log_path: Path | None = None,
         tls: ssl.SSLContext | None = None,
+        sasl: SaslGate | None = None,
     ) -> None:
         super().__init__(s3=s3, log_path=log_path, listen_port=free_port())
-        self.proxy = TcpProxy(self.host, self.listen_port, port=self.port, tls=tls)
+        self.proxy = TcpProxy(self.host, self.listen_port, port=self.port, tls=tls, sasl=sasl)
 
     def start(self, timeout: float = 20.0) -> Self:
         super().start(timeout)
