@@ -13,12 +13,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pectrack.cli import agent, demo, events, inspect, render, simulate, worker
+from pectrack.cli import agent, demo, events, evidence, inspect, render, simulate, worker
 from pipeline.contracts.build_info import version_string
 
 Handler = Callable[[argparse.Namespace], int]
 
-COMMANDS = (inspect, simulate, worker, agent, render, demo, events)
+COMMANDS = (inspect, simulate, worker, agent, render, demo, events, evidence)
 
 
 def build_parser() -> argparse.ArgumentParser:

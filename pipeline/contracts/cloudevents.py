@@ -47,6 +47,7 @@ import orjson
 from pipeline.contracts.codec import (
     DecodeError,
     event_to_dict,
+    provenance_from_dict,
     read_enum,
     read_opt_enum,
     read_opt_str,
@@ -54,7 +55,7 @@ from pipeline.contracts.codec import (
     read_time,
 )
 from pipeline.contracts.headers import CONTENT_TYPE_HEADER, HEADER_PREFIX, Headers
-from pipeline.core import DeliveryState, EventType, SignatureVerdict, TrackEvent
+from pipeline.core import DeliveryState, EventType, Provenance, SignatureVerdict, TrackEvent
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
@@ -154,6 +155,9 @@ class StateChange:
     outcome: str | None
     reason: str | None
     signature: SignatureVerdict | None
+    # Where the receipt (or Sent copy) that caused the event was read and archived; None
+    # for events no message caused, and in events of releases before the field.
+    evidence: Provenance | None = None
 
     @property
     def is_final_failure(self) -> bool:
@@ -261,4 +265,5 @@ def _state_change(attributes: Mapping[str, Any], data: object) -> StateChange:
         outcome=read_opt_str(data, "outcome"),
         reason=read_opt_str(data, "reason"),
         signature=read_opt_enum(SignatureVerdict, data, "signature"),
+        evidence=provenance_from_dict(data["evidence"]) if data.get("evidence") else None,
     )

@@ -24,6 +24,7 @@ from pipeline.core import (
     Observation,
     OverdueReason,
     PecMessage,
+    Provenance,
     Receipt,
     Recipient,
     RecipientState,
@@ -196,6 +197,68 @@ def read_enum(cls: type[_EnumT], data: Mapping[str, Any], name: str) -> _EnumT:
         raise DecodeError(f"{name}: unknown value {value[:40]!r}") from exc
 
 
+def provenance_to_dict(provenance: Provenance) -> dict[str, Any]:
+    """Where a receipt (or Sent copy) was read from and archived (``evidence`` fields)."""
+    return {
+        "sha256": provenance.sha256,
+        "size": provenance.size,
+        "kind": provenance.kind,
+        "identificativo": provenance.identificativo,
+        "message_id": provenance.message_id,
+        "receipt_id": provenance.receipt_id,
+        "recipient": provenance.recipient,
+        "signature": provenance.signature,
+        "mailbox": provenance.mailbox,
+        "folder": provenance.folder,
+        "uidvalidity": provenance.uidvalidity,
+        "uid": provenance.uid,
+        "stored_at": _iso(provenance.stored_at),
+        "archive": provenance.archive,
+    }
+
+
+def _opt_int(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise DecodeError(f"{name}: expected an integer or null")
+    return value
+
+
+def provenance_from_dict(value: object) -> Provenance:
+    data = _object(value, "evidence")
+    sha256 = read_str(data, "sha256")
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise DecodeError("sha256: expected 64 lower-case hex digits")
+    size = _opt_int(data, "size")
+    return Provenance(
+        sha256=sha256,
+        size=size or 0,
+        kind=read_str(data, "kind"),
+        mailbox=read_str(data, "mailbox"),
+        folder=read_str(data, "folder"),
+        uidvalidity=_opt_int(data, "uidvalidity"),
+        uid=_opt_int(data, "uid"),
+        identificativo=read_opt_str(data, "identificativo"),
+        message_id=read_opt_str(data, "message_id"),
+        receipt_id=read_opt_str(data, "receipt_id"),
+        recipient=read_opt_str(data, "recipient"),
+        signature=read_opt_str(data, "signature"),
+        stored_at=read_time(data, "stored_at"),
+        archive=read_opt_str(data, "archive"),
+    )
+
+
+def _opt_provenance(data: dict[str, Any]) -> Provenance | None:
+    value = data.get("provenance")
+    return None if value is None else provenance_from_dict(value)
+
+
+def _with_provenance(data: dict[str, Any], provenance: Provenance | None) -> dict[str, Any]:
+    if provenance is not None:
+        data["provenance"] = provenance_to_dict(provenance)
+    return data
+
+
 def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, Any]:
     base = {
         "schema": OBSERVATION_SCHEMA,
@@ -206,15 +269,16 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
     if isinstance(observation, DeadlineCheck):
         return base | {"type": "check", "now": _iso(observation.now)}
     if isinstance(observation, Submission):
-        return base | {
+        submission = base | {
             "type": "submission",
             "sender": observation.sender,
             "recipients": list(observation.recipients),
             "at": _iso(observation.at),
         }
+        return _with_provenance(submission, observation.provenance)
     if isinstance(observation, Evidence):
         receipt = observation.receipt
-        return base | {
+        evidence = base | {
             "type": "evidence",
             "kind": observation.kind,
             "provider": observation.provider,
@@ -226,8 +290,9 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
             "recipient": receipt.delivery_recipient,
             "at": _iso(receipt.at),
         }
+        return _with_provenance(evidence, observation.provenance)
     suspect = observation.suspect
-    return base | {
+    record = base | {
         "type": "suspect",
         "kind": suspect.kind,
         "receipt_id": suspect.receipt_id,
@@ -237,6 +302,7 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
         "at": _iso(suspect.at),
         "signature": suspect.signature.value,
     }
+    return _with_provenance(record, observation.provenance)
 
 
 def observation_from_dict(value: object) -> Observation | DeadlineCheck:
@@ -257,7 +323,13 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
     if kind == "submission":
         recipients = tuple(_strings(data, "recipients"))
         return Submission(
-            key, mailbox, msgid, read_opt_str(data, "sender"), recipients, read_time(data, "at")
+            key,
+            mailbox,
+            msgid,
+            read_opt_str(data, "sender"),
+            recipients,
+            read_time(data, "at"),
+            _opt_provenance(data),
         )
     if kind == "evidence":
         listed = [_object(r, "recipients[]") for r in _list(data, "recipients")]
@@ -272,7 +344,9 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
             at=read_time(data, "at"),
         )
         provider = read_opt_str(data, "provider")
-        return Evidence(key, mailbox, msgid, receipt, read_str(data, "kind"), provider)
+        return Evidence(
+            key, mailbox, msgid, receipt, read_str(data, "kind"), provider, _opt_provenance(data)
+        )
     if kind == "suspect":
         event = read_enum(EventType, data, "event")
         if not event.reports_suspect:
@@ -292,7 +366,7 @@ def observation_from_dict(value: object) -> Observation | DeadlineCheck:
             at=read_time(data, "at"),
             signature=signature,
         )
-        return SuspectReceipt(key, mailbox, msgid, suspect)
+        return SuspectReceipt(key, mailbox, msgid, suspect, _opt_provenance(data))
     raise DecodeError(f"unknown observation type {kind[:40]!r}")
 
 
@@ -352,6 +426,7 @@ def tracked_to_dict(tracked: Tracked) -> dict[str, Any]:
         "providers": list(tracked.providers),
         "seen_at": _iso(tracked.seen_at),
         "retired": tracked.retired,
+        "evidence": [provenance_to_dict(p) for p in tracked.evidence],
     }
 
 
@@ -404,6 +479,9 @@ def tracked_from_dict(value: object) -> Tracked:
         providers=tuple(_strings(data, "providers")),
         seen_at=read_time(data, "seen_at"),  # absent in older writers' values
         retired=_flag(data, "retired"),
+        evidence=tuple(
+            provenance_from_dict(p) for p in _list(data, "evidence", default=[])
+        ),  # absent in older writers' values
     )
 
 
@@ -429,6 +507,7 @@ def event_to_dict(event: TrackEvent) -> dict[str, Any]:
         "outcome": event.outcome,
         "reason": event.reason,
         "signature": signature_outcome(event),
+        "evidence": provenance_to_dict(event.provenance) if event.provenance else None,
     }
 
 
@@ -447,6 +526,11 @@ def message_state_to_dict(tracked: Tracked, schema: str) -> dict[str, Any]:
     del data["seen_at"], data["retired"]  # the table's own bookkeeping
     for recipient in data["recipients"]:
         recipient["final"] = tracked.message.recipient(recipient["address"]).is_final  # type: ignore[union-attr]
+        recipient["evidence"] = [  # the receipts about it: its own, and message-wide ones
+            p.sha256
+            for p in tracked.evidence
+            if p.kind != "sent" and p.recipient in (None, recipient["address"])
+        ]
     data["final"] = tracked.message.is_final
     data["orphan"] = tracked.is_orphan
     return data

@@ -31,7 +31,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from pipeline.contracts.build_info import register_build_info
 
-__all__ = ["IMAP_ERROR_KINDS", "IngestMetrics", "serve"]
+__all__ = ["IMAP_ERROR_KINDS", "EvidenceMetrics", "IngestMetrics", "serve"]
 
 IMAP_ERROR_KINDS = ("auth", "secret", "tls", "connect", "timeout", "dropped", "parser", "protocol")
 
@@ -327,3 +327,46 @@ class StreamMetrics:
             return "other"
         self._providers.add(name)
         return name
+
+
+# --- Evidence archive (``pipeline/evidence``) ----------------------------------------------
+#
+#   pec_archive_objects_total{result="written"|"present"}   objects stored / already there
+#   pec_archive_bytes_total                                  bytes written to the archive
+#   pec_archive_write_duration_seconds                       one object, until stored
+#   pec_archive_errors_total                                 failed writes (each is retried)
+#   pec_archive_up                                           0 while writes fail: verify stops
+
+
+class EvidenceMetrics:
+    """Metrics of the evidence archive writer (one instance per worker)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.objects = Counter(
+            "pec_archive_objects",
+            "Messages archived: written now, or already present (a replay).",
+            ["result"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "pec_archive_bytes", "Bytes written to the evidence archive.", registry=registry
+        )
+        self.write_seconds = Histogram(
+            "pec_archive_write_duration_seconds",
+            "Time to store one message in the evidence archive (including the check).",
+            buckets=_IO_BUCKETS,
+            registry=registry,
+        )
+        self.errors = Counter(
+            "pec_archive_errors",
+            "Failed archive writes; verify retries and publishes nothing meanwhile.",
+            registry=registry,
+        )
+        self.up = Gauge(
+            "pec_archive_up",
+            "1 while the evidence archive accepts writes, 0 while it fails (progress stops).",
+            registry=registry,
+        )
+        for result in ("written", "present"):
+            self.objects.labels(result)
+        self.up.set(1)

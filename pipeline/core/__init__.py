@@ -55,6 +55,7 @@ from pipeline.core.observation import (
     verdict_of_reason,
 )
 from pipeline.core.parse import Limits, parse
+from pipeline.core.provenance import Provenance
 from pipeline.core.retention import NOTHING, Fate, Retention, Tally, next_due, step, tally
 from pipeline.core.smime import verify
 from pipeline.core.trust import TrustStore, load_certificates
@@ -80,6 +81,7 @@ __all__ = [
     "Observation",
     "OverdueReason",
     "PecMessage",
+    "Provenance",
     "Receipt",
     "ReceiptVariant",
     "Recipient",

@@ -22,6 +22,7 @@ from enum import StrEnum
 from pipeline.core import lifecycle
 from pipeline.core.lifecycle import MessageState, Outcome, Receipt, Transition
 from pipeline.core.model import DeliveryState, RecipientType
+from pipeline.core.provenance import Provenance
 
 MESSAGE_WIDE = "*"
 
@@ -97,6 +98,9 @@ class Tracked:
     # receipt or Sent copy read again later is recognised as late instead of starting the
     # message over (pipeline.core.retention).
     retired: bool = False
+    # Where each receipt (and the Sent copy) applied was read from and archived, once
+    # per SHA-256 of its bytes (pipeline.core.provenance).
+    evidence: tuple[Provenance, ...] = ()
 
     @property
     def is_orphan(self) -> bool:
@@ -126,6 +130,7 @@ class TrackEvent:
     outcome: str | None = None
     reason: str | None = None
     signature: SignatureVerdict | None = None  # None: not about a receipt
+    provenance: Provenance | None = None  # the receipt (or Sent copy) that caused it
 
 
 def event_id(*parts: str) -> str:

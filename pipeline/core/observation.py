@@ -12,7 +12,7 @@ The verify processor calls :func:`observe_message` for each raw record::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pipeline.core.correlate import (
@@ -33,7 +33,8 @@ from pipeline.core.defects import DefectCode
 from pipeline.core.examine import Examined
 from pipeline.core.keys import correlation_key
 from pipeline.core.lifecycle import Receipt
-from pipeline.core.model import Integrity, Kind, PecMessage, Trust
+from pipeline.core.model import DeliveryState, Integrity, Kind, PecMessage, Trust
+from pipeline.core.provenance import MAX_EVIDENCE, Provenance
 
 NOT_A_MESSAGE = "not-rfc5322"  # none of the header fields every mail has
 
@@ -46,6 +47,7 @@ class Submission:
     sender: str | None
     recipients: tuple[str, ...]
     at: datetime | None
+    provenance: Provenance | None = None  # the Sent copy read from IMAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class Evidence:
     receipt: Receipt
     kind: str
     provider: str | None
+    provenance: Provenance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class SuspectReceipt:
     mailbox: str
     msgid: str
     suspect: Suspect
+    provenance: Provenance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +234,7 @@ def apply_observation(
     if isinstance(observation, DeadlineCheck):
         return check_deadlines(current, observation.now, deadlines)
     updated, events = _apply(current, observation)
+    updated, events = with_provenance(updated, events, observation.provenance)
     return seen(updated, observed_at(observation)), events
 
 
@@ -239,3 +244,24 @@ def _apply(current: Tracked, observation: Observation) -> tuple[Tracked, tuple[T
     if isinstance(observation, Evidence):
         return receive(current, observation.receipt, observation.kind, observation.provider)
     return report_suspect(current, observation.suspect)
+
+
+def with_provenance(
+    tracked: Tracked, events: tuple[TrackEvent, ...], provenance: Provenance | None
+) -> tuple[Tracked, tuple[TrackEvent, ...]]:
+    """``tracked`` remembering ``provenance`` (once per SHA-256), and the events that
+    message caused carrying it: those of its receipt id, or for a Sent copy
+    (``receipt_id`` ``None``) its recipients' ``submitted`` transitions."""
+    if provenance is None:
+        return tracked, events
+    known = {p.sha256 for p in tracked.evidence}
+    if provenance.sha256 not in known and len(tracked.evidence) < MAX_EVIDENCE:
+        tracked = replace(tracked, evidence=(*tracked.evidence, provenance))
+    cause = provenance.receipt_id
+
+    def caused(event: TrackEvent) -> bool:
+        if cause is not None:
+            return event.receipt_id == cause
+        return event.receipt_id is None and event.after is DeliveryState.SUBMITTED
+
+    return tracked, tuple(replace(e, provenance=provenance) if caused(e) else e for e in events)

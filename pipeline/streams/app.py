@@ -29,6 +29,7 @@ from pipeline.contracts.codec import (
 )
 from pipeline.contracts.metrics import StreamMetrics
 from pipeline.core import TrustStore, correlation_key, normalise_msgid
+from pipeline.evidence.web import evidence_writer, register_evidence_pages
 from pipeline.kafka.sasl import faust_credentials
 from pipeline.streams.batching import Batcher, Handler
 from pipeline.streams.clock import EventClock
@@ -144,7 +145,19 @@ def build(
         metrics=metrics,
         table=table,
         topics=topics,
-        verifier=Verifier(settings, trust_store, out, metrics),
+        verifier=Verifier(
+            settings,
+            trust_store,
+            out,
+            metrics,
+            *evidence_writer(
+                settings.archive,
+                settings.archive_kinds,
+                lock_mode=settings.archive_lock_mode,
+                lock_days=settings.archive_retention_days,
+                registry=registry,
+            ),
+        ),
         correlator=Correlator(settings, out, metrics, table.store, clock, changelog),
         scanner=DeadlineScanner(
             settings,
@@ -314,6 +327,10 @@ def _register(p: Pipeline, sink: Sink) -> None:
             if tracked.retired:
                 gone = {"error": "finished and past its retention", "key": key}
                 return self.json(gone, status=410)  # the final state is on pec.message-state
-            return self.json(settings.publication.message_state_dict(tracked))
+            state = settings.publication.message_state_dict(tracked)
+            for item in state.get("evidence", []):  # where to fetch each signed message
+                item["link"] = f"/evidence/{item['sha256']}"
+            return self.json(state)
 
     _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_partitions, MessageView)
+    register_evidence_pages(app, p.verifier.evidence)

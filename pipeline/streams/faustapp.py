@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Collection, Coroutine, Generator, Iterable, Mapping
 from typing import Any, cast
@@ -56,6 +57,8 @@ class KeepQueuedOnResume(FlowControlEvent):
             super().resume()
 
 
+log = logging.getLogger(__name__)
+
 # Empty fetches at the high watermark - 1 before taking it for a never-written offset
 # (the embedded broker answers some fetches empty although records are there).
 _EMPTY_AT_TAIL = 3
@@ -64,7 +67,7 @@ _EMPTY_AT_TAIL = 3
 async def true_end_offsets(
     bootstrap: Any,
     ends: Mapping[TP, int],
-    timeout: float = 10.0,
+    timeout: float = 60.0,
     client: Mapping[str, Any] | None = None,
 ) -> dict[TP, int]:
     """``ends`` (from ListOffsets) raised to one past the last record actually stored.
@@ -115,6 +118,11 @@ async def true_end_offsets(
                     jumped[tp] = 0
     finally:
         await reader.stop()
+    if todo:  # a slow broker (S3 storage under load): recovery may stop short of the end
+        log.warning(
+            "end offsets of %d changelog partitions not confirmed within %.0f s: %s",
+            len(todo), timeout, sorted(f"{tp.topic}/{tp.partition}" for tp in todo),
+        )  # fmt: skip
     return result
 
 

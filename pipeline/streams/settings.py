@@ -188,6 +188,27 @@ class StreamSettings:
         "leaves the 'table'",
         choices=["keep", "table"],
     )
+    # The evidence archive (pipeline.evidence): every message of archive_kinds is stored
+    # byte-exact before the records it causes are published.
+    archive: str = setting(
+        "", "evidence archive: file:///dir or s3://bucket/prefix; empty: none (records still "
+        "carry the SHA-256 and IMAP location of each receipt)",
+    )  # fmt: skip
+    archive_kinds: str = setting(
+        "receipts,envelopes", "what the archive keeps, of: receipts, envelopes, sent"
+    )
+    archive_retention_days: int = setting(
+        0,
+        "0: keep for ever (pectrack never deletes evidence); with --archive-lock-mode, "
+        "each object is write-once for this many days",
+        minimum=0,
+    )
+    archive_lock_mode: str = setting(
+        "",
+        "S3 Object Lock mode of archived objects (needs an s3:// archive on a bucket with "
+        "Object Lock)",
+        choices=["", "GOVERNANCE", "COMPLIANCE"],
+    )
     log_level: str = setting(
         "warning", "debug, info, warning, error",
         choices=["debug", "info", "warning", "error", "critical"],
@@ -254,7 +275,22 @@ class StreamSettings:
         if not 0 < self.orphan_ttl_seconds <= self.retention_seconds:
             raise ValueError("orphan_ttl_seconds must be positive and at most retention_seconds")
         check_schema_base(self.schema_base)
+        self._validate_archive()
         return self
+
+    def _validate_archive(self) -> None:
+        from pipeline.evidence.archive import open_archive  # noqa: PLC0415
+        from pipeline.evidence.provenance import parse_kinds  # noqa: PLC0415
+
+        parse_kinds(self.archive_kinds)
+        if self.archive:
+            open_archive(
+                self.archive,
+                lock_mode=self.archive_lock_mode,
+                lock_days=self.archive_retention_days,
+            )
+        elif self.archive_lock_mode:
+            raise ValueError("archive_lock_mode needs an s3:// archive")
 
 
 @dataclass(frozen=True, slots=True)

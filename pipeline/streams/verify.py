@@ -19,7 +19,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -37,6 +37,8 @@ from pipeline.core import (
     observe_message,
 )
 from pipeline.core.mime import header_section
+from pipeline.evidence.provenance import archive_item, archive_kind, provenance_of
+from pipeline.evidence.writer import ArchiveItem, EvidenceWriter
 from pipeline.streams.inbound import inbound_records
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
@@ -60,6 +62,10 @@ class Verifier:
     trust: TrustStore
     sink: Sink
     metrics: StreamMetrics
+    # The evidence archive (pipeline.evidence): what a batch leads to is stored there
+    # before any of its records is sent. None: no archive (provenance without a copy).
+    evidence: EvidenceWriter | None = None
+    archive_kinds: frozenset[str] = frozenset()
     _pool: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
 
     async def handle(
@@ -70,9 +76,15 @@ class Verifier:
     async def handle_batch(self, batch: Sequence[RawItem]) -> None:
         """Verify a batch; return once every resulting record is acknowledged."""
         examined = await self._examine_batch(batch)
-        records = [
-            r for item, done in zip(batch, examined, strict=True) for r in self.plan(*item, done)
-        ]
+        records: list[Record] = []
+        archived: list[ArchiveItem] = []
+        for item, done in zip(batch, examined, strict=True):
+            planned, entry = self._plan(*item, done)
+            records += planned
+            if entry is not None:
+                archived.append(entry)
+        if self.evidence is not None:
+            await self.evidence.store_all(archived)  # waits while the archive is down
         await self.sink.send_all(records)
 
     def plan(
@@ -86,10 +98,20 @@ class Verifier:
 
         ``examined`` is ``raw`` already examined (by the pool); ``None``: examine it here.
         """
+        return self._plan(key, raw, headers, examined)[0]
+
+    def _plan(
+        self,
+        key: bytes | None,
+        raw: bytes | None,
+        headers: Mapping[str, bytes],
+        examined: Examined | None = None,
+    ) -> tuple[list[Record], ArchiveItem | None]:
+        """The records, and the message to archive before they are sent (if any)."""
         self.metrics.verified.inc()
         origin = read_origin(key, headers)
         if not origin.mailbox or raw is None:
-            return [self._dead_letter(key, raw or b"", headers, "no-mailbox-or-value")]
+            return [self._dead_letter(key, raw or b"", headers, "no-mailbox-or-value")], None
         if examined is None:
             examined = examine(raw, self.trust, self._limits())
         outcome = observe_message(
@@ -99,16 +121,27 @@ class Verifier:
             received_at=origin.internal_date,
         )
         if isinstance(outcome, Unroutable):
-            return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)]
+            return [self._dead_letter(key, raw, headers, outcome.reason, outcome.detail)], None
+        entry, provenance = None, None
+        kind = archive_kind(outcome, examined)
+        if kind is not None:
+            archived = self.evidence is not None and kind in self.archive_kinds
+            archive = self.evidence.archive if archived and self.evidence else None
+            provenance = provenance_of(raw, origin, examined, kind=kind, archive=archive)
+            if archived:
+                entry = archive_item(raw, provenance, examined.message.msgid)
         if isinstance(outcome, Ignored):
             self.metrics.labelled(self.metrics.ignored, outcome.reason).inc()
             role = origin.role.value if origin.role is not None else None
-            return inbound_records(
+            received = inbound_records(
                 self.settings, self.metrics, examined, raw, origin.mailbox, origin.folder, role,
                 self._limits(),
             )  # fmt: skip
+            return received, entry
+        if provenance is not None:
+            outcome = replace(outcome, provenance=provenance)
         value = dumps(observation_to_dict(outcome))
-        return [Record(self.settings.receipts_topic, outcome.key.encode(), value)]
+        return [Record(self.settings.receipts_topic, outcome.key.encode(), value)], entry
 
     def close(self) -> None:
         """Stop the pool's processes (waiting for chunks in progress); idempotent."""

@@ -11,7 +11,16 @@ import pytest
 from pectrack import __version__
 from pectrack.cli import COMMANDS, build_parser, main
 
-EXPECTED = {"agent", "demo", "events", "inspect", "render-dashboard", "simulate", "worker"}
+EXPECTED = {
+    "agent",
+    "demo",
+    "events",
+    "evidence",
+    "inspect",
+    "render-dashboard",
+    "simulate",
+    "worker",
+}
 
 
 def test_every_subcommand_is_registered() -> None:

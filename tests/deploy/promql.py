@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pipeline.contracts.metrics import IngestMetrics, StreamMetrics
+from pipeline.contracts.metrics import EvidenceMetrics, IngestMetrics, StreamMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"
@@ -113,6 +113,7 @@ def exported_metric_names() -> set[str]:
     registry = CollectorRegistry()
     IngestMetrics(registry)
     StreamMetrics(registry)
+    EvidenceMetrics(registry)
     suffixes = {
         "counter": ("_total", "_created"),
         "gauge": ("",),

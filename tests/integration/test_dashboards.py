@@ -284,6 +284,7 @@ async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: 
                     *("--deadline-clock", "event", "--deadline-interval-seconds", "1"),
                     *("--metrics-port", str(worker_port), "--web-port", str(free_port())),
                     *("--datadir", str(tmp_path / "worker"), "--session-timeout-seconds", "6"),
+                    *("--archive", (tmp_path / "evidence").as_uri()),  # the archive row
                 ),
                 tmp_path / "worker.log",
             )

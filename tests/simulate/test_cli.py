@@ -11,11 +11,11 @@ import pytest
 from cryptography import x509
 
 from pectrack.cli import main
-from pipeline.simulate.files import write_eml, write_maildir
 from pipeline.core import TrustStore, examine
 from pipeline.core.parse import read_layout
 from pipeline.core.received import SdiNotice, receive
 from pipeline.core.sdi_lifecycle import InvoiceTrack, apply, new_invoice
+from pipeline.simulate.files import write_eml, write_maildir
 from pipeline.simulate.traffic import SENT, TrafficItem, generate_traffic
 from tests.simulate.helpers import needs_openssl, verify_message
 

@@ -134,6 +134,7 @@ class DemoStack:
                  "--metrics-port", str(ports.metrics),
                  "--web-port", str(ports.web),
                  "--datadir", str(self.run_dir / f"worker{index}-state"),
+                 "--archive", (self.run_dir / "evidence").absolute().as_uri(),
                  "--session-timeout-seconds", "6",  # the broker waits ~half before a join
                  "--log-level", "warning"],
                 stage="workers",
@@ -327,7 +328,10 @@ class DemoStack:
         web = self.worker_ports[0].web
         self.notes.append(
             "look up one delivered message (any worker answers, routed to the key's owner):\n"
-            f"  curl -sG http://127.0.0.1:{web}/message/ --data-urlencode 'key={key}'"
+            f"  curl -sG http://127.0.0.1:{web}/message/ --data-urlencode 'key={key}'\n"
+            "and write its delivery dossier (signed receipts, re-verified):\n"
+            f"  pectrack evidence --key '{key}' --web http://127.0.0.1:{web} --trust "
+            f"{self.anchor} --out dossier"
         )
 
 
