@@ -99,19 +99,47 @@ def encode_event(
     the submission time for a submission, the deadline clock for an overdue flag. Only an
     event without any such time (a Sent copy without a Date) takes ``processed_at``.
     """
-    at = event.at if event.at is not None else processed_at
+    return encode_cloudevent(
+        event_id=event.event_id,
+        mailbox=event.mailbox,
+        type_name=event.type.value,
+        subject=event.msgid,
+        time=event.at if event.at is not None else processed_at,
+        key=event.key,
+        data=event_to_dict(event),
+        mode=mode,
+        dataschema=dataschema,
+    )
+
+
+def encode_cloudevent(
+    *,
+    event_id: str,
+    mailbox: str,
+    type_name: str,
+    subject: str | None,
+    time: datetime,
+    key: str,
+    data: dict[str, Any],
+    mode: Mode,
+    dataschema: str,
+) -> tuple[bytes, Headers]:
+    """One pectrack CloudEvent (``it.pec.<type_name>``, source ``pectrack/<mailbox>``,
+    partition key ``key``) as a Kafka record's value and headers in ``mode``."""
     attributes: dict[str, Any] = {
         "specversion": SPECVERSION,
-        "id": event.event_id,
-        "source": f"pectrack/{quote(event.mailbox, safe='')}",
-        "type": f"{TYPE_PREFIX}{event.type.value}",
-        "subject": event.msgid,
-        "time": at.isoformat(),
+        "id": event_id,
+        "source": f"pectrack/{quote(mailbox, safe='')}",
+        "type": f"{TYPE_PREFIX}{type_name}",
+    }
+    if subject:
+        attributes["subject"] = subject
+    attributes |= {
+        "time": time.isoformat(),
         "datacontenttype": BINARY_CONTENT_TYPE,
         "dataschema": dataschema,
-        PARTITIONKEY: event.key,
+        PARTITIONKEY: key,
     }
-    data = event_to_dict(event)
     if mode is Mode.STRUCTURED:
         headers = [(CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE.encode())]
         return orjson.dumps(attributes | {"data": data}), headers

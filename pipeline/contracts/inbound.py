@@ -23,20 +23,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
-import orjson
-
-from pipeline.contracts.cloudevents import (
-    BINARY_CONTENT_TYPE,
-    CONTENT_TYPE_HEADER,
-    HEADER_PREFIX,
-    PARTITIONKEY,
-    SPECVERSION,
-    STRUCTURED_CONTENT_TYPE,
-    TYPE_PREFIX,
-    Mode,
-)
+from pipeline.contracts.cloudevents import Mode, encode_cloudevent
 from pipeline.contracts.headers import Headers
 from pipeline.core.inbound import AttachmentInfo
 from pipeline.core.received import InboundEnvelope, InvoiceReceived, SdiNotice, SdiRecord
@@ -186,25 +174,14 @@ def encode(
 ) -> tuple[bytes, Headers]:
     """One record's value and headers in ``mode``; ``time`` is the evidence's time (the
     envelope's daticert time), the processing time only where there is none."""
-    attributes: dict[str, Any] = {
-        "specversion": SPECVERSION,
-        "id": event_id,
-        "source": f"pectrack/{quote(mailbox, safe='')}",
-        "type": f"{TYPE_PREFIX}{type_name}",
-        "time": (at or processed_at).isoformat(),
-        "datacontenttype": BINARY_CONTENT_TYPE,
-        "dataschema": dataschema,
-        PARTITIONKEY: key,
-    }
-    if subject:
-        attributes["subject"] = subject
-    if mode is Mode.STRUCTURED:
-        headers = [(CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE.encode())]
-        return orjson.dumps(attributes | {"data": data}), headers
-    headers = [(CONTENT_TYPE_HEADER, BINARY_CONTENT_TYPE.encode())]
-    headers += [
-        (HEADER_PREFIX + name, str(value).encode())
-        for name, value in attributes.items()
-        if name != "datacontenttype"
-    ]
-    return orjson.dumps(data), headers
+    return encode_cloudevent(
+        event_id=event_id,
+        mailbox=mailbox,
+        type_name=type_name,
+        subject=subject,
+        time=at or processed_at,
+        key=key,
+        data=data,
+        mode=mode,
+        dataschema=dataschema,
+    )
