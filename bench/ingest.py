@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -73,6 +75,17 @@ class Agent:
         self.log = log.open("ab")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log)
 
+    def started_cpu(self, timeout: float) -> float:
+        """Agent CPU seconds once its /metrics answers (imports and start-up done)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                metric(self.port, "pec_imap_connected_mailboxes")
+                return cpu_seconds(self.proc.pid)
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"agent /metrics not up after {timeout}s")
+
     def wait_connected(self, count: int, timeout: float) -> float:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
@@ -94,44 +107,113 @@ class Agent:
         self.log.close()
 
 
-async def total_records(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        return sum((await consumer.end_offsets(parts)).values()) if parts else 0
-    finally:
-        await consumer.stop()
+def dovecot_fetch_rate(server: Dovecot, users: list[int]) -> tuple[int, float, float]:
+    """Dovecot's own rate: ``UID FETCH 1:* (UID INTERNALDATE BODY.PEEK[])`` of each user's
+    INBOX, one plain connection at a time (login included, as for the agent).
+
+    The answer is read off the socket and thrown away unparsed, so the time is the
+    server's: ``(messages, seconds, Dovecot CPU seconds)``.
+    """
+    dovecot_cpu = tree_cpu_seconds(server.master_pid() or 0)
+    count = 0
+    started = time.monotonic()
+    for index in users:
+        with socket.create_connection((server.host, server.port), timeout=60) as sock:
+            buffer = bytearray(b"\r\n")  # every answer's line then starts after a CRLF
+
+            def until(end: bytes) -> bytes:
+                while True:
+                    at = buffer.find(end)
+                    if at >= 0:
+                        stop = buffer.find(b"\r\n", at + len(end))
+                        if stop >= 0:
+                            text = bytes(buffer[:stop])
+                            del buffer[:stop]  # keeps the CRLF ahead of the next line
+                            return text
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        raise RuntimeError("Dovecot closed the connection")
+                    buffer.extend(chunk)
+
+            def command(tag: bytes, text: str) -> bytes:
+                sock.sendall(tag + b" " + text.encode() + b"\r\n")
+                return until(b"\r\n" + tag + b" ")
+
+            until(b"\r\n* OK")
+            command(b"a1", f"LOGIN {server.user(index)} {server.password(index)}")
+            command(b"a2", "EXAMINE INBOX")
+            answer = command(b"a3", "UID FETCH 1:* (UID INTERNALDATE BODY.PEEK[])")
+            count += answer.count(b" FETCH (UID ")
+            command(b"a4", "LOGOUT")
+    seconds = time.monotonic() - started
+    return count, seconds, tree_cpu_seconds(server.master_pid() or 0) - dovecot_cpu
 
 
-async def wait_records(bootstrap: str, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while await total_records(bootstrap, "pec.raw") < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"fewer than {count} records after {timeout}s")
-        await asyncio.sleep(0.25)
+class Tail:
+    """Reads a topic from its beginning in the background, counting records and noting
+    when each latency probe (by Message-ID) arrived.
+
+    Counting what was read, not ``end_offsets``: the embedded broker answers
+    ListOffsets(latest) with the last batch's base offset + 1 (pipeline/kafka/read.py).
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.count = 0
+        self.seen: dict[bytes, float] = {}
+        self.probe = b"lat-"
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+        )
+        await consumer.start()
+        while not (consumer.partitions_for_topic(self.topic) or set()):
+            await consumer.topics()
+            await asyncio.sleep(0.2)
+        parts = [TopicPartition(self.topic, p) for p in consumer.partitions_for_topic(self.topic)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        self._task = asyncio.create_task(self._run(consumer))
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                now = time.monotonic()
+                for records in batch.values():
+                    self.count += len(records)
+                    for record in records:
+                        if record.value is not None and self.probe in record.value[:4096]:
+                            self.seen.setdefault(message_id(record.value) or b"", now)
+        finally:
+            await consumer.stop()
+
+    async def wait(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.count} < {count} records after {timeout}s")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 async def measure_latency(
-    server: Dovecot, bootstrap: str, mailboxes: int, appends: int, rate: float
+    server: Dovecot, tail: Tail, users: list[int], appends: int, rate: float, tag: str
 ) -> list[float]:
-    """APPEND ``appends`` messages over the mailboxes; seconds until each is in Kafka."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    await consumer.topics()
-    parts = [TopicPartition("pec.raw", p) for p in consumer.partitions_for_topic("pec.raw") or []]
-    consumer.assign(parts)
-    await consumer.seek_to_end(*parts)
-    for tp in parts:
-        await consumer.position(tp)
+    """APPEND ``appends`` messages over ``users``' INBOXes; seconds until each is in Kafka."""
     sent: dict[bytes, float] = {}
-    seen: dict[bytes, float] = {}
 
     def append_all() -> None:
         for n in range(appends):
-            index = 1 + (n * 7919) % mailboxes  # spread over the mailboxes
-            raw = message(f"lat-{n}", body_bytes=2000)
+            index = users[(n * 7919) % len(users)]  # spread over the mailboxes
+            raw = message(f"lat-{tag}-{n}", body_bytes=2000)
             sent[message_id(raw) or b""] = time.monotonic()
             server.append(server.user(index), "INBOX", raw)
             time.sleep(1.0 / rate)
@@ -139,15 +221,10 @@ async def measure_latency(
     thread = threading.Thread(target=append_all, daemon=True)
     thread.start()
     deadline = time.monotonic() + appends / rate + 60
-    while len(seen) < appends and time.monotonic() < deadline:
-        batch = await consumer.getmany(timeout_ms=200)
-        now = time.monotonic()
-        for records in batch.values():
-            for record in records:
-                seen.setdefault(message_id(record.value) or b"", now)
-    await consumer.stop()
+    while time.monotonic() < deadline and (thread.is_alive() or any(k not in tail.seen for k in sent)):
+        await asyncio.sleep(0.2)
     thread.join()
-    return sorted(seen[k] - sent[k] for k in sent if k in seen)
+    return sorted(tail.seen[k] - sent[k] for k in sent if k in tail.seen)
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -172,8 +249,10 @@ async def run(args: argparse.Namespace) -> None:
         one_dir.mkdir()
         one = Agent(write_config(one_dir, broker, server, [1], folders=("INBOX",)), work / "a.log")
         one.wait_connected(1, 60)
-        await wait_records(broker.bootstrap, args.messages, 60)
-        time.sleep(2)
+        tail = Tail(broker.bootstrap, "pec.raw")
+        await tail.start()
+        await tail.wait(args.messages, 60)
+        await asyncio.sleep(2)
         baseline = rss_kib(one.proc.pid)
         one.stop()
 
@@ -183,30 +262,53 @@ async def run(args: argparse.Namespace) -> None:
         config = write_config(
             all_dir, broker, server, users, folders=("INBOX", "Sent"), command_timeout=60
         )
+        sample = users[: max(1, min(args.baseline_mailboxes, len(users)))]
+        fetched, fetch_seconds, fetch_cpu = dovecot_fetch_rate(server, sample)
+        dovecot_rate = fetched / fetch_seconds
+        print(f"Dovecot alone: {fetched} messages from {len(sample)} mailboxes, one plain"
+              f" connection at a time, answers read unparsed, in {fetch_seconds:.2f}s ="
+              f" {dovecot_rate:.0f} msg/s (Dovecot CPU {fetch_cpu / max(fetched, 1) * 1000:.3f}"
+              f" ms/msg)")  # fmt: skip
         broker_cpu = cpu_seconds(broker.pid or 0)
         dovecot_cpu = tree_cpu_seconds(server.master_pid() or 0)
+        load = os.getloadavg()[0]
         started = time.monotonic()
         agent = Agent(config, work / "agent.log")
+        profiler = None
+        if args.profile:
+            profiler = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking",
+                 "-o", args.profile, "--pid", str(agent.proc.pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         try:
-            await wait_records(broker.bootstrap, args.mailboxes * args.messages, 600)
+            boot_cpu = agent.started_cpu(60)
+            await tail.wait(args.mailboxes * args.messages, 600)
             sync = time.monotonic() - started
             cpu = cpu_seconds(agent.proc.pid)
+            if profiler is not None:
+                profiler.send_signal(2)  # SIGINT: py-spy writes its flame graph
+                profiler.wait(60)
             broker_cpu = cpu_seconds(broker.pid or 0) - broker_cpu
             dovecot_cpu = tree_cpu_seconds(server.master_pid() or 0) - dovecot_cpu
-            total = args.mailboxes * args.messages
+            total = (args.mailboxes - 1) * args.messages  # box 1 was synced by the first agent
             print(f"initial sync: {total} messages ({args.size} B bodies) from {args.mailboxes}"
                   f" mailboxes in {sync:.1f}s = {total / sync:.0f} msg/s"
                   f" (CPU: agent {cpu:.1f}s, broker {broker_cpu:.1f}s,"
-                  f" Dovecot {dovecot_cpu:.1f}s)")  # fmt: skip
+                  f" Dovecot {dovecot_cpu:.1f}s; load average {load:.1f} at the start)")  # fmt: skip
+            per_msg = cpu / total * 1000
+            synced = (cpu - boot_cpu) / total * 1000
+            print(f"agent CPU per message: {per_msg:.3f} ms ({synced:.3f} ms after start-up)"
+                  f" | agent: {total / cpu:.0f} msg/s per agent core"
+                  f" | Dovecot alone: {dovecot_rate:.0f} msg/s on one connection"
+                  f" | goal: <= 0.25 ms and >= 3,000 msg/s per core")  # fmt: skip
             agent.wait_connected(args.mailboxes, 120)
             time.sleep(3)  # all mailboxes back in IDLE
             rss = rss_kib(agent.proc.pid)
             per_box = (rss - baseline) / max(args.mailboxes - 1, 1)
             print(f"agent RSS: {rss / 1024:.1f} MiB with {args.mailboxes} idle mailboxes,"
                   f" {baseline / 1024:.1f} MiB with 1: {per_box:.1f} KiB per mailbox")  # fmt: skip
-            delays = await measure_latency(
-                server, broker.bootstrap, args.mailboxes, args.appends, args.rate
-            )
+            delays = await measure_latency(server, tail, users, args.appends, args.rate, "idle")
             lost = args.appends - len(delays)
             print(f"APPEND -> Kafka over {args.mailboxes} IDLE mailboxes: n={len(delays)}"
                   f" p50={percentile(delays, 50) * 1000:.0f} ms"
@@ -216,6 +318,7 @@ async def run(args: argparse.Namespace) -> None:
             print(f"IMAP timeouts during the run: {errors:.0f}")
         finally:
             agent.stop()
+            await tail.stop()
 
 
 def main() -> None:
@@ -225,6 +328,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=18_000, help="body bytes per message")
     parser.add_argument("--appends", type=int, default=300, help="latency samples")
     parser.add_argument("--rate", type=float, default=20.0, help="appends per second")
+    parser.add_argument(
+        "--baseline-mailboxes", type=int, default=200,
+        help="mailboxes fetched by the Dovecot-alone baseline",
+    )  # fmt: skip
+    parser.add_argument("--profile", default="", help="py-spy flame graph of the agent (SVG)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: Dovecot needs to run mail as uid `mail`")
