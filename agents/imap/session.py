@@ -30,6 +30,7 @@ from agents.config import MailboxConfig, TlsMode
 from agents.cursor import FolderStatus
 from agents.fetch_batches import uid_set
 from agents.imap import parse
+from agents.imap.protocol import FastIMAP4
 from agents.records import FetchedMessage
 
 __all__ = [
@@ -115,7 +116,7 @@ class ImapSession:
         loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[BaseException | None] = loop.create_future()
         self._tls = ssl_context(box)
-        self._client = aioimaplib.IMAP4(
+        self._client = FastIMAP4(
             host=box.host,
             port=box.port,
             timeout=timeout,
