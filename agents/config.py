@@ -12,6 +12,8 @@
     [mailbox_defaults]                 # merged under every [[mailbox]]
     host = "imaps.pec.aruba.it"
     folders = ["INBOX", "\\Sent"]         # "\\Sent": whichever folder has that attribute
+    since = 2025-01-01                 # optional: first sync reads from this date (or
+                                       #   since_days = 365); agents/history.py
 
     [[mailbox]]
     id = "comune-x"
@@ -33,6 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agents.history import HISTORY_KEYS, HistoryError, HistoryLimit, parse_history
 from pipeline.contracts import topics
 from pipeline.kafka.tls import KafkaTls, KafkaTlsError
 
@@ -112,6 +115,7 @@ class MailboxConfig:
     user: str
     password: Secret
     folders: tuple[str, ...]
+    history: HistoryLimit | None = None  # since / since_days: how far a first sync reaches
 
     @property
     def has_sent_folder(self) -> bool:
@@ -275,6 +279,7 @@ _MAILBOX_KEYS = {
     "password_env",
     "password_file",
     "folders",
+    *HISTORY_KEYS,
 }
 
 
@@ -322,7 +327,15 @@ def _mailbox(box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path)
         user=user,
         password=_secret(box, environ, base_dir, where),
         folders=tuple(folders),
+        history=_history(box, where),
     )
+
+
+def _history(box: Mapping[str, Any], where: str) -> HistoryLimit | None:
+    try:
+        return parse_history(box, where)
+    except HistoryError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _secret(

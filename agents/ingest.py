@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from agents.backoff import Backoff
@@ -63,6 +64,8 @@ class Session(Protocol):
     async def special_use(self) -> dict[str, str]: ...
 
     async def search_from(self, first_uid: int) -> list[int]: ...
+
+    async def search_since(self, first_uid: int, since: date) -> list[int]: ...
 
     async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]: ...
 
@@ -265,13 +268,25 @@ class MailboxWorker:
                           new=status.uidvalidity)  # fmt: skip
             if plan.up_to_date and not plan.resync:
                 return
-            uids = await session.search_from(plan.first_uid)
+            # A history limit bounds a folder's first read only (no cursor, or a new
+            # UIDVALIDITY): after it, everything past the cursor is read (agents.history).
+            since = box.history.start(datetime.now(UTC).date()) if box.history else None
+            if since is not None and plan.first_uid == 1:
+                uids = await session.search_since(1, since)
+                # Past every UID the server had at SELECT, matched or not, so the next
+                # sync does not read the older messages above the newest match.
+                skipped = status.uidnext - 1 if status.uidnext < 2**32 else 0
+                log_event(log, logging.INFO, "sync.history_limited", mailbox=box.id,
+                          folder=folder, since=since.isoformat(), messages=len(uids))  # fmt: skip
+            else:
+                uids, skipped = await session.search_from(plan.first_uid), 0
         if not uids:
             lag.set(0)
-            if plan.resync:  # empty folder under a new UIDVALIDITY: remember it
-                await self.ctx.cursors.commit(box.id, folder, FolderCursor(plan.uidvalidity, 0))
+            if plan.resync or skipped:  # empty (or all too old) under a new UIDVALIDITY
+                reached = FolderCursor(plan.uidvalidity, skipped)
+                await self.ctx.cursors.commit(box.id, folder, reached)
             return
-        newest, total, done = uids[-1], len(uids), 0
+        newest, total, done = max(uids[-1], skipped), len(uids), 0
         big = total >= limits.progress_every
         if big:
             log_event(log, logging.INFO, "sync.start", mailbox=box.id, folder=folder,

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Awaitable, Sequence
+from datetime import date
 from typing import Any, TypeVar
 
 import aioimaplib
@@ -29,6 +30,7 @@ import aioimaplib
 from agents.config import MailboxConfig, TlsMode
 from agents.cursor import FolderStatus
 from agents.fetch_batches import uid_set
+from agents.history import imap_date
 from agents.imap import parse
 from agents.imap.protocol import FastIMAP4
 from agents.records import FetchedMessage
@@ -267,6 +269,12 @@ class ImapSession:
         """UIDs ``>= first_uid`` in the selected folder, ascending."""
         response = await self._call(self._client.uid_search(f"UID {first_uid}:*", charset=None))
         return parse.search_uids(self._check(response, "UID SEARCH"), first_uid)
+
+    async def search_since(self, first_uid: int, since: date) -> list[int]:
+        """UIDs ``>= first_uid`` whose INTERNALDATE is on or after ``since``, ascending."""
+        criteria = f"UID {first_uid}:* SINCE {imap_date(since)}"
+        response = await self._call(self._client.uid_search(criteria, charset=None))
+        return parse.search_uids(self._check(response, "UID SEARCH SINCE"), first_uid)
 
     async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]:
         response = await self._call(self._client.uid("fetch", uid_set(uids), "(UID RFC822.SIZE)"))
