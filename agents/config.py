@@ -35,7 +35,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from agents.history import HISTORY_KEYS, HistoryError, HistoryLimit, parse_history
+from agents.history import (
+    HISTORY_KEYS,
+    HistoryError,
+    HistoryLimit,
+    parse_history,
+    with_defaults,
+)
 from pipeline.contracts import topics
 from pipeline.kafka.tls import KafkaTls, KafkaTlsError
 
@@ -194,7 +200,9 @@ def parse_config(
     if not isinstance(raw_boxes, list) or not raw_boxes:
         raise ConfigError("at least one [[mailbox]] is required")
     boxes = tuple(
-        _mailbox({**defaults, **box}, environ, base_dir) for box in raw_boxes if _is_table(box)
+        _mailbox(with_defaults(defaults, box), environ, base_dir)
+        for box in raw_boxes
+        if _is_table(box)
     )
     seen: set[str] = set()
     for box in boxes:

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-__all__ = ["HISTORY_KEYS", "HistoryError", "HistoryLimit", "imap_date", "parse_history"]
+__all__ = [
+    "HISTORY_KEYS",
+    "HistoryError",
+    "HistoryLimit",
+    "imap_date",
+    "parse_history",
+    "with_defaults",
+]
 
 HISTORY_KEYS = frozenset({"since", "since_days"})
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -72,6 +79,14 @@ def parse_history(box: Mapping[str, Any], where: str) -> HistoryLimit | None:
     if not isinstance(since, date):
         raise HistoryError(f"{where}: since must be a date like 2025-01-01")
     return HistoryLimit(since=since)
+
+
+def with_defaults(defaults: Mapping[str, Any], box: Mapping[str, Any]) -> dict[str, Any]:
+    """``{**defaults, **box}``, except that a mailbox giving ``since`` or ``since_days``
+    replaces whichever of the two the defaults gave."""
+    if HISTORY_KEYS & box.keys():
+        defaults = {k: v for k, v in defaults.items() if k not in HISTORY_KEYS}
+    return {**defaults, **box}
 
 
 def imap_date(day: date) -> str:
