@@ -29,10 +29,11 @@ import urllib.request
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.records import message_id
 from pipeline.dev.embedded import EmbeddedBroker, free_port
-from pipeline.dev.procstat import TICK, cpu_seconds, processes
+from pipeline.dev.procstat import TICK, cpu_seconds, processes, stat_fields
 from tests.support.agent import write_config
 from tests.support.dovecot import Dovecot, raise_inotify_limit
 from tests.support.mail import message
@@ -120,38 +121,55 @@ def dovecot_fetch_rate(server: Dovecot, users: list[int]) -> tuple[int, float, f
     fetch_seconds = 0.0
     started = time.monotonic()
     for index in users:
-        with socket.create_connection((server.host, server.port), timeout=60) as sock:
-            buffer = bytearray(b"\r\n")  # every answer's line then starts after a CRLF
-
-            def until(end: bytes) -> bytes:
-                while True:
-                    at = buffer.find(end)
-                    if at >= 0:
-                        stop = buffer.find(b"\r\n", at + len(end))
-                        if stop >= 0:
-                            text = bytes(buffer[:stop])
-                            del buffer[:stop]  # keeps the CRLF ahead of the next line
-                            return text
-                    chunk = sock.recv(1 << 20)
-                    if not chunk:
-                        raise RuntimeError("Dovecot closed the connection")
-                    buffer.extend(chunk)
-
-            def command(tag: bytes, text: str) -> bytes:
-                sock.sendall(tag + b" " + text.encode() + b"\r\n")
-                return until(b"\r\n" + tag + b" ")
-
-            until(b"\r\n* OK")
-            command(b"a1", f"LOGIN {server.user(index)} {server.password(index)}")
-            command(b"a2", "EXAMINE INBOX")
-            fetching = time.monotonic()
-            answer = command(b"a3", "UID FETCH 1:* (UID INTERNALDATE BODY.PEEK[])")
-            fetch_seconds += time.monotonic() - fetching
-            count += answer.count(b" FETCH (UID ")
-            command(b"a4", "LOGOUT")
+        messages, seconds = _fetch_inbox(server, index)
+        count += messages
+        fetch_seconds += seconds
     seconds = time.monotonic() - started
     cpu = tree_cpu_seconds(server.master_pid() or 0) - dovecot_cpu
     return count, fetch_seconds, seconds, cpu
+
+
+def _fetch_inbox(server: Dovecot, index: int) -> tuple[int, float]:
+    """Messages in one user's INBOX and the seconds its UID FETCH took."""
+    with socket.create_connection((server.host, server.port), timeout=60) as sock:
+        buffer = bytearray(b"\r\n")  # every answer's line then starts after a CRLF
+
+        def until(end: bytes) -> bytes:
+            while True:
+                at = buffer.find(end)
+                if at >= 0:
+                    stop = buffer.find(b"\r\n", at + len(end))
+                    if stop >= 0:
+                        text = bytes(buffer[:stop])
+                        del buffer[:stop]  # keeps the CRLF ahead of the next line
+                        return text
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    raise RuntimeError("Dovecot closed the connection")
+                buffer.extend(chunk)
+
+        def command(tag: bytes, text: str) -> bytes:
+            sock.sendall(tag + b" " + text.encode() + b"\r\n")
+            return until(b"\r\n" + tag + b" ")
+
+        until(b"\r\n* OK")
+        command(b"a1", f"LOGIN {server.user(index)} {server.password(index)}")
+        command(b"a2", "EXAMINE INBOX")
+        fetching = time.monotonic()
+        answer = command(b"a3", "UID FETCH 1:* (UID INTERNALDATE BODY.PEEK[])")
+        seconds = time.monotonic() - fetching
+        command(b"a4", "LOGOUT")
+    return answer.count(b" FETCH (UID "), seconds
+
+
+def print_dovecot_rate(server: Dovecot, users: list[int]) -> float:
+    fetched, fetch_seconds, all_seconds, cpu = dovecot_fetch_rate(server, users)
+    rate = fetched / fetch_seconds
+    print(f"Dovecot alone: {fetched} messages from {len(users)} mailboxes, one plain"
+          f" connection at a time, answers read unparsed: {rate:.0f} msg/s in UID FETCH"
+          f" ({fetched / all_seconds:.0f} msg/s with connect and login; Dovecot CPU"
+          f" {cpu / max(fetched, 1) * 1000:.3f} ms/msg with them)")  # fmt: skip
+    return rate
 
 
 class Tail:
@@ -162,16 +180,19 @@ class Tail:
     ListOffsets(latest) with the last batch's base offset + 1 (pipeline/kafka/read.py).
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, probe: bytes) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self.count = 0
         self.seen: dict[bytes, float] = {}
-        self.probe = b"lat-"
+        self.probe = probe  # the Message-ID prefix of the latency probes it times
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            auto_offset_reset="earliest",  # an empty new partition: not "latest"
         )
         await consumer.start()
         while not (consumer.partitions_for_topic(self.topic) or set()):
@@ -197,7 +218,7 @@ class Tail:
 
     async def wait(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self.count < count:
+        while self.count - len(self.seen) < count:  # latency probes not counted
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.count} < {count} records after {timeout}s")
             await asyncio.sleep(0.1)
@@ -210,9 +231,10 @@ class Tail:
 
 
 async def measure_latency(
-    server: Dovecot, tail: Tail, users: list[int], appends: int, rate: float, tag: str
-) -> list[float]:
-    """APPEND ``appends`` messages over ``users``' INBOXes; seconds until each is in Kafka."""
+    server: Dovecot, tail: Tail, users: list[int], *, appends: int, rate: float, tag: str
+) -> list[tuple[float, float]]:
+    """APPEND ``appends`` messages over ``users``' INBOXes: ``(APPEND time, seconds until
+    the record was read from Kafka)`` of each that arrived."""
     sent: dict[bytes, float] = {}
 
     def append_all() -> None:
@@ -226,10 +248,21 @@ async def measure_latency(
     thread = threading.Thread(target=append_all, daemon=True)
     thread.start()
     deadline = time.monotonic() + appends / rate + 60
-    while time.monotonic() < deadline and (thread.is_alive() or any(k not in tail.seen for k in sent)):
+    while time.monotonic() < deadline:
+        if not thread.is_alive() and all(k in tail.seen for k in sent):
+            break
         await asyncio.sleep(0.2)
     thread.join()
-    return sorted(tail.seen[k] - sent[k] for k in sent if k in tail.seen)
+    return [(sent[k], tail.seen[k] - sent[k]) for k in sent if k in tail.seen]
+
+
+def delay_summary(delays: list[float], expected: int) -> str:
+    if not delays:
+        return f"n=0 missing={expected}"
+    delays = sorted(delays)
+    return (f"n={len(delays)} p50={percentile(delays, 50) * 1000:.0f} ms"
+            f" p99={percentile(delays, 99) * 1000:.0f} ms max={delays[-1] * 1000:.0f} ms"
+            f" missing={expected - len(delays)}")  # fmt: skip
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -240,26 +273,39 @@ def percentile(values: list[float], q: int) -> float:
     )
 
 
-async def run(args: argparse.Namespace) -> None:
-    raise_inotify_limit(max(4096, args.mailboxes * 2))
-    work = Path(tempfile.mkdtemp(prefix="pectrack-bench-"))
-    with Dovecot(users=args.mailboxes) as server, EmbeddedBroker() as broker:
-        filled = time.monotonic()
-        for index in range(1, args.mailboxes + 1):
-            raws = [message(f"m{index}-{n}", body_bytes=args.size) for n in range(args.messages)]
-            server.deliver(server.user(index), "INBOX", raws)
-        print(f"filled {args.mailboxes} x {args.messages} in {time.monotonic() - filled:.1f}s")
+def fill(server: Dovecot, args: argparse.Namespace) -> None:
+    filled = time.monotonic()
+    for index in range(1, args.mailboxes + 1):
+        raws = [message(f"m{index}-{n}", body_bytes=args.size) for n in range(args.messages)]
+        server.deliver(server.user(index), "INBOX", raws)
+    print(f"filled {args.mailboxes} x {args.messages} in {time.monotonic() - filled:.1f}s")
 
-        one_dir = work / "one"
-        one_dir.mkdir()
-        one = Agent(write_config(one_dir, broker, server, [1], folders=("INBOX",)), work / "a.log")
+
+async def one_mailbox_rss(
+    args: argparse.Namespace, server: Dovecot, broker: EmbeddedBroker, work: Path, tail: Tail
+) -> int:
+    """RSS (KiB) of an agent with mailbox 1 synced and idle; starts ``tail`` on pec.raw."""
+    one_dir = work / "one"
+    one_dir.mkdir()
+    one = Agent(write_config(one_dir, broker, server, [1], folders=("INBOX",)), work / "a.log")
+    try:
         one.wait_connected(1, 60)
-        tail = Tail(broker.bootstrap, "pec.raw")
         await tail.start()
         await tail.wait(args.messages, 60)
         await asyncio.sleep(2)
-        baseline = rss_kib(one.proc.pid)
+        return rss_kib(one.proc.pid)
+    finally:
         one.stop()
+
+
+async def run(args: argparse.Namespace) -> None:
+    raise_inotify_limit(max(4096, args.mailboxes * 2))
+    work = Path(tempfile.mkdtemp(prefix="pectrack-bench-"))
+    with Dovecot(users=args.mailboxes + args.live) as server, EmbeddedBroker() as broker:
+        fill(server, args)
+
+        tail = Tail(broker.bootstrap, "pec.raw", b"lat-idle-")
+        baseline = await one_mailbox_rss(args, server, broker, work, tail)
 
         all_dir = work / "all"
         all_dir.mkdir()
@@ -268,43 +314,31 @@ async def run(args: argparse.Namespace) -> None:
             all_dir, broker, server, users, folders=("INBOX", "Sent"), command_timeout=60
         )
         sample = users[: max(1, min(args.baseline_mailboxes, len(users)))]
-        fetched, fetch_seconds, all_seconds, fetch_cpu = dovecot_fetch_rate(server, sample)
-        dovecot_rate = fetched / fetch_seconds
-        print(f"Dovecot alone: {fetched} messages from {len(sample)} mailboxes, one plain"
-              f" connection at a time, answers read unparsed: {dovecot_rate:.0f} msg/s in"
-              f" UID FETCH ({fetched / all_seconds:.0f} msg/s with connect and login;"
-              f" Dovecot CPU {fetch_cpu / max(fetched, 1) * 1000:.3f} ms/msg with them)")  # fmt: skip
+        dovecot_rate = print_dovecot_rate(server, sample)
         broker_cpu = cpu_seconds(broker.pid or 0)
         dovecot_cpu = tree_cpu_seconds(server.master_pid() or 0)
         load = os.getloadavg()[0]
         started = time.monotonic()
         agent = Agent(config, work / "agent.log")
-        profiler = None
-        if args.profile:
-            profiler = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking",
-                 "-f", "flamegraph" if args.profile.endswith(".svg") else "raw",
-                 "-o", args.profile, "--pid", str(agent.proc.pid)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+        profiler = start_profiler(args.profile, agent.proc.pid)
         try:
             boot_cpu = agent.started_cpu(60)
             await tail.wait(args.mailboxes * args.messages, 600)
             sync = time.monotonic() - started
             cpu = cpu_seconds(agent.proc.pid)
-            if profiler is not None:
-                profiler.send_signal(2)  # SIGINT: py-spy writes its flame graph
-                profiler.wait(60)
+            user = int(stat_fields(agent.proc.pid)[11]) / TICK
+            stop_profiler(profiler)
             broker_cpu = cpu_seconds(broker.pid or 0) - broker_cpu
             dovecot_cpu = tree_cpu_seconds(server.master_pid() or 0) - dovecot_cpu
             total = (args.mailboxes - 1) * args.messages  # box 1 was synced by the first agent
             print(f"initial sync: {total} messages ({args.size} B bodies) from {args.mailboxes}"
                   f" mailboxes in {sync:.1f}s = {total / sync:.0f} msg/s"
                   f" (CPU: agent {cpu:.1f}s, broker {broker_cpu:.1f}s,"
-                  f" Dovecot {dovecot_cpu:.1f}s; load average {load:.1f} at the start)")  # fmt: skip
+                  f" Dovecot {dovecot_cpu:.1f}s; load average {load:.1f} at the start)")  # fmt: skip  # noqa: E501
             per_msg = cpu / total * 1000
             synced = (cpu - boot_cpu) / total * 1000
-            print(f"agent CPU per message: {per_msg:.3f} ms ({synced:.3f} ms after start-up)"
+            print(f"agent CPU per message: {per_msg:.3f} ms ({synced:.3f} ms after start-up;"
+                  f" user {user / cpu:.0%}, system {1 - user / cpu:.0%})"
                   f" | agent: {total / cpu:.0f} msg/s per agent core"
                   f" | Dovecot alone: {dovecot_rate:.0f} msg/s on one connection"
                   f" | goal: <= 0.25 ms and >= 3,000 msg/s per core")  # fmt: skip
@@ -314,17 +348,108 @@ async def run(args: argparse.Namespace) -> None:
             per_box = (rss - baseline) / max(args.mailboxes - 1, 1)
             print(f"agent RSS: {rss / 1024:.1f} MiB with {args.mailboxes} idle mailboxes,"
                   f" {baseline / 1024:.1f} MiB with 1: {per_box:.1f} KiB per mailbox")  # fmt: skip
-            delays = await measure_latency(server, tail, users, args.appends, args.rate, "idle")
-            lost = args.appends - len(delays)
-            print(f"APPEND -> Kafka over {args.mailboxes} IDLE mailboxes: n={len(delays)}"
-                  f" p50={percentile(delays, 50) * 1000:.0f} ms"
-                  f" p99={percentile(delays, 99) * 1000:.0f} ms"
-                  f" max={delays[-1] * 1000:.0f} ms missing={lost}")  # fmt: skip
+            samples = await measure_latency(
+                server, tail, users, appends=args.appends, rate=args.rate, tag="idle"
+            )
+            print(f"APPEND -> Kafka over {args.mailboxes} IDLE mailboxes: "
+                  + delay_summary([d for _, d in samples], args.appends))  # fmt: skip
             errors = metric(agent.port, 'pec_imap_errors_total{kind="timeout"}')
             print(f"IMAP timeouts during the run: {errors:.0f}")
         finally:
             agent.stop()
             await tail.stop()
+        if args.live:
+            await live_during_backfill(args, server, broker, work)
+
+
+def start_profiler(path: str, pid: int) -> subprocess.Popen[bytes] | None:
+    if not path:
+        return None
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking",
+         "-f", "flamegraph" if path.endswith(".svg") else "raw", "-o", path, "--pid", str(pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(2)  # SIGINT: py-spy writes its output
+        profiler.wait(60)
+
+
+async def live_during_backfill(
+    args: argparse.Namespace, server: Dovecot, broker: EmbeddedBroker, work: Path
+) -> None:
+    """The same N x M history read again from scratch (new cursor and record topics) by
+    an agent that also holds ``--live`` mailboxes with no history: once those are in
+    IDLE, APPENDs to them while the backfill runs; their APPEND -> Kafka delay."""
+    backfill = list(range(1, args.mailboxes + 1))
+    live = list(range(args.mailboxes + 1, args.mailboxes + args.live + 1))
+    directory = work / "backfill"
+    directory.mkdir()
+    config = write_config(
+        directory, broker, server, live + backfill, folders=("INBOX", "Sent"), command_timeout=60
+    )  # live first: they take the first connect slots
+    text = config.read_text().replace(
+        "[kafka]\n",
+        '[kafka]\ntopic = "bench.backfill"\ncursor_topic = "bench.backfill-cursors"\n'
+        'dead_letter_topic = "bench.backfill-dlq"\n',
+    )
+    config.write_text(text)
+    history = args.mailboxes * args.messages + args.appends  # the steady phase's APPENDs too
+    # The topic exists (with leaders) before the reader assigns it: a consumer that
+    # assigned a just-created topic waited for a metadata refresh (minutes) here.
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic("bench.backfill", 3, 1)])
+    finally:
+        await admin.close()
+    await asyncio.sleep(1)
+    tail = Tail(broker.bootstrap, "bench.backfill", b"lat-backfill-")
+    await tail.start()
+    agent = Agent(config, work / "backfill.log")
+    try:
+        started = time.monotonic()
+        for index in live:
+            name = f'pec_imap_mailbox_up{{mailbox="box-{index:04d}"}}'
+            while True:
+                try:
+                    if metric(agent.port, name) == 1:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() - started > 120:
+                    raise RuntimeError("live mailboxes not in IDLE after 120s")
+                await asyncio.sleep(0.1)
+        behind = tail.count
+        print(f"backfill: {args.live} live mailboxes in IDLE after"
+              f" {time.monotonic() - started:.1f}s; {behind} of {history} history records"
+              f" published by then")  # fmt: skip
+        done_at: list[float] = []
+
+        async def watch() -> None:
+            await tail.wait(history, 900)
+            done_at.append(time.monotonic())
+
+        watcher = asyncio.create_task(watch())
+        samples = await measure_latency(
+            server, tail, live, appends=args.live_appends, rate=args.rate, tag="backfill"
+        )
+        await watcher
+        end = done_at[0]
+        during = [d for at, d in samples if at + d <= end]
+        after = [d for at, d in samples if at + d > end]
+        print(f"backfill of {history} messages from {args.mailboxes} mailboxes:"
+              f" {end - started:.1f}s from agent start")  # fmt: skip
+        print(f"APPEND -> Kafka over {args.live} IDLE mailboxes during the backfill: "
+              + delay_summary(during, len(during) or args.live_appends)
+              + f" ({len(after)} more samples after its end: "
+              + delay_summary(after, len(after)) + ")")  # fmt: skip
+    finally:
+        agent.stop()
+        await tail.stop()
 
 
 def main() -> None:
@@ -338,7 +463,16 @@ def main() -> None:
         "--baseline-mailboxes", type=int, default=200,
         help="mailboxes fetched by the Dovecot-alone baseline",
     )  # fmt: skip
-    parser.add_argument("--profile", default="", help="py-spy profile of the agent's sync: flame graph if *.svg, else collapsed stacks")
+    parser.add_argument(
+        "--live", type=int, default=50,
+        help="IDLE mailboxes APPENDed to during a second, full backfill (0: skip that phase)",
+    )  # fmt: skip
+    parser.add_argument("--live-appends", type=int, default=200, help="APPENDs during it")
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="py-spy profile of the agent's sync: a flame graph if *.svg, else raw stacks",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: Dovecot needs to run mail as uid `mail`")
