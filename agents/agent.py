@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
+from agents.backfill import report, stop_when_synced
 from agents.backoff import Backoff
 from agents.config import AgentConfig
 from agents.ingest import MailboxWorker, WorkerContext
 from agents.logs import log_event
+from agents.progress import Progress
 from agents.publish import CursorStore, KafkaPublisher, PublishError
 from agents.shard import Shard
-from pipeline.contracts.metrics import IngestMetrics
+from pipeline.contracts.metrics import BackfillMetrics, IngestMetrics
 from pipeline.kafka.tls import handshake_error
 
 __all__ = ["run_agent"]
@@ -34,10 +37,20 @@ async def run_agent(
     stop: asyncio.Event,
     shard: Shard | None = None,
     grace_seconds: float = 10.0,
+    once: bool = False,
+    progress: Progress | None = None,
+    terminal: TextIO | None = None,
 ) -> None:
-    """Ingest the shard's mailboxes until ``stop`` is set, then finish in-flight batches."""
+    """Ingest the shard's mailboxes until ``stop`` is set, then finish in-flight batches.
+
+    ``once``: every mailbox returns after its first complete sync, and ``stop`` is set
+    when all have (``progress.synced`` then names every mailbox). ``terminal``: draw a
+    progress bar there.
+    """
     boxes = (shard or Shard()).select(config.mailboxes)
     metrics = IngestMetrics(registry)
+    progress = progress or Progress()
+    progress.metrics, progress.mailboxes = BackfillMetrics(registry), len(boxes)
     metrics.mailboxes.set(len(boxes))
     for box in boxes:
         if not box.has_sent_folder:  # allowed (INBOX-only test setups), but say what it costs
@@ -59,11 +72,18 @@ async def run_agent(
         connecting=asyncio.Semaphore(config.limits.max_concurrent_connects),
         active=asyncio.Semaphore(config.limits.max_concurrent_syncs),
         stop=stop,
+        progress=progress,
+        once=once,
     )
     tasks = [
         asyncio.create_task(MailboxWorker(box, ctx).run(), name=f"mailbox:{box.id}")
         for box in boxes
     ]
+    workers = list(tasks)
+    every = config.limits.progress_seconds
+    tasks.append(asyncio.create_task(report(progress, stop, every=every, terminal=terminal)))
+    if once:
+        tasks.append(asyncio.create_task(stop_when_synced(workers, stop)))
     try:
         await stop.wait()
         _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)

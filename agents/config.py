@@ -160,6 +160,7 @@ class AgentLimits:
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     progress_every: int = 1000
+    progress_seconds: float = 30.0  # backfill.progress log line while syncs are under way
 
 
 @dataclass(frozen=True, slots=True)

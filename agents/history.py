@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 HISTORY_KEYS = frozenset({"since", "since_days"})
-_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 class HistoryError(ValueError):

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
 
@@ -31,6 +31,7 @@ from agents.imap.session import (
     ImapSession,
 )
 from agents.logs import log_event
+from agents.progress import Progress
 from agents.publish import PublishError, RecordsRejectedError
 from agents.records import (
     FetchedMessage,
@@ -106,6 +107,8 @@ class WorkerContext:
     active: asyncio.Semaphore  # IMAP batches in progress; idle connections hold neither
     stop: asyncio.Event
     open_session: Opener = ImapSession.open
+    progress: Progress = field(default_factory=Progress)  # backfill: done / to do, ETA
+    once: bool = False  # return after the first complete sync (pectrack agent --once)
 
 
 class MailboxWorker:
@@ -135,7 +138,10 @@ class MailboxWorker:
                 self.folders = await self._resolve_folders(session)
                 await self._sync_all(session)
                 self._up(True)  # up = every folder synced, not merely logged in
+                self.ctx.progress.mark_synced(self.box.id)
                 attempt = 0
+                if self.ctx.once:
+                    return
                 await self._watch(session)
             except (ImapError, PublishError) as exc:
                 if isinstance(exc, ImapParserError):
@@ -258,7 +264,7 @@ class MailboxWorker:
         The asyncio semaphore wakes waiters in FIFO order. Between batches nothing is
         in flight, so a cursor still moves only after its records are acknowledged.
         """
-        box, limits, active = self.box, self.ctx.limits, self.ctx.active
+        box, active = self.box, self.ctx.active
         async with active:
             status, cursor, plan = await self._select(session, folder)
             lag = self.metrics.cursor_lag.labels(box.id, folder)
@@ -286,7 +292,20 @@ class MailboxWorker:
                 reached = FolderCursor(plan.uidvalidity, skipped)
                 await self.ctx.cursors.commit(box.id, folder, reached)
             return
-        newest, total, done = max(uids[-1], skipped), len(uids), 0
+        newest = max(uids[-1], skipped)
+        progress = self.ctx.progress
+        progress.start(box.id, folder, len(uids))
+        try:
+            await self._fetch_all(session, folder, plan, uids, newest)
+        finally:
+            progress.finish(box.id, folder)  # the rest is listed again by the next sync
+
+    async def _fetch_all(
+        self, session: Session, folder: str, plan: FolderPlan, uids: list[int], newest: int
+    ) -> None:
+        box, limits, active = self.box, self.ctx.limits, self.ctx.active
+        lag = self.metrics.cursor_lag.labels(box.id, folder)
+        total, done = len(uids), 0
         big = total >= limits.progress_every
         if big:
             log_event(log, logging.INFO, "sync.start", mailbox=box.id, folder=folder,
@@ -310,6 +329,7 @@ class MailboxWorker:
                     reached = FolderCursor(plan.uidvalidity, last)
                     await self.ctx.cursors.commit(box.id, folder, reached)
                 lag.set(max(newest - last, 0))
+                self.ctx.progress.advance(box.id, folder, _count(step))
             done += len(chunk)
             if big and (done % limits.progress_every < len(chunk) or done == total):
                 log_event(log, logging.INFO, "sync.progress", mailbox=box.id, folder=folder,
@@ -383,3 +403,8 @@ class MailboxWorker:
         started = time.perf_counter()
         await self.ctx.publisher.publish(records)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
+
+
+def _count(step: FetchBatch | Oversized) -> int:
+    """Messages a step took off the to-do list (a dead-lettered one counts too)."""
+    return 1 if isinstance(step, Oversized) else len(step.uids)

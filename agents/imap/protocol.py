@@ -13,9 +13,9 @@ reader: one loop over the chunk with an offset, literals copied once into their
 command's buffer, no logging of the data; a FETCH's "is the item complete" check looks
 back to the item's first line only (aioimaplib rescans the whole answer at every line);
 a command's timeout moves a deadline at each line instead of re-arming a loop timer
-(patched into aioimaplib's ``Command``, for this process). Memory stays bounded as before: a literal is
-held only until its command completes, and the agent asks only for batches it bounded
-by RFC822.SIZE (:mod:`agents.fetch_batches`).
+(patched into aioimaplib's ``Command``, for this process). Memory stays bounded as
+before: a literal is held only until its command completes, and the agent asks only for
+batches it bounded by RFC822.SIZE (:mod:`agents.fetch_batches`).
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ class FastProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
 
     def data_received(self, d: bytes) -> None:
         # current_command: the command whose line or literal the last chunk cut short
-        data = self.incomplete_line + d if self.incomplete_line else d
-        cmd: Any = self.current_command
+        pending: bytes = self.incomplete_line  # type: ignore[has-type]
+        data = pending + d if pending else d
+        cmd: Any = self.current_command  # type: ignore[has-type]
         self.incomplete_line = b""
         self.current_command = None
         self._read(data, cmd)

@@ -18,6 +18,12 @@ Ingest (``agents/``)::
     pec_imap_mailbox_up{mailbox}           1 once every folder synced, 0 while failing
     pec_ingest_last_sync_timestamp_seconds{mailbox}
     pec_ingest_cursor_lag_messages{mailbox,folder}   newest UID on server - last published
+
+Backfill progress (``agents/progress.py``)::
+
+    pec_backfill_messages_todo{mailbox}    listed by the syncs under way, not yet published
+    pec_backfill_messages_done{mailbox}    published by syncs since the agent started
+    pec_backfill_eta_seconds               todo / recent rate; 0 when none; -1 rate unknown
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
-__all__ = ["IMAP_ERROR_KINDS", "IngestMetrics", "serve"]
+__all__ = ["IMAP_ERROR_KINDS", "BackfillMetrics", "IngestMetrics", "serve"]
 
 IMAP_ERROR_KINDS = ("auth", "tls", "connect", "timeout", "dropped", "parser", "protocol")
 
@@ -106,6 +112,29 @@ class IngestMetrics:
             self.imap_errors.labels(kind)
         for outcome in ("published", "dead_letter"):
             self.messages.labels(outcome)
+
+
+class BackfillMetrics:
+    """How far the agent's syncs have come (a first sync of years of mail, or a resync)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.todo = Gauge(
+            "pec_backfill_messages_todo",
+            "Messages the mailbox's syncs under way listed and have not published yet.",
+            ["mailbox"],
+            registry=registry,
+        )
+        self.done = Gauge(
+            "pec_backfill_messages_done",
+            "Messages the mailbox's syncs published since the agent started.",
+            ["mailbox"],
+            registry=registry,
+        )
+        self.eta = Gauge(
+            "pec_backfill_eta_seconds",
+            "Estimated seconds until every sync under way is done (0: none; -1: no rate yet).",
+            registry=registry,
+        )
 
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> int:

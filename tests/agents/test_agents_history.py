@@ -39,7 +39,8 @@ def test_defaults_apply_and_a_mailbox_overrides_or_lifts_them() -> None:
     assert boxes["fixed"].history == HistoryLimit(since=date(2025, 1, 1))  # replaces since_days
     assert boxes["lifted"].history is None
     fixed, by_default = boxes["fixed"].history, boxes["by-default"].history
-    assert fixed is not None and by_default is not None
+    assert fixed is not None
+    assert by_default is not None
     assert fixed.start(date(2026, 12, 2)) == date(2025, 1, 1)
     assert by_default.start(date(2026, 12, 2)) == date(2025, 12, 2)
 
@@ -54,7 +55,7 @@ def test_default_since_days_reaches_every_mailbox() -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ('since = 2025-01-01\nsince_days = 3', "not both"),
+        ("since = 2025-01-01\nsince_days = 3", "not both"),
         ("since = 2025-01-01T10:00:00", "not a date and time"),
         ('since = "1 Jan 2025"', "like 2025-01-01"),
         ("since = 20250101", "like 2025-01-01"),
@@ -63,14 +64,16 @@ def test_default_since_days_reaches_every_mailbox() -> None:
     ],
 )
 def test_bad_limits_are_config_errors(extra: str, message: str) -> None:
-    text = TOML.split("[[mailbox]]")[0].replace("since_days = 365\n", "")
+    text = TOML.split("[[mailbox]]", maxsplit=1)[0].replace("since_days = 365\n", "")
     text += '[[mailbox]]\nid = "a"\nuser = "u"\npassword_env = "PW"\n' + extra + "\n"
     with pytest.raises(ConfigError, match=message):
         parse_config(tomllib.loads(text), {"PW": "x"})
 
 
 def test_a_string_date_is_accepted() -> None:
-    text = TOML.split("[[mailbox]]")[0].replace("since_days = 365", 'since = "2024-02-29"')
+    text = TOML.split("[[mailbox]]", maxsplit=1)[0].replace(
+        "since_days = 365", 'since = "2024-02-29"'
+    )
     text += '[[mailbox]]\nid = "a"\nuser = "u"\npassword_env = "PW"\n'
     (box,) = parse_config(tomllib.loads(text), {"PW": "x"}).mailboxes
     assert box.history == HistoryLimit(since=date(2024, 2, 29))

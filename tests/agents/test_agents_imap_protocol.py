@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from aioimaplib import aioimaplib
@@ -44,7 +45,7 @@ async def _read(protocol_class: Any, answer: bytes, cuts: list[int]) -> Any:
     tag = protocol.transport.written[-1].split(b" ", 1)[0]
     data = answer.replace(_TAG_PLACEHOLDER, tag)
     edges = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    for start, stop in zip(edges, edges[1:], strict=False):
+    for start, stop in itertools.pairwise(edges):
         protocol.data_received(data[start:stop])
     return await asyncio.wait_for(task, 5)
 

@@ -55,8 +55,10 @@ async def test_backfill_limited_by_since_publishes_exactly_the_messages_since(
 
     async with contextlib.AsyncExitStack() as stack, in_process_agent(config) as agent:
         await wait_until(
-            lambda: agent.metric("pec_imap_mailbox_up", {"mailbox": box(limited)}) == 1
-            and agent.metric("pec_imap_mailbox_up", {"mailbox": box(whole)}) == 1,
+            lambda: (
+                agent.metric("pec_imap_mailbox_up", {"mailbox": box(limited)}) == 1
+                and agent.metric("pec_imap_mailbox_up", {"mailbox": box(whole)}) == 1
+            ),
             60,
             "both mailboxes synced",
         )
