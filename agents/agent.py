@@ -22,6 +22,7 @@ from agents.logs import log_event
 from agents.progress import Progress
 from agents.publish import CursorStore, KafkaPublisher, PublishError
 from agents.shard import Shard
+from agents.slots import Slots
 from pipeline.contracts.metrics import BackfillMetrics, IngestMetrics
 from pipeline.kafka.tls import handshake_error
 
@@ -70,7 +71,7 @@ async def run_agent(
         cursors=cursors,
         metrics=metrics,
         connecting=asyncio.Semaphore(config.limits.max_concurrent_connects),
-        active=asyncio.Semaphore(config.limits.max_concurrent_syncs),
+        active=Slots(config.limits.max_concurrent_syncs),
         stop=stop,
         progress=progress,
         once=once,

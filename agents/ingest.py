@@ -40,6 +40,7 @@ from agents.records import (
     header_section,
     raw_record,
 )
+from agents.slots import Lane, Slots
 from pipeline.contracts.metrics import IngestMetrics
 from pipeline.contracts.raw import FolderRole, folder_role
 
@@ -104,7 +105,7 @@ class WorkerContext:
     # Two bounds, so that servers that never answer (each holding a connect slot until
     # the command timeout) cannot starve the syncs of mailboxes already connected.
     connecting: asyncio.Semaphore  # connects + logins in progress
-    active: asyncio.Semaphore  # IMAP batches in progress; idle connections hold neither
+    active: asyncio.Semaphore | Slots  # IMAP batches in progress; idle connections hold neither
     stop: asyncio.Event
     open_session: Opener = ImapSession.open
     progress: Progress = field(default_factory=Progress)  # backfill: done / to do, ETA
@@ -126,6 +127,7 @@ class MailboxWorker:
         # folder-role of the folders found by special use; the others: by name (raw_record)
         self.roles: dict[str, FolderRole] = {}
         self._missing: set[str] = set()  # configured folders the server does not have
+        self._live = False  # past its first complete sync: its syncs take the urgent lane
 
     async def run(self) -> None:
         attempt = 0
@@ -139,6 +141,7 @@ class MailboxWorker:
                 await self._sync_all(session)
                 self._up(True)  # up = every folder synced, not merely logged in
                 self.ctx.progress.mark_synced(self.box.id)
+                self._live = True
                 attempt = 0
                 if self.ctx.once:
                     return
@@ -264,7 +267,7 @@ class MailboxWorker:
         The asyncio semaphore wakes waiters in FIFO order. Between batches nothing is
         in flight, so a cursor still moves only after its records are acknowledged.
         """
-        box, active = self.box, self.ctx.active
+        box, active = self.box, self._slot()
         async with active:
             status, cursor, plan = await self._select(session, folder)
             lag = self.metrics.cursor_lag.labels(box.id, folder)
@@ -303,7 +306,7 @@ class MailboxWorker:
     async def _fetch_all(
         self, session: Session, folder: str, plan: FolderPlan, uids: list[int], newest: int
     ) -> None:
-        box, limits, active = self.box, self.ctx.limits, self.ctx.active
+        box, limits, active = self.box, self.ctx.limits, self._slot()
         lag = self.metrics.cursor_lag.labels(box.id, folder)
         total, done = len(uids), 0
         big = total >= limits.progress_every
@@ -339,6 +342,11 @@ class MailboxWorker:
         if self.ctx.cursors.get(box.id, folder) != final:
             await self.ctx.cursors.commit(box.id, folder, final)
         lag.set(0)
+
+    def _slot(self) -> asyncio.Semaphore | Lane:
+        """The urgent lane once the mailbox is past its first sync (agents.slots)."""
+        active = self.ctx.active
+        return active.lane(urgent=self._live) if isinstance(active, Slots) else active
 
     async def _step(
         self, session: Session, folder: str, uidvalidity: int, step: FetchBatch | Oversized
