@@ -77,7 +77,7 @@ class Progress:
         self.done += count
         self._done_by_box[mailbox] = self._done_by_box.get(mailbox, 0) + count
         if self.metrics is not None:
-            self.metrics.done.labels(mailbox).set(self._done_by_box[mailbox])
+            self.metrics.done.labels(mailbox).inc(count)
         self._observe(count)
 
     def finish(self, mailbox: str, folder: str) -> None:
@@ -98,7 +98,7 @@ class Progress:
         self._todo_by_box[mailbox] = box_todo
         if self.metrics is not None:
             self.metrics.todo.labels(mailbox).set(box_todo)
-            self.metrics.done.labels(mailbox).set(self._done_by_box.get(mailbox, 0))
+            self.metrics.done.labels(mailbox)  # the series exists from the first sync
 
     def _observe(self, count: int) -> None:
         now = self._clock()

@@ -22,7 +22,7 @@ Ingest (``agents/``)::
 Backfill progress (``agents/progress.py``)::
 
     pec_backfill_messages_todo{mailbox}    listed by the syncs under way, not yet published
-    pec_backfill_messages_done{mailbox}    published by syncs since the agent started
+    pec_backfill_messages_done_total{mailbox}   published by syncs since the agent started
     pec_backfill_eta_seconds               todo / recent rate; 0 when none; -1 rate unknown
 """
 
@@ -124,7 +124,7 @@ class BackfillMetrics:
             ["mailbox"],
             registry=registry,
         )
-        self.done = Gauge(
+        self.done = Counter(
             "pec_backfill_messages_done",
             "Messages the mailbox's syncs published since the agent started.",
             ["mailbox"],
