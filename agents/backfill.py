@@ -1,7 +1,7 @@
 """The agent's backfill loops: a periodic progress report, and ``--once``'s end.
 
 ``report`` logs a ``backfill.progress`` line every ``every`` seconds while messages are
-left to do (and once when the last is done), and, given a terminal stream, redraws a
+left to do, once when the last is done and once at the stop, and, given a terminal stream, redraws a
 progress bar on it every half second. ``stop_when_synced`` sets ``stop`` once every
 mailbox worker has returned: with ``once`` they return after their first complete sync.
 """
@@ -38,6 +38,8 @@ async def report(
         elif not snap.todo and not logged_idle:
             progress.log()  # the line that says it is done
             last_log, logged_idle = now, True
+    if progress.done:
+        progress.log()  # where it stands at the stop (--once: the whole backfill)
     if terminal is not None:
         terminal.write("\r" + bar(progress.snapshot()) + "\n")
         terminal.flush()
