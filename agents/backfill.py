@@ -29,7 +29,7 @@ async def report(
             await asyncio.wait_for(stop.wait(), tick)
         snap = progress.snapshot()
         if terminal is not None:
-            terminal.write("\r" + bar(snap))
+            terminal.write("\r" + bar(snap) + "\x1b[K")  # clear what a longer line left
             terminal.flush()
         now = asyncio.get_running_loop().time()
         if snap.todo and now - last_log >= every:
@@ -41,7 +41,7 @@ async def report(
     if progress.done:
         progress.log()  # where it stands at the stop (--once: the whole backfill)
     if terminal is not None:
-        terminal.write("\r" + bar(progress.snapshot()) + "\n")
+        terminal.write("\r" + bar(progress.snapshot()) + "\x1b[K\n")
         terminal.flush()
 
 
