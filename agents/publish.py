@@ -181,9 +181,16 @@ class KafkaPublisher:
                     ):
                         raise PublishError("a record does not fit an empty batch")
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-            await asyncio.gather(*futures)
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
         except KafkaError as exc:
             raise PublishError(f"Kafka refused a record: {type(exc).__name__}") from None
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors and all(isinstance(e, _TOO_LARGE) for e in errors):
+            # a broker whose message.max.bytes is below our batch size: record by record
+            # (batches already stored are sent again; downstream keys on content_key)
+            return False
+        if errors:
+            raise PublishError(f"Kafka refused a record: {type(errors[0]).__name__}")
         return True
 
     async def stop(self) -> None:
