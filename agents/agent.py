@@ -11,18 +11,22 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
+from agents.backfill import report, stop_when_synced
 from agents.backoff import Backoff
 from agents.config import AgentConfig
 from agents.fleet import MailboxFleet
 from agents.ingest import WorkerContext
 from agents.logs import log_event
+from agents.progress import Progress
 from agents.publish import CursorStore, KafkaPublisher, PublishError
 from agents.reload import serve_reloads
 from agents.shard import Shard
-from pipeline.contracts.metrics import IngestMetrics
+from agents.slots import Slots
+from pipeline.contracts.metrics import BackfillMetrics, IngestMetrics
 from pipeline.kafka.sasl import KafkaSaslError, auth_error
 from pipeline.kafka.tls import handshake_error
 
@@ -40,15 +44,22 @@ async def run_agent(
     grace_seconds: float = 10.0,
     reload: asyncio.Event | None = None,
     load: Callable[[], AgentConfig] | None = None,
+    once: bool = False,
+    progress: Progress | None = None,
+    terminal: TextIO | None = None,
 ) -> None:
     """Ingest the shard's mailboxes until ``stop`` is set, then finish in-flight batches.
 
     Each time ``reload`` is set, ``load()`` is called and its mailboxes applied
-    (:mod:`agents.reload`).
+    (:mod:`agents.reload`). ``once``: every mailbox returns after its first complete
+    sync, and ``stop`` is set when all have (``progress.synced`` then names every
+    mailbox). ``terminal``: draw a progress bar there.
     """
     shard = shard or Shard()
     boxes = shard.select(config.mailboxes)
     metrics = IngestMetrics(registry)
+    progress = progress or Progress()
+    progress.metrics, progress.mailboxes = BackfillMetrics(registry), len(boxes)
     metrics.mailboxes.set(len(boxes))
     for box in boxes:
         if not box.has_sent_folder:  # allowed (INBOX-only test setups), but say what it costs
@@ -68,12 +79,18 @@ async def run_agent(
         cursors=cursors,
         metrics=metrics,
         connecting=asyncio.Semaphore(config.limits.max_concurrent_connects),
-        active=asyncio.Semaphore(config.limits.max_concurrent_syncs),
+        active=Slots(config.limits.max_concurrent_syncs),
         stop=stop,
+        progress=progress,
+        once=once,
     )
     fleet = MailboxFleet(ctx)
     for box in boxes:
         fleet.start(box)
+    every = config.limits.progress_seconds
+    helpers = [asyncio.create_task(report(progress, stop, every=every, terminal=terminal))]
+    if once:  # the mailboxes started now; one added by a reload is not waited for
+        helpers.append(asyncio.create_task(stop_when_synced(fleet.tasks(), stop)))
     try:
         if reload is not None and load is not None:
             await serve_reloads(
@@ -83,6 +100,9 @@ async def run_agent(
             )  # fmt: skip
         await stop.wait()
     finally:
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
         await fleet.stop_all(grace_seconds)
         await publisher.stop()
         log_event(log, logging.INFO, "agent.stop")

@@ -16,6 +16,8 @@
     [mailbox_defaults]                 # merged under every [[mailbox]]
     host = "imaps.pec.aruba.it"
     folders = ["INBOX", "\\Sent"]         # "\\Sent": whichever folder has that attribute
+    since = 2025-01-01                 # optional: first sync reads from this date (or
+                                       #   since_days = 365); agents/history.py
 
     [[mailbox]]
     id = "comune-x"
@@ -40,6 +42,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agents.history import (
+    HISTORY_KEYS,
+    HistoryError,
+    HistoryLimit,
+    parse_history,
+    with_defaults,
+)
 from agents.secrets import SecretRef, expand_template
 from pipeline.contracts import topics
 from pipeline.kafka.sasl import KafkaSasl, KafkaSaslError
@@ -121,6 +130,7 @@ class MailboxConfig:
     user: str
     password: Secret | SecretRef  # SecretRef from a config file: read at each login
     folders: tuple[str, ...]
+    history: HistoryLimit | None = None  # since / since_days: how far a first sync reaches
 
     @property
     def has_sent_folder(self) -> bool:
@@ -163,6 +173,7 @@ class AgentLimits:
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     progress_every: int = 1000
+    progress_seconds: float = 30.0  # backfill.progress log line while syncs are under way
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +214,9 @@ def parse_config(
     if not isinstance(raw_boxes, list) or not raw_boxes:
         raise ConfigError("at least one [[mailbox]] is required")
     boxes = tuple(
-        _mailbox({**defaults, **box}, environ, base_dir) for box in raw_boxes if _is_table(box)
+        _mailbox(with_defaults(defaults, box), environ, base_dir)
+        for box in raw_boxes
+        if _is_table(box)
     )
     seen: set[str] = set()
     for box in boxes:
@@ -331,6 +344,7 @@ _MAILBOX_KEYS = {
     "password_env",
     "password_file",
     "folders",
+    *HISTORY_KEYS,
 }
 
 
@@ -378,7 +392,15 @@ def _mailbox(box: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path)
         user=user,
         password=_secret(box, environ, base_dir, where),
         folders=tuple(folders),
+        history=_history(box, where),
     )
+
+
+def _history(box: Mapping[str, Any], where: str) -> HistoryLimit | None:
+    try:
+        return parse_history(box, where)
+    except HistoryError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _secret(

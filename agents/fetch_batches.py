@@ -1,7 +1,7 @@
 """Cut the UIDs to fetch into bounded batches: by count and by summed RFC822.SIZE.
 
-aioimaplib parses a response recursively, one frame per line, so a single huge FETCH
-answer raises ``RecursionError``; bounded batches keep every response small. Messages
+Bounded batches keep every response, and so the agent's memory, small (aioimaplib's own
+reader also recursed once per line: :mod:`agents.imap.protocol` replaces it with a loop). Messages
 over the size limit are never fetched whole: they go to the dead-letter topic::
 
     >>> plan_batches([(1, 10), (2, 900), (3, 10)], max_messages=10, max_bytes=100,

@@ -74,6 +74,10 @@ class MailboxFleet:
         running, self._running = list(self._running.values()), {}
         await _finish(running, grace_seconds)
 
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The running workers' tasks (a worker in ``once`` mode ends after its sync)."""
+        return [running.task for running in self._running.values()]
+
     def __len__(self) -> int:
         return len(self._running)
 

@@ -15,7 +15,8 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from agents.backoff import Backoff
@@ -31,6 +32,7 @@ from agents.imap.session import (
     ImapSession,
 )
 from agents.logs import log_event
+from agents.progress import Progress
 from agents.publish import PublishError, RecordsRejectedError
 from agents.records import (
     FetchedMessage,
@@ -39,6 +41,7 @@ from agents.records import (
     header_section,
     raw_record,
 )
+from agents.slots import Lane, Slots
 from pipeline.contracts.metrics import IngestMetrics
 from pipeline.contracts.raw import FolderRole, folder_role
 
@@ -64,6 +67,8 @@ class Session(Protocol):
     async def special_use(self) -> dict[str, str]: ...
 
     async def search_from(self, first_uid: int) -> list[int]: ...
+
+    async def search_since(self, first_uid: int, since: date) -> list[int]: ...
 
     async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]: ...
 
@@ -101,9 +106,11 @@ class WorkerContext:
     # Two bounds, so that servers that never answer (each holding a connect slot until
     # the command timeout) cannot starve the syncs of mailboxes already connected.
     connecting: asyncio.Semaphore  # connects + logins in progress
-    active: asyncio.Semaphore  # IMAP batches in progress; idle connections hold neither
+    active: asyncio.Semaphore | Slots  # IMAP batches in progress; idle connections hold neither
     stop: asyncio.Event
     open_session: Opener = ImapSession.open
+    progress: Progress = field(default_factory=Progress)  # backfill: done / to do, ETA
+    once: bool = False  # return after the first complete sync (pectrack agent --once)
 
 
 class MailboxWorker:
@@ -121,6 +128,7 @@ class MailboxWorker:
         # folder-role of the folders found by special use; the others: by name (raw_record)
         self.roles: dict[str, FolderRole] = {}
         self._missing: set[str] = set()  # configured folders the server does not have
+        self._live = False  # past its first complete sync: its syncs take the urgent lane
 
     async def run(self) -> None:
         attempt = 0
@@ -134,7 +142,11 @@ class MailboxWorker:
                 self.folders = await self._resolve_folders(session)
                 await self._sync_all(session)
                 self._up(True)  # up = every folder synced, not merely logged in
+                self.ctx.progress.mark_synced(self.box.id)
+                self._live = True
                 attempt = 0
+                if self.ctx.once:
+                    return
                 await self._watch(session)
             except (ImapError, PublishError) as exc:
                 if isinstance(exc, ImapParserError):
@@ -259,7 +271,7 @@ class MailboxWorker:
         The asyncio semaphore wakes waiters in FIFO order. Between batches nothing is
         in flight, so a cursor still moves only after its records are acknowledged.
         """
-        box, limits, active = self.box, self.ctx.limits, self.ctx.active
+        box, active = self.box, self._slot()
         async with active:
             status, cursor, plan = await self._select(session, folder)
             lag = self.metrics.cursor_lag.labels(box.id, folder)
@@ -269,13 +281,38 @@ class MailboxWorker:
                           new=status.uidvalidity)  # fmt: skip
             if plan.up_to_date and not plan.resync:
                 return
-            uids = await session.search_from(plan.first_uid)
+            # A history limit bounds a folder's first read only (no cursor, or a new
+            # UIDVALIDITY): after it, everything past the cursor is read (agents.history).
+            since = box.history.start(datetime.now(UTC).date()) if box.history else None
+            if since is not None and plan.first_uid == 1:
+                uids = await session.search_since(1, since)
+                # Past every UID the server had at SELECT, matched or not, so the next
+                # sync does not read the older messages above the newest match.
+                skipped = status.uidnext - 1 if status.uidnext < 2**32 else 0
+                log_event(log, logging.INFO, "sync.history_limited", mailbox=box.id,
+                          folder=folder, since=since.isoformat(), messages=len(uids))  # fmt: skip
+            else:
+                uids, skipped = await session.search_from(plan.first_uid), 0
         if not uids:
             lag.set(0)
-            if plan.resync:  # empty folder under a new UIDVALIDITY: remember it
-                await self.ctx.cursors.commit(box.id, folder, FolderCursor(plan.uidvalidity, 0))
+            if plan.resync or skipped:  # empty (or all too old) under a new UIDVALIDITY
+                reached = FolderCursor(plan.uidvalidity, skipped)
+                await self.ctx.cursors.commit(box.id, folder, reached)
             return
-        newest, total, done = uids[-1], len(uids), 0
+        newest = max(uids[-1], skipped)
+        progress = self.ctx.progress
+        progress.start(box.id, folder, len(uids))
+        try:
+            await self._fetch_all(session, folder, plan, uids, newest)
+        finally:
+            progress.finish(box.id, folder)  # the rest is listed again by the next sync
+
+    async def _fetch_all(
+        self, session: Session, folder: str, plan: FolderPlan, uids: list[int], newest: int
+    ) -> None:
+        box, limits, active = self.box, self.ctx.limits, self._slot()
+        lag = self.metrics.cursor_lag.labels(box.id, folder)
+        total, done = len(uids), 0
         big = total >= limits.progress_every
         if big:
             log_event(log, logging.INFO, "sync.start", mailbox=box.id, folder=folder,
@@ -299,6 +336,7 @@ class MailboxWorker:
                     reached = FolderCursor(plan.uidvalidity, last)
                     await self.ctx.cursors.commit(box.id, folder, reached)
                 lag.set(max(newest - last, 0))
+                self.ctx.progress.advance(box.id, folder, _count(step))
             done += len(chunk)
             if big and (done % limits.progress_every < len(chunk) or done == total):
                 log_event(log, logging.INFO, "sync.progress", mailbox=box.id, folder=folder,
@@ -308,6 +346,11 @@ class MailboxWorker:
         if self.ctx.cursors.get(box.id, folder) != final:
             await self.ctx.cursors.commit(box.id, folder, final)
         lag.set(0)
+
+    def _slot(self) -> asyncio.Semaphore | Lane:
+        """The urgent lane once the mailbox is past its first sync (agents.slots)."""
+        active = self.ctx.active
+        return active.lane(urgent=self._live) if isinstance(active, Slots) else active
 
     async def _step(
         self, session: Session, folder: str, uidvalidity: int, step: FetchBatch | Oversized
@@ -372,3 +415,8 @@ class MailboxWorker:
         started = time.perf_counter()
         await self.ctx.publisher.publish(records)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
+
+
+def _count(step: FetchBatch | Oversized) -> int:
+    """Messages a step took off the to-do list (a dead-lettered one counts too)."""
+    return 1 if isinstance(step, Oversized) else len(step.uids)

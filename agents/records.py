@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from pipeline.contracts.headers import Headers
 from pipeline.contracts.raw import (
@@ -79,12 +80,45 @@ def content_key(raw: bytes) -> str:
     return digest.hexdigest()
 
 
+_IMAP_DATE = re.compile(
+    r"(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)", re.ASCII
+)
+_MONTHS = {
+    m: n
+    for n, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+    )
+}
+
+
+@lru_cache(maxsize=64)
+def _zone(sign: str, hours: str, minutes: str) -> timezone:
+    offset = timedelta(hours=int(hours), minutes=int(minutes))
+    return timezone(-offset if sign == "-" else offset)
+
+
 def internaldate(text: str | None) -> datetime | None:
-    """``"26-Nov-2026 12:12:37 +0000"`` (IMAP form) as a time; ``None`` if unknown."""
+    """``"26-Nov-2026 12:12:37 +0000"`` (IMAP form) as a time; ``None`` if unknown.
+
+    The IMAP form by a regular expression (``strptime`` cost ~15 us per message on a
+    first sync); anything else still goes through ``strptime``.
+    """
     if not text:
         return None
+    text = text.strip()
+    match = _IMAP_DATE.fullmatch(text)
+    month = _MONTHS.get(match.group(2).lower(), 0) if match else 0
+    if match is None or not month:
+        try:
+            return datetime.strptime(text, "%d-%b-%Y %H:%M:%S %z")
+        except ValueError:
+            return None
+    day, _, year, hour, minute, second, sign, zh, zm = match.groups()
     try:
-        return datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z")
+        return datetime(
+            int(year), month, int(day), int(hour), int(minute), int(second),
+            tzinfo=_zone(sign, zh, zm),
+        )  # fmt: skip
     except ValueError:
         return None
 

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Awaitable, Sequence
+from datetime import date
 from typing import Any, TypeVar
 
 import aioimaplib
@@ -30,7 +31,9 @@ import aioimaplib
 from agents.config import MailboxConfig, TlsMode
 from agents.cursor import FolderStatus
 from agents.fetch_batches import uid_set
+from agents.history import imap_date
 from agents.imap import parse
+from agents.imap.protocol import FastIMAP4
 from agents.records import FetchedMessage
 from agents.secrets import SecretUnavailableError
 
@@ -124,7 +127,7 @@ class ImapSession:
         loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[BaseException | None] = loop.create_future()
         self._tls = ssl_context(box)
-        self._client = aioimaplib.IMAP4(
+        self._client = FastIMAP4(
             host=box.host,
             port=box.port,
             timeout=timeout,
@@ -283,6 +286,12 @@ class ImapSession:
         """UIDs ``>= first_uid`` in the selected folder, ascending."""
         response = await self._call(self._client.uid_search(f"UID {first_uid}:*", charset=None))
         return parse.search_uids(self._check(response, "UID SEARCH"), first_uid)
+
+    async def search_since(self, first_uid: int, since: date) -> list[int]:
+        """UIDs ``>= first_uid`` whose INTERNALDATE is on or after ``since``, ascending."""
+        criteria = f"UID {first_uid}:* SINCE {imap_date(since)}"
+        response = await self._call(self._client.uid_search(criteria, charset=None))
+        return parse.search_uids(self._check(response, "UID SEARCH SINCE"), first_uid)
 
     async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]:
         response = await self._call(self._client.uid("fetch", uid_set(uids), "(UID RFC822.SIZE)"))

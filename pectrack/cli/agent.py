@@ -1,7 +1,9 @@
-"""``pectrack agent --config FILE [--shard K/N|auto] [--metrics-port P]``: run the IMAP ingest.
+"""``pectrack agent --config FILE [--shard K/N|auto] [--metrics-port P] [--once]``: run the
+IMAP ingest.
 
 SIGHUP reads the config file again and applies its mailboxes live (``agents.reload``);
-SIGTERM/SIGINT stop after the in-flight batches.
+SIGTERM/SIGINT stop after the in-flight batches. ``--once``: sync every folder to its
+end, then exit 0 (a progress bar on a terminal).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,11 @@ def register(subparsers: Any) -> None:
         "--health-port", type=int, default=None, help="serve /livez and /readyz here"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="sync every folder of every mailbox to its end, then exit 0 (scripted backfills)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -67,13 +75,13 @@ def main(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         port = serve(registry, args.metrics_port, args.metrics_addr)
         logs.log_event(log, logging.INFO, "metrics.serving", port=port)
-    asyncio.run(_run(config, registry, args))
-    return 0
+    return asyncio.run(_run(config, registry, args))
 
 
-async def _run(config: Any, registry: Any, args: argparse.Namespace) -> None:
+async def _run(config: Any, registry: Any, args: argparse.Namespace) -> int:
     from agents.agent import run_agent  # noqa: PLC0415
     from agents.config import load_config  # noqa: PLC0415
+    from agents.progress import Progress  # noqa: PLC0415
     from pipeline import health  # noqa: PLC0415
 
     stop = asyncio.Event()
@@ -84,6 +92,9 @@ async def _run(config: Any, registry: Any, args: argparse.Namespace) -> None:
     if args.health_port is not None:  # probes on this loop (pipeline.health)
         await health.start_agent_health(registry, args.health_port, args.metrics_addr)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
+    once = bool(getattr(args, "once", False))
+    progress = Progress()
+    terminal = sys.stderr if once and sys.stderr.isatty() else None
     await run_agent(
         config,
         registry=registry,
@@ -91,7 +102,15 @@ async def _run(config: Any, registry: Any, args: argparse.Namespace) -> None:
         shard=args.shard,
         reload=reload,
         load=lambda: load_config(args.config),
+        once=once,
+        progress=progress,
+        terminal=terminal,
     )
+    if once and len(progress.synced) < progress.mailboxes:
+        logs.log_event(log, logging.ERROR, "agent.once_incomplete",
+                       synced=len(progress.synced), mailboxes=progress.mailboxes)  # fmt: skip
+        return 1
+    return 0
 
 
 def _shard_arg(text: str) -> str:

@@ -19,6 +19,12 @@ Ingest (``agents/``)::
     pec_imap_mailbox_credentials_ok{mailbox}   0: password unreadable or login refused
     pec_ingest_last_sync_timestamp_seconds{mailbox}
     pec_ingest_cursor_lag_messages{mailbox,folder}   newest UID on server - last published
+
+Backfill progress (``agents/progress.py``)::
+
+    pec_backfill_messages_todo{mailbox}    listed by the syncs under way, not yet published
+    pec_backfill_messages_done_total{mailbox}   published by syncs since the agent started
+    pec_backfill_eta_seconds               todo / recent rate; 0 when none; -1 rate unknown
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from pipeline.contracts.build_info import register_build_info
 
-__all__ = ["IMAP_ERROR_KINDS", "EvidenceMetrics", "IngestMetrics", "serve"]
+__all__ = ["IMAP_ERROR_KINDS", "BackfillMetrics", "EvidenceMetrics", "IngestMetrics", "serve"]
 
 IMAP_ERROR_KINDS = ("auth", "secret", "tls", "connect", "timeout", "dropped", "parser", "protocol")
 
@@ -116,6 +122,29 @@ class IngestMetrics:
             self.imap_errors.labels(kind)
         for outcome in ("published", "dead_letter"):
             self.messages.labels(outcome)
+
+
+class BackfillMetrics:
+    """How far the agent's syncs have come (a first sync of years of mail, or a resync)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.todo = Gauge(
+            "pec_backfill_messages_todo",
+            "Messages the mailbox's syncs under way listed and have not published yet.",
+            ["mailbox"],
+            registry=registry,
+        )
+        self.done = Counter(
+            "pec_backfill_messages_done",
+            "Messages the mailbox's syncs published since the agent started.",
+            ["mailbox"],
+            registry=registry,
+        )
+        self.eta = Gauge(
+            "pec_backfill_eta_seconds",
+            "Estimated seconds until every sync under way is done (0: none; -1: no rate yet).",
+            registry=registry,
+        )
 
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> int:

@@ -22,7 +22,12 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pipeline.contracts.metrics import EvidenceMetrics, IngestMetrics, StreamMetrics
+from pipeline.contracts.metrics import (
+    BackfillMetrics,
+    EvidenceMetrics,
+    IngestMetrics,
+    StreamMetrics,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"
@@ -112,6 +117,7 @@ def exported_metric_names() -> set[str]:
     """Every sample name the code can expose, ``_total``/``_bucket`` suffixes included."""
     registry = CollectorRegistry()
     IngestMetrics(registry)
+    BackfillMetrics(registry)
     StreamMetrics(registry)
     EvidenceMetrics(registry)
     suffixes = {

@@ -56,7 +56,27 @@ def test_overview_covers_the_sre_signals() -> None:
         "pec_ingest_last_sync_timestamp_seconds",
         "pec_ingest_cursor_lag_messages",
         "pec_imap_errors_total",
+        "pec_backfill_messages_todo",
+        "pec_backfill_messages_done_total",
+        "pec_backfill_eta_seconds",
     } <= used
+
+
+def test_overview_has_a_backfill_row_with_progress_and_eta() -> None:
+    """The "Backfill" row (issue #20): to do, share done, ETA, per-mailbox detail."""
+    overview = json.loads((ROOT / "grafana" / "dashboards" / "pectrack-overview.json").read_text())
+    ordered = sorted(panels(overview), key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    start = next(
+        i for i, p in enumerate(ordered) if p["type"] == "row" and p["title"] == "Backfill"
+    )
+    end = next(
+        (i for i in range(start + 1, len(ordered)) if ordered[i]["type"] == "row"), len(ordered)
+    )
+    row = ordered[start + 1 : end]
+    exprs = " ".join(t["expr"] for p in row for t in p["targets"])
+    assert {"pec_backfill_messages_todo", "pec_backfill_messages_done_total",
+            "pec_backfill_eta_seconds"} <= metric_names(exprs)  # fmt: skip
+    assert any("by (mailbox)" in t["expr"] for p in row for t in p["targets"])
 
 
 def test_dashboards_name_only_exported_metrics() -> None:

@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -277,6 +278,17 @@ class Dovecot:
         client = self.connect(user)
         try:
             typ, data = client.append(folder, flags or None, None, raw)
+            assert typ == "OK", data
+            text = data[0].decode() if data and isinstance(data[0], bytes) else ""
+            return int(text.split("APPENDUID ")[1].split()[1].rstrip("]"))
+        finally:
+            client.logout()
+
+    def append_at(self, user: str, folder: str, raw: bytes, when: datetime) -> int:
+        """APPEND one message with an explicit INTERNALDATE (old mail); returns its UID."""
+        client = self.connect(user)
+        try:
+            typ, data = client.append(folder, None, imaplib.Time2Internaldate(when), raw)
             assert typ == "OK", data
             text = data[0].decode() if data and isinstance(data[0], bytes) else ""
             return int(text.split("APPENDUID ")[1].split()[1].rstrip("]"))
