@@ -151,7 +151,7 @@ def build(
             out,
             metrics,
             *evidence_writer(
-                settings.archive,
+                settings.archive_uri,
                 settings.archive_kinds,
                 lock_mode=settings.archive_lock_mode,
                 lock_days=settings.archive_retention_days,

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from pipeline.contracts import topics
@@ -191,9 +192,11 @@ class StreamSettings:
     # The evidence archive (pipeline.evidence): every message of archive_kinds is stored
     # byte-exact before the records it causes are published.
     archive: str = setting(
-        "", "evidence archive: file:///dir or s3://bucket/prefix; empty: none (records still "
-        "carry the SHA-256 and IMAP location of each receipt)",
-    )  # fmt: skip
+        "datadir",
+        "evidence archive: file:///dir, s3://bucket/prefix, 'datadir' (a directory "
+        "'evidence' under --datadir) or 'none' (records still carry the SHA-256 and IMAP "
+        "location of each receipt)",
+    )
     archive_kinds: str = setting(
         "receipts,envelopes", "what the archive keeps, of: receipts, envelopes, sent"
     )
@@ -254,6 +257,13 @@ class StreamSettings:
         )
 
     @property
+    def archive_uri(self) -> str:
+        """The archive's URI (``""``: none); ``datadir`` is ``file://<datadir>/evidence``."""
+        if self.archive == "datadir":
+            return (Path(self.datadir).absolute() / "evidence").as_uri()
+        return "" if self.archive in ("", "none") else self.archive
+
+    @property
     def publication(self) -> Publication:
         """How the outputs are written: binding mode and schema base."""
         return Publication(Mode(self.cloudevents_mode), self.schema_base)
@@ -283,9 +293,9 @@ class StreamSettings:
         from pipeline.evidence.provenance import parse_kinds  # noqa: PLC0415
 
         parse_kinds(self.archive_kinds)
-        if self.archive:
+        if self.archive_uri:
             open_archive(
-                self.archive,
+                self.archive_uri,
                 lock_mode=self.archive_lock_mode,
                 lock_days=self.archive_retention_days,
             )

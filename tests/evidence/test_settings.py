@@ -31,7 +31,9 @@ def test_archive_settings_from_environment_and_flags(monkeypatch: pytest.MonkeyP
     args = parser.parse_args(["--archive", "file:///srv/evidence", "--archive-kinds", "receipts"])
     flagged = from_arguments(args, env={})
     assert (flagged.archive, flagged.archive_kinds) == ("file:///srv/evidence", "receipts")
-    assert StreamSettings().archive == ""  # no archive unless asked
+    default = StreamSettings(datadir="/var/lib/pectrack/worker-0")
+    assert default.archive_uri == "file:///var/lib/pectrack/worker-0/evidence"  # one machine
+    assert StreamSettings(archive="none").archive_uri == ""
     assert StreamSettings().archive_retention_days == 0  # keep
 
 
@@ -41,7 +43,8 @@ def test_archive_settings_from_environment_and_flags(monkeypatch: pytest.MonkeyP
         ({"archive": "/var/lib/evidence"}, "file:///path or s3://"),
         ({"archive": "file://relative"}, "absolute path"),
         ({"archive_kinds": "receipts,attachments"}, "archive kinds"),
-        ({"archive_lock_mode": "GOVERNANCE"}, "needs an s3:// archive"),
+        ({"archive_lock_mode": "GOVERNANCE"}, "is for s3:// archives"),
+        ({"archive": "none", "archive_lock_mode": "GOVERNANCE"}, "needs an s3:// archive"),
         ({"archive": "s3://b", "archive_lock_mode": "GOVERNANCE"}, "retention_days >= 1"),
         (
             {

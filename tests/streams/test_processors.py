@@ -55,6 +55,7 @@ async def pipeline(
         deadline_clock="event",
         store=getattr(request, "param", "memory://"),
         datadir=str(tmp_path / "state"),
+        archive="none",  # the archive has its own tests (tests/evidence)
     )
     built = build(
         settings,
