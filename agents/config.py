@@ -155,7 +155,7 @@ class KafkaSettings:
     sasl: KafkaSasl | None = None  # None: no SASL (``sasl_mechanism`` in [kafka] turns it on)
     # Replicas of the topics the agent creates (with min.insync.replicas = 2 from 3 on);
     # never lowered to fit: a one-broker cluster refuses 3, so say 1 there explicitly.
-    replication: int = 3
+    replication: int = topics.DEFAULT_REPLICATION
 
 
 @dataclass(frozen=True, slots=True)

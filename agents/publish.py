@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from agents.config import KafkaSettings
 from agents.cursor import FolderCursor, cursor_key, decode_cursor, encode_cursor
 from agents.records import OutRecord
+from pipeline.contracts import topics
 from pipeline.kafka.read import read_topic as read_topic_records
 from pipeline.kafka.sasl import KafkaSasl, kafka_client_options
 from pipeline.kafka.tls import KafkaTls
@@ -47,7 +48,7 @@ def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
     lowering it), and from 3 on ``min.insync.replicas = 2``, so that an ``acks=all``
     write survives the loss of any one broker."""
     replication = settings.replication
-    configs = {"min.insync.replicas": "2"} if replication >= 3 else {}
+    configs = topics.durability_configs(replication)
     compact = {**configs, "cleanup.policy": "compact"}
     return [
         NewTopic(settings.topic, settings.partitions, replication, topic_configs=configs),

@@ -13,6 +13,7 @@ __all__ = [
     "AGENT_CURSORS",
     "COMPACTED",
     "DEFAULT_PARTITIONS",
+    "DEFAULT_REPLICATION",
     "DLQ",
     "INBOUND",
     "MESSAGE_STATE",
@@ -22,6 +23,7 @@ __all__ = [
     "SDI_NOTIFICATIONS",
     "STATE_CHANGES",
     "SUBMISSIONS",
+    "durability_configs",
 ]
 
 # Partitions bound the parallelism of a consumer group: 12 lets 1, 2, 3, 4, 6 or 12
@@ -43,3 +45,13 @@ INBOUND: Final = "pec.inbound"  # output: one CloudEvent per envelope received i
 SDI_NOTIFICATIONS: Final = "sdi.notifications"  # output: SdI notifications, invoices received
 
 COMPACTED: Final = frozenset({AGENT_CURSORS, MESSAGE_STATE})
+
+# Replicas of every topic pectrack creates: never 1 by default. A cluster with fewer
+# brokers refuses, and the agent and the workers say so rather than lower it.
+DEFAULT_REPLICATION: Final = 3
+
+
+def durability_configs(replication: int) -> dict[str, str]:
+    """Topic configs for ``replication`` replicas: from 3 on ``min.insync.replicas = 2``,
+    so that an ``acks=all`` write survives the loss of any one broker."""
+    return {"min.insync.replicas": "2"} if replication >= 3 else {}

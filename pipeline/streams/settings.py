@@ -76,7 +76,12 @@ class StreamSettings:
     partitions: int = setting(
         topics.DEFAULT_PARTITIONS, "partitions of every topic the worker creates", minimum=1
     )
-    replication: int = setting(1, "replication factor of the topics it creates", minimum=1)
+    replication: int = setting(
+        topics.DEFAULT_REPLICATION,
+        "replicas of the topics it creates, faust's changelogs too (never 1 by default; "
+        "from 3 on min.insync.replicas = 2)",
+        minimum=1,
+    )
     raw_topic: str = setting(topics.RAW, "input: raw mail from the agents")
     receipts_topic: str = setting(
         topics.RECEIPTS, "internal: observations keyed by correlation key"

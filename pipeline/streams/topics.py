@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from pipeline.contracts import topics
 from pipeline.kafka.sasl import kafka_client_options
 from pipeline.streams.settings import StreamSettings
 
@@ -24,13 +25,17 @@ def topic_specs(settings: StreamSettings) -> list[NewTopic]:
         settings.inbound_topic,
         settings.sdi_topic,
     )
-    specs = [NewTopic(name, settings.partitions, settings.replication) for name in plain]
+    configs = topics.durability_configs(settings.replication)
+    specs = [
+        NewTopic(name, settings.partitions, settings.replication, topic_configs=configs)
+        for name in plain
+    ]
     specs.append(
         NewTopic(
             settings.message_state_topic,
             settings.partitions,
             settings.replication,
-            topic_configs={"cleanup.policy": "compact"},
+            topic_configs={**configs, "cleanup.policy": "compact"},
         )
     )
     return specs

@@ -114,3 +114,17 @@ def test_a_bad_mode_or_schema_base_is_refused(env: dict[str, str]) -> None:
     """An unknown binding mode, or a base that would not give absolute URIs."""
     with pytest.raises(ValueError, match=r"cloudevents_mode|schema base"):
         from_environment(env=env)
+
+
+def test_the_workers_create_no_topic_with_one_replica_unless_told() -> None:
+    """Replication 3 and min.insync.replicas 2 by default, faust's changelogs included;
+    replication = 1 only when the operator asks (the embedded broker's tests do not)."""
+    from pipeline.streams.topics import topic_specs  # noqa: PLC0415 - aiokafka admin
+
+    specs = topic_specs(StreamSettings())
+    assert {spec.replication_factor for spec in specs} == {3}
+    assert all(spec.topic_configs["min.insync.replicas"] == "2" for spec in specs)
+    assert StreamSettings().replication == 3  # faust's topic_replication_factor
+    single = topic_specs(StreamSettings(replication=1))
+    assert {spec.replication_factor for spec in single} == {1}
+    assert all("min.insync.replicas" not in spec.topic_configs for spec in single)
