@@ -20,11 +20,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.evidence.archive import ArchiveError, is_sha256, open_archive
-from pipeline.evidence.dossier import Fetch, write_dossier
-from pipeline.trust import TrustStoreError, default_trust_store, load_trust_store
+if TYPE_CHECKING:
+    from pipeline.evidence.dossier import Fetch
 
 TIMEOUT_SECONDS = 30
 MAX_OBJECT_BYTES = 128 * 1024 * 1024
@@ -67,6 +66,8 @@ def _lookup(web: str, args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 
 
 def _fetcher(args: argparse.Namespace) -> Fetch:
+    from pipeline.evidence.archive import ArchiveError, is_sha256, open_archive  # noqa: PLC0415
+
     if args.archive:
         archive = open_archive(args.archive)
 
@@ -91,6 +92,9 @@ def _fetcher(args: argparse.Namespace) -> Fetch:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.evidence.dossier import write_dossier  # noqa: PLC0415 - only when it runs
+    from pipeline.trust import TrustStoreError, default_trust_store, load_trust_store  # noqa: PLC0415
+
     if not args.key and not (args.mailbox and args.msgid):
         print("pectrack evidence: give --mailbox and --msgid, or --key", file=sys.stderr)
         return 2

@@ -10,7 +10,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agents.logs import JsonFormatter, configure, log_event  # the agent's JSON lines
-from pipeline.kafka.sasl import auth_error
 from pipeline.kafka.tls import handshake_error
 from pipeline.streams.logs import logging_config
 from pipeline.streams.settings import StreamSettings, add_arguments, from_arguments
@@ -42,7 +41,7 @@ def _wait_for_broker(
         except errors as exc:
             tls = settings.tls
             cause = asyncio.run(handshake_error(settings.broker, tls)) if tls else None
-            auth = None if cause else asyncio.run(auth_error(settings.broker, tls, settings.sasl))
+            auth = None if cause else asyncio.run(_auth_error(settings))
             log_event(
                 log,
                 logging.WARNING,
@@ -55,6 +54,12 @@ def _wait_for_broker(
             )
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+async def _auth_error(settings: StreamSettings) -> str | None:
+    from pipeline.kafka.sasl import auth_error  # noqa: PLC0415 - aiokafka, when needed
+
+    return await auth_error(settings.broker, settings.tls, settings.sasl)
 
 
 def run(args: argparse.Namespace) -> int:

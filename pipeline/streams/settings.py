@@ -17,14 +17,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 from pipeline.contracts import topics
 from pipeline.contracts.cloudevents import Mode
 from pipeline.contracts.schemas import DEFAULT_SCHEMA_BASE, Publication, check_schema_base
 from pipeline.core import Deadlines, Retention
-from pipeline.kafka.sasl import MECHANISMS, KafkaSasl
+from pipeline.kafka import MECHANISMS
 from pipeline.kafka.tls import KafkaTls
+
+if TYPE_CHECKING:
+    from pipeline.kafka.sasl import KafkaSasl
 
 _DEADLINES = Deadlines()
 _RETENTION = Retention()
@@ -250,6 +253,8 @@ class StreamSettings:
     @property
     def sasl(self) -> KafkaSasl | None:
         """SASL to Kafka, or ``None``; :class:`KafkaSaslError` (a ValueError) if incomplete."""
+        from pipeline.kafka.sasl import KafkaSasl  # noqa: PLC0415 - aiokafka, when used
+
         if not self.kafka_sasl_mechanism:
             return None
         return KafkaSasl(
