@@ -31,10 +31,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from xml.parsers import expat
 
 from pipeline.core.defects import DefectCode
 from pipeline.core.model import Defect
+from pipeline.core.xmlguard import RefusedError, hardened_parser, parse
 
 MAX_DEPTH = 16
 MAX_FIELD_CHARS = 4096
@@ -75,14 +75,6 @@ _TEXT_FIELDS = {
 _DESTINATARI = ("postacert", "intestazione", "destinatari")
 
 
-class _RefusedError(Exception):
-    """Raised inside expat callbacks to stop parsing; never leaves this module."""
-
-    def __init__(self, code: DefectCode, detail: str) -> None:
-        super().__init__(code)
-        self.defect = Defect(code, detail)
-
-
 class _Collector:
     """Expat callbacks that keep a path stack and collect the wanted fields' text."""
 
@@ -100,7 +92,7 @@ class _Collector:
         if self.root is None:
             self.root = name
         if len(self.path) > MAX_DEPTH:
-            raise _RefusedError(DefectCode.DATICERT_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
+            raise RefusedError(DefectCode.DATICERT_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
         path = tuple(self.path)
         if path == ("postacert",):
             self.attrs["tipo"] = attributes.get("tipo", "")
@@ -129,16 +121,6 @@ class _Collector:
             self.text.append(chunk)
 
 
-def _refuse_entity(*_args: object) -> None:
-    raise _RefusedError(DefectCode.DATICERT_ENTITY_FORBIDDEN, "entity declarations are not allowed")
-
-
-def _refuse_external(*_args: object) -> int:
-    raise _RefusedError(
-        DefectCode.DATICERT_EXTERNAL_REFERENCE, "external references are not allowed"
-    )
-
-
 def parse_daticert(data: bytes) -> tuple[Daticert | None, tuple[Defect, ...]]:
     """Read daticert.xml bytes; malformed or hostile XML yields ``None`` and a defect."""
     # Each text chunk comes from at least one byte of the document, so in one of at most
@@ -149,25 +131,16 @@ def parse_daticert(data: bytes) -> tuple[Daticert | None, tuple[Defect, ...]]:
 
 def _parse(data: bytes, *, direct_text: bool) -> tuple[Daticert | None, tuple[Defect, ...]]:
     collector = _Collector()
-    parser = expat.ParserCreate()
+    parser = hardened_parser(
+        entity=DefectCode.DATICERT_ENTITY_FORBIDDEN,
+        external=DefectCode.DATICERT_EXTERNAL_REFERENCE,
+    )
     parser.StartElementHandler = collector.start
     parser.EndElementHandler = collector.end
     parser.CharacterDataHandler = collector.text.append if direct_text else collector.data
-    parser.EntityDeclHandler = _refuse_entity
-    parser.UnparsedEntityDeclHandler = _refuse_entity
-    parser.ExternalEntityRefHandler = _refuse_external
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    try:
-        parser.Parse(data, True)
-    except _RefusedError as refused:
-        return None, (refused.defect,)
-    except (
-        expat.ExpatError,
-        ValueError,
-        UnicodeError,
-        LookupError,
-    ) as exc:  # LookupError: unknown encoding
-        return None, (Defect(DefectCode.DATICERT_MALFORMED, str(exc)[:200]),)
+    defects = parse(parser, data, malformed=DefectCode.DATICERT_MALFORMED)
+    if defects:
+        return None, defects
     if collector.root != "postacert":
         return None, (Defect(DefectCode.DATICERT_MALFORMED, f"root element is <{collector.root}>"),)
     return _build(collector)

@@ -22,10 +22,10 @@ wanted values under each occurrence are collected apart, in document order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from xml.parsers import expat
 
 from pipeline.core.defects import DefectCode
 from pipeline.core.model import Defect
+from pipeline.core.xmlguard import RefusedError, hardened_parser, parse
 
 MAX_DEPTH = 32
 MAX_FIELD_CHARS = 4096
@@ -54,12 +54,6 @@ class XmlDocument:
         return found[0] if found else None
 
 
-class _RefusedError(Exception):
-    def __init__(self, code: DefectCode, detail: str) -> None:
-        super().__init__(code)
-        self.defect = Defect(code, detail)
-
-
 class _Collector:
     def __init__(self, wanted: frozenset[Path], group: str | None) -> None:
         self.wanted = wanted
@@ -85,7 +79,7 @@ class _Collector:
         else:
             self.path.append(local)
         if len(self.path) >= MAX_DEPTH:
-            raise _RefusedError(DefectCode.XML_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
+            raise RefusedError(DefectCode.XML_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
         if namespace == XMLDSIG and local == "Signature":
             self.signed = True
         if self.group is not None and self.group_depth is None and local == self.group:
@@ -112,20 +106,12 @@ class _Collector:
     def _keep(self, into: dict[Path, list[str]], path: Path, value: str) -> None:
         self.kept += 1
         if self.kept > MAX_VALUES:
-            raise _RefusedError(DefectCode.XML_TOO_MANY_VALUES, f"over {MAX_VALUES} values")
+            raise RefusedError(DefectCode.XML_TOO_MANY_VALUES, f"over {MAX_VALUES} values")
         into.setdefault(path, []).append(value)
 
     def data(self, chunk: str) -> None:
         if len(self.text) < _MAX_CHUNKS:
             self.text.append(chunk)
-
-
-def _refuse_entity(*_args: object) -> None:
-    raise _RefusedError(DefectCode.XML_ENTITY_FORBIDDEN, "entity declarations are not allowed")
-
-
-def _refuse_external(*_args: object) -> int:
-    raise _RefusedError(DefectCode.XML_EXTERNAL_REFERENCE, "external references are not allowed")
 
 
 def read_xml(
@@ -139,20 +125,17 @@ def read_xml(
     if len(data) > max_bytes:
         return None, (Defect(DefectCode.XML_TOO_LARGE, f"{len(data)} bytes, cap {max_bytes}"),)
     collector = _Collector(wanted, group)
-    parser = expat.ParserCreate(namespace_separator=_SEPARATOR)
+    parser = hardened_parser(
+        entity=DefectCode.XML_ENTITY_FORBIDDEN,
+        external=DefectCode.XML_EXTERNAL_REFERENCE,
+        namespace_separator=_SEPARATOR,
+    )
     parser.StartElementHandler = collector.start
     parser.EndElementHandler = collector.end
     parser.CharacterDataHandler = collector.data
-    parser.EntityDeclHandler = _refuse_entity
-    parser.UnparsedEntityDeclHandler = _refuse_entity
-    parser.ExternalEntityRefHandler = _refuse_external
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    try:
-        parser.Parse(data, True)
-    except _RefusedError as refused:
-        return None, (refused.defect,)
-    except (expat.ExpatError, ValueError, UnicodeError, LookupError) as exc:
-        return None, (Defect(DefectCode.XML_MALFORMED, str(exc)[:200]),)
+    defects = parse(parser, data, malformed=DefectCode.XML_MALFORMED)
+    if defects:
+        return None, defects
     document = XmlDocument(
         root=collector.root,
         namespace=collector.namespace,
