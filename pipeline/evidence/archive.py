@@ -29,7 +29,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -255,37 +255,44 @@ class S3Archive:
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in _ABSENT:
                 return False
             raise
         return True
 
     def get(self, sha256: str) -> bytes | None:
-        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+        key = self._key(sha256)
 
-        try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))
-            body: bytes = answer["Body"].read()
-        except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise ArchiveError(f"{self.uri}: {_code(exc)}") from exc
-        except BotoCoreError as exc:
-            raise ArchiveError(f"{self.uri}: {exc}") from exc
+        def read() -> bytes:  # the read too can fail: inside the same error mapping
+            data: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return data
+
+        body: bytes | None = self._unless_absent(read)
         return body
 
     def metadata(self, sha256: str) -> dict[str, str] | None:
+        key = self._key(sha256)
+        answer = self._unless_absent(lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+        if answer is None:
+            return None
+        return {k: unquote(v) for k, v in answer.get("Metadata", {}).items()}
+
+    def _unless_absent(self, call: Callable[[], Any]) -> Any:
+        """``call()``; ``None`` if the object is not there; any other failure is an
+        :class:`ArchiveError`."""
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         try:
-            answer = self.client.head_object(Bucket=self.bucket, Key=self._key(sha256))
+            return call()
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in _ABSENT:
                 return None
             raise ArchiveError(f"{self.uri}: {_code(exc)}") from exc
         except BotoCoreError as exc:
             raise ArchiveError(f"{self.uri}: {exc}") from exc
-        return {k: unquote(v) for k, v in answer.get("Metadata", {}).items()}
+
+
+_ABSENT = ("404", "NoSuchKey", "NotFound")
 
 
 def _code(exc: Any) -> str:
