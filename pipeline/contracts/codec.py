@@ -45,7 +45,8 @@ from pipeline.core import (
 _EnumT = TypeVar("_EnumT", bound=Enum)
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """A time as ISO 8601 with its offset, as every record writes it; ``None`` stays."""
     return value.isoformat() if value is not None else None
 
 
@@ -56,7 +57,7 @@ def signature_to_dict(report: SignatureReport) -> dict[str, Any]:
         "trust_reason": report.trust_reason,
         "signer": report.signer,
         "signer_email": report.signer_email,
-        "signing_time": _iso(report.signing_time),
+        "signing_time": iso(report.signing_time),
         "digest": report.digest,
     }
 
@@ -70,7 +71,7 @@ def message_to_dict(message: PecMessage) -> dict[str, Any]:
         "sender": message.sender,
         "recipient": message.delivery_recipient,
         "recipients": [{"address": r.address, "type": r.type.value} for r in message.recipients],
-        "timestamp": _iso(message.timestamp),
+        "timestamp": iso(message.timestamp),
         "variant": message.variant.value if message.variant else None,
         "error": message.error.value if message.error else None,
         "error_detail": message.error_detail,
@@ -212,7 +213,7 @@ def provenance_to_dict(provenance: Provenance) -> dict[str, Any]:
         "folder": provenance.folder,
         "uidvalidity": provenance.uidvalidity,
         "uid": provenance.uid,
-        "stored_at": _iso(provenance.stored_at),
+        "stored_at": iso(provenance.stored_at),
         "archive": provenance.archive,
     }
 
@@ -267,13 +268,13 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
         "msgid": observation.msgid,
     }
     if isinstance(observation, DeadlineCheck):
-        return base | {"type": "check", "now": _iso(observation.now)}
+        return base | {"type": "check", "now": iso(observation.now)}
     if isinstance(observation, Submission):
         submission = base | {
             "type": "submission",
             "sender": observation.sender,
             "recipients": list(observation.recipients),
-            "at": _iso(observation.at),
+            "at": iso(observation.at),
         }
         return _with_provenance(submission, observation.provenance)
     if isinstance(observation, Evidence):
@@ -288,7 +289,7 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
                 {"address": r.address, "type": r.type.value} for r in receipt.recipients
             ],
             "recipient": receipt.delivery_recipient,
-            "at": _iso(receipt.at),
+            "at": iso(receipt.at),
         }
         return _with_provenance(evidence, observation.provenance)
     suspect = observation.suspect
@@ -299,7 +300,7 @@ def observation_to_dict(observation: Observation | DeadlineCheck) -> dict[str, A
         "event": suspect.event.value,
         "recipient": suspect.recipient,
         "reason": suspect.reason,
-        "at": _iso(suspect.at),
+        "at": iso(suspect.at),
         "signature": suspect.signature.value,
     }
     return _with_provenance(record, observation.provenance)
@@ -409,22 +410,22 @@ def tracked_to_dict(tracked: Tracked) -> dict[str, Any]:
         "msgid": message.msgid,
         "sender": message.sender,
         "submitted": message.submitted,
-        "submitted_at": _iso(message.submitted_at),
-        "accepted_at": _iso(message.accepted_at),
+        "submitted_at": iso(message.submitted_at),
+        "accepted_at": iso(message.accepted_at),
         "recipients": [
             {
                 "address": r.address,
                 "type": r.type.value,
                 "state": r.state.value,
                 "receipts": sorted(r.receipts),
-                "changed_at": _iso(r.changed_at),
+                "changed_at": iso(r.changed_at),
             }
             for r in message.recipients
         ],
         "overdue": sorted([address, reason.value] for address, reason in tracked.overdue),
         "suspects": sorted(tracked.suspects),
         "providers": list(tracked.providers),
-        "seen_at": _iso(tracked.seen_at),
+        "seen_at": iso(tracked.seen_at),
         "retired": tracked.retired,
         "evidence": [provenance_to_dict(p) for p in tracked.evidence],
     }
@@ -501,7 +502,7 @@ def event_to_dict(event: TrackEvent) -> dict[str, Any]:
         "receipt_kind": event.receipt_kind,
         "receipt_id": event.receipt_id,
         "provider": event.provider,
-        "daticert_time": _iso(event.at),
+        "daticert_time": iso(event.at),
         "latency_seconds": event.latency,
         "latency_from": event.latency_from,
         "outcome": event.outcome,

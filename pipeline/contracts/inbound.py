@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.contracts.cloudevents import Mode, encode_cloudevent
+from pipeline.contracts.codec import iso
 from pipeline.contracts.headers import Headers
 from pipeline.core.inbound import AttachmentInfo
 from pipeline.core.received import InboundEnvelope, InvoiceReceived, SdiNotice, SdiRecord
@@ -33,10 +34,6 @@ from pipeline.core.sdi import Invoice, Notification
 RECEIVED = "received"
 SDI_NOTIFICATION = "sdi-notification"
 INVOICE_RECEIVED = "invoice-received"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _attachment(item: AttachmentInfo) -> dict[str, Any]:
@@ -58,7 +55,7 @@ def inbound_data(envelope: InboundEnvelope) -> dict[str, Any]:
         "identificativo": envelope.identificativo,
         "msgid": envelope.msgid,
         "provider": envelope.provider,
-        "daticert_time": _iso(envelope.daticert_time),
+        "daticert_time": iso(envelope.daticert_time),
         "signature": envelope.signature.value,
         "evidence": envelope.evidence,
         "anomaly": envelope.anomaly,
@@ -75,7 +72,7 @@ def _envelope_ref(envelope: InboundEnvelope) -> dict[str, Any]:
         "event_id": envelope.event_id,
         "sender": envelope.sender,
         "identificativo": envelope.identificativo,
-        "daticert_time": _iso(envelope.daticert_time),
+        "daticert_time": iso(envelope.daticert_time),
         "signature": envelope.signature.value,
     }
 
@@ -87,8 +84,8 @@ def _notification(notification: Notification) -> dict[str, Any]:
         "nome_file": notification.nome_file,
         "identificativo_sdi": notification.identificativo_sdi,
         "message_id": notification.message_id,
-        "received_at": _iso(notification.received_at),
-        "delivered_at": _iso(notification.delivered_at),
+        "received_at": iso(notification.received_at),
+        "delivered_at": iso(notification.delivered_at),
         "esito": notification.esito,
         "errors": [{"code": e.code, "description": e.description} for e in notification.errors],
         "description": notification.description,
