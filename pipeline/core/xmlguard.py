@@ -12,6 +12,8 @@ with :class:`RefusedError`, which :func:`parse` turns into the reader's defect::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 from xml.parsers import expat
 
@@ -34,6 +36,20 @@ def hardened_parser(
 ) -> Any:
     """An expat parser that refuses entity declarations (``entity``) and external
     references (``external``) and never reads parameter entities."""
+    refuse_entity, refuse_external = _refusers(entity, external)
+    parser = expat.ParserCreate(namespace_separator=namespace_separator)
+    parser.EntityDeclHandler = refuse_entity
+    parser.UnparsedEntityDeclHandler = refuse_entity
+    parser.ExternalEntityRefHandler = refuse_external
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    return parser
+
+
+@cache
+def _refusers(
+    entity: DefectCode, external: DefectCode
+) -> tuple[Callable[..., None], Callable[..., int]]:
+    """The two refusing handlers for a reader's codes, made once per reader."""
 
     def refuse_entity(*_args: object) -> None:
         raise RefusedError(entity, "entity declarations are not allowed")
@@ -41,12 +57,7 @@ def hardened_parser(
     def refuse_external(*_args: object) -> int:
         raise RefusedError(external, "external references are not allowed")
 
-    parser = expat.ParserCreate(namespace_separator=namespace_separator)
-    parser.EntityDeclHandler = refuse_entity
-    parser.UnparsedEntityDeclHandler = refuse_entity
-    parser.ExternalEntityRefHandler = refuse_external
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    return parser
+    return refuse_entity, refuse_external
 
 
 def parse(parser: Any, data: bytes, *, malformed: DefectCode) -> tuple[Defect, ...]:
