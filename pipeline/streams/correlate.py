@@ -162,6 +162,8 @@ class Correlator:
         except DecodeError as exc:
             work.outputs.append(self._dead_letter(record_key, value, "bad-observation", exc))
             return
+        if isinstance(observation, Evidence):  # verified: moves its mailbox's deadline clock
+            self.clock.observe_receipt(observation.mailbox, observation.receipt.at)
         if key not in work.working:
             try:
                 work.original[key] = work.working[key] = self._stored(key, partition)

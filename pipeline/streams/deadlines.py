@@ -10,6 +10,14 @@ The timer reads only the due-time index (:mod:`pipeline.streams.state`) of the
 partitions this worker is assigned now: its work grows with what is due, not with the
 number of tracked messages. An index entry whose key's due time has moved since (or
 whose key left) is stale and dropped. The gauges come from each partition's tally.
+
+With ``--deadline-clock event`` a message's overdue flags are judged by its mailbox's
+own receipt clock (:mod:`pipeline.streams.clock`), its expiry by the newest data time: an
+entry due by the latter but not yet by the former *waits* (no check is sent, the entry
+stays). A scan reads at most ``MAX_DUE_PER_SCAN`` entries per partition; when it read
+that many, the next scan resumes after the last one, so entries that wait (a replay can
+hold millions while their receipts are still being read) never hide the ones behind
+them.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
+from typing import Final
 
 from pipeline.contracts.codec import (
     DecodeError,
@@ -27,7 +37,8 @@ from pipeline.contracts.codec import (
     tracked_from_dict,
 )
 from pipeline.contracts.metrics import StreamMetrics
-from pipeline.core import NOTHING, DeadlineCheck, Deadlines, Retention, next_due
+from pipeline.core import NOTHING, DeadlineCheck, Deadlines, Retention, Tracked, next_due
+from pipeline.core.retention import expires_at
 from pipeline.streams.clock import EventClock, micros
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink
@@ -52,6 +63,9 @@ class DeadlineScanner:
     assigned: Callable[[], Collection[int] | None] = field(default=lambda: None)
     deadlines: Deadlines = field(init=False)
     retention: Retention = field(init=False)
+    # per partition: where the next scan resumes (the last entry of a full read)
+    resume: dict[int, Due] = field(init=False, default_factory=dict)
+    waiting: int = field(init=False, default=0)  # entries the last scan left waiting
 
     def __post_init__(self) -> None:
         self.deadlines = self.settings.deadlines
@@ -64,22 +78,27 @@ class DeadlineScanner:
         partitions = self.store.local_partitions() if assigned is None else assigned
         totals = NOTHING
         checks: list[DeadlineCheck] = []
-        read = 0
+        read = waiting = 0
         for partition in sorted(partitions):
             state = self.store.partition(partition)
             totals = totals + state.tally()
             if now is None:
                 continue
-            due = state.due(micros(now), MAX_DUE_PER_SCAN)
+            due = state.due(micros(now), MAX_DUE_PER_SCAN, self.resume.pop(partition, None))
+            if len(due) == MAX_DUE_PER_SCAN:
+                self.resume[partition] = due[-1]
             read += len(due)
             stale: list[Due] = []
             for entry in due:
                 check = self._check(state, entry, now)
                 if check is None:
                     stale.append(entry)
-                else:
+                elif check is not WAIT:
                     checks.append(check)
+                else:
+                    waiting += 1
             state.forget(stale)
+        self.waiting = waiting
         await self.sink.send_all(
             [
                 Record(
@@ -96,8 +115,11 @@ class DeadlineScanner:
         self.metrics.orphans.set(totals.orphans)
         return len(checks)
 
-    def _check(self, state: PartitionState, entry: Due, now: datetime) -> DeadlineCheck | None:
-        """The check an index entry asks for, or ``None`` when the entry is stale."""
+    def _check(
+        self, state: PartitionState, entry: Due, now: datetime
+    ) -> DeadlineCheck | Wait | None:
+        """The check an index entry asks for, ``WAIT`` when its mailbox's clock has not
+        reached it yet, or ``None`` when the entry is stale."""
         due, key = entry
         stored = state.get(key)
         if stored is None:
@@ -110,4 +132,22 @@ class DeadlineScanner:
         current = next_due(tracked, self.deadlines, self.retention)
         if current is None or micros(current) != due:
             return None
-        return DeadlineCheck(tracked.key, tracked.mailbox, tracked.message.msgid, now)
+        at = self._check_time(tracked, now)
+        if at is None or due >= micros(at):
+            return WAIT
+        return DeadlineCheck(tracked.key, tracked.mailbox, tracked.message.msgid, at)
+
+    def _check_time(self, tracked: Tracked, now: datetime) -> datetime | None:
+        """``now`` for an entry past its expiry, else its mailbox's deadline clock (the
+        same as ``now`` with the wall clock)."""
+        expiry = expires_at(tracked, self.retention)
+        if expiry is not None and now > expiry:
+            return now
+        return self.clock.deadline_now(tracked.mailbox)
+
+
+class Wait(Enum):
+    WAIT = "wait"
+
+
+WAIT: Final = Wait.WAIT

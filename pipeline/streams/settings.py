@@ -144,7 +144,9 @@ class StreamSettings:
         30.0, "how often the deadline timer scans", minimum=0
     )
     deadline_clock: str = setting(
-        "wall", "'wall', or 'event' (newest daticert time seen) for replays",
+        "wall", "'wall', or 'event' for replays: data time (overdue flags by the newest "
+        "verified receipt time of the message's own mailbox, retention by the newest time "
+        "seen)",
         choices=["wall", "event"],
     )  # fmt: skip
     max_message_bytes: int = setting(

@@ -68,8 +68,9 @@ class PartitionState(Protocol):
     def write(self, writes: Sequence[Write], offset: int | None) -> None:
         """Apply ``writes`` (and, on disk, remember changelog ``offset``) atomically."""
 
-    def due(self, until: int, limit: int) -> list[Due]:
-        """Index entries due before ``until`` (oldest first, at most ``limit``)."""
+    def due(self, until: int, limit: int, after: Due | None = None) -> list[Due]:
+        """Index entries due before ``until`` (oldest first, at most ``limit``), those
+        after ``after`` only when given (a scan resuming where the last one stopped)."""
 
     def forget(self, entries: Iterable[Due]) -> None: ...
 
@@ -117,14 +118,15 @@ class MemoryPartition:
                     self.indexed.add(entry)
                     heapq.heappush(self.heap, entry)
 
-    def due(self, until: int, limit: int) -> list[Due]:
+    def due(self, until: int, limit: int, after: Due | None = None) -> list[Due]:
         found: list[Due] = []
         popped: list[Due] = []
         while self.heap and self.heap[0][0] < until and len(found) < limit:
             entry = heapq.heappop(self.heap)
             if entry in self.indexed:  # else forgotten: gone from the heap for good
-                found.append(entry)
                 popped.append(entry)
+                if after is None or entry > after:
+                    found.append(entry)
         for entry in popped:
             heapq.heappush(self.heap, entry)
         return found
@@ -260,12 +262,15 @@ class RocksPartition:
             batch.put(self.offset_key, str(offset).encode())
         self.db.write(batch)
 
-    def due(self, until: int, limit: int) -> list[Due]:
+    def due(self, until: int, limit: int, after: Due | None = None) -> list[Due]:
         end = DUE_PREFIX + max(0, until).to_bytes(_DUE_BYTES, "big")
+        start = DUE_PREFIX if after is None else _due_key(*after)
         found: list[Due] = []
-        for raw in self.db.keys(from_key=DUE_PREFIX):
+        for raw in self.db.keys(from_key=start):
             if raw >= end or len(found) >= limit:
                 break
+            if raw == start and after is not None:
+                continue
             stamp = raw[len(DUE_PREFIX) : len(DUE_PREFIX) + _DUE_BYTES]
             found.append((int.from_bytes(stamp, "big"), raw[len(DUE_PREFIX) + _DUE_BYTES :]))
         return found

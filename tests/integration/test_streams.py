@@ -221,9 +221,12 @@ async def test_worker_killed_and_restarted_ends_in_the_same_state(
 
 
 async def test_deadline_timer_flags_overdue(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    """A sent message never accepted is flagged overdue by a running worker's timer."""
+    """A sent message never accepted is flagged overdue by a running worker's timer,
+    once its mailbox's own receipts show that time moved on (the event clock)."""
     items = [i for i in generate_traffic(4, 6, 2, START) if i.folder == "Sent"]
-    late = generate_traffic(5, 2, 2, START.replace(day=3))  # daticert time moves on 2 days
+    late = generate_traffic(5, 4, 2, START.replace(day=3))  # daticert time moves on 2 days
+    # in every mailbox that sent: a mailbox's deadlines follow its own receipts
+    assert {i.mailbox for i in items} <= {i.mailbox for i in late if i.folder == "INBOX"}
     args = (
         "--trust", str(write_anchor(tmp_path)),
         "--deadline-clock", "event",

@@ -306,7 +306,7 @@ async def test_deadline_scan_flags_and_receipt_clears(pipeline: Any) -> None:
     await verify(p, make_sent_copy(date=AT).raw, folder="Sent")
     await correlate_all(p, sink)
     # the event clock follows daticert time; a later receipt elsewhere moves it on
-    p.correlator.clock.observe(AT + timedelta(hours=2))
+    p.correlator.clock.advance(AT + timedelta(hours=2))
     assert await p.scanner.scan() == 1
     assert metric(p, "pec_messages_inflight") == 1
     await correlate_all(p, sink)
@@ -336,9 +336,9 @@ async def test_no_final_receipt_within_the_delivery_window_is_overdue_until_it_a
     await verify(p, make_receipt(Kind.ACCETTAZIONE))
     await correlate_all(p, sink)
     window = timedelta(seconds=p.settings.delivery_window_seconds)
-    p.correlator.clock.observe(AT + window - timedelta(minutes=1))
+    p.correlator.clock.advance(AT + window - timedelta(minutes=1))
     assert await p.scanner.scan() == 0  # not yet: the window runs from acceptance
-    p.correlator.clock.observe(AT + window + timedelta(minutes=1))
+    p.correlator.clock.advance(AT + window + timedelta(minutes=1))
     assert await p.scanner.scan() == 1
     await correlate_all(p, sink)
     [overdue] = of_type(sink, "it.pec.overdue")
@@ -369,7 +369,7 @@ async def test_external_recipients_never_go_overdue(pipeline: Any) -> None:
     await verify(p, make_sent_copy(recipients=external).raw, folder="Sent")
     await verify(p, make_receipt(Kind.ACCETTAZIONE, recipients=external))
     await correlate_all(p, sink)
-    p.correlator.clock.observe(AT + timedelta(days=30))
+    p.correlator.clock.advance(AT + timedelta(days=30))
     assert await p.scanner.scan() == 0
     await correlate_all(p, sink)
     assert of_type(sink, "it.pec.overdue") == []
@@ -390,7 +390,7 @@ async def two_messages_on_two_partitions(p: Pipeline, sink: RecordingSink) -> No
     await correlate_all(p, sink, partition=0)
     await verify(p, make_sent_copy(msgid=OTHER_MSGID).raw, folder="Sent")
     await correlate_all(p, sink, partition=1)
-    p.correlator.clock.observe(AT + timedelta(hours=2))  # past the acceptance timeout
+    p.correlator.clock.advance(AT + timedelta(hours=2))  # past the acceptance timeout
 
 
 async def test_a_revoked_partition_leaves_the_local_store(pipeline: Any) -> None:
@@ -539,7 +539,7 @@ async def test_lookup_of_a_retired_message_says_it_is_gone(pipeline: Any) -> Non
     await correlate_all(p, sink)
     here = FakeRouter(owner_elsewhere=False)
     assert (await get_message(p, here, key=KEY.decode()))[0] == 200
-    p.correlator.clock.observe(AT + timedelta(days=31))
+    p.correlator.clock.advance(AT + timedelta(days=31))
     assert await p.scanner.scan() == 1
     await correlate_all(p, sink)
     status, body = await get_message(p, here, key=KEY.decode())

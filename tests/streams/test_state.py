@@ -154,10 +154,10 @@ def test_a_finished_message_leaves_the_table_after_retention(store: TableStore) 
     w = worker(store)
     w.feed(*delivered(1), sent(2))
     key = b"box <m1@c>"
-    w.clock.observe(at(5) + timedelta(days=30))
+    w.clock.advance(at(5) + timedelta(days=30))
     assert w.tick() == 1  # message 2: overdue for no acceptance (message 1 not yet due)
     assert orjson.loads(store.partition(0).get(key) or b"{}")["retired"] is False
-    w.clock.observe(at(6) + timedelta(days=30))
+    w.clock.advance(at(6) + timedelta(days=30))
     assert w.tick() == 1  # message 1 retired
     marker = orjson.loads(store.partition(0).get(key) or b"{}")
     assert (marker["retired"], marker["recipients"]) == (True, [])
@@ -165,7 +165,7 @@ def test_a_finished_message_leaves_the_table_after_retention(store: TableStore) 
     assert w.metric("pec_table_evictions_total", reason="finished") == 1
     assert store.partition(0).tally().inflight == 1  # message 2, still waiting
     assert w.tick() == 0  # nothing due any more: no repeated checks
-    w.clock.observe(at(6) + timedelta(days=60))
+    w.clock.advance(at(6) + timedelta(days=60))
     assert w.tick() == 1  # the marker's life ended
     assert store.partition(0).get(key) is None
     assert w.sink.sent[CHANGELOG][-1][:2] == (key, None)
@@ -176,10 +176,10 @@ def test_message_state_retention_table_tombstones_the_final_state(store: TableSt
     """With message_state_retention = table, pec.message-state gets a tombstone too."""
     w = worker(store, message_state_retention="table")
     w.feed(*delivered(1))
-    w.clock.observe(at(10) + timedelta(days=30))
+    w.clock.advance(at(10) + timedelta(days=30))
     w.tick()
     assert w.sink.sent["pec.message-state"][-1][:2] == (b"box <m1@c>", None)
-    w.clock.observe(at(10) + timedelta(days=60))
+    w.clock.advance(at(10) + timedelta(days=60))
     w.tick()  # the marker goes: no second tombstone
     assert len([v for _, v, _ in w.sink.sent["pec.message-state"] if v is None]) == 1
 
@@ -189,7 +189,7 @@ def test_an_orphan_expires_after_orphan_ttl(store: TableStore) -> None:
     w = worker(store)
     w.feed(receipt(1, "a", Event.ACCEPT, 0))
     assert store.partition(0).tally().orphans == 1
-    w.clock.observe(at(1) + timedelta(days=7))
+    w.clock.advance(at(1) + timedelta(days=7))
     w.tick()
     assert store.lookup(b"box <m1@c>") is None
     assert w.metric("pec_table_evictions_total", reason="orphan") == 1
@@ -201,7 +201,7 @@ def test_a_receipt_after_eviction_does_not_bring_the_message_back(store: TableSt
     new state, no event, counted in pec_late_observations_total."""
     w = worker(store)
     w.feed(*delivered(1))
-    w.clock.observe(at(10) + timedelta(days=30))
+    w.clock.advance(at(10) + timedelta(days=30))
     w.tick()
     key = b"box <m1@c>"
     marker = store.partition(0).get(key)
@@ -219,7 +219,7 @@ def test_a_replayed_check_changes_nothing(store: TableStore) -> None:
     for a key the table does not hold is ignored."""
     w = worker(store)
     w.feed(*delivered(1))
-    w.clock.observe(at(10) + timedelta(days=30))
+    w.clock.advance(at(10) + timedelta(days=30))
     asyncio.run(w.scanner.scan())
     [(key, check, _)] = w.sink.sent.pop("pec.receipts")
     asyncio.run(w.correlator.handle_batch([(key, check, 0), (key, check, 0)]))
@@ -251,7 +251,7 @@ def test_the_scan_reads_only_what_is_due(store: TableStore) -> None:
     for n in range(1000):
         w.feed(*delivered(n))
     w.feed(sent(5000))
-    w.clock.observe(at(60))
+    w.clock.advance(at(60))
     assert w.tick() == 1
     assert w.metric("pec_table_entries_due") == 1
     assert store.partition(0).tally().inflight == 1
@@ -332,13 +332,18 @@ def test_the_index_finds_exactly_what_a_full_scan_finds(
         else:
             w.feed(receipt(n, what[0], Event(what), minutes))
     for minutes in sorted(scans):
-        w.clock.observe(at(minutes) + timedelta(days=1))
+        w.clock.advance(at(minutes) + timedelta(days=1))
         now = w.clock.now()
         assert now is not None
         expected = set()
         for key, value in _values(store):
             tracked = tracked_from_dict(decode(value))
-            flags = overdue_flags(tracked, now, w.correlator.deadlines) - tracked.overdue
+            flags_at = w.clock.deadline_now(tracked.mailbox)  # the mailbox's own clock
+            flags = (
+                overdue_flags(tracked, flags_at, w.correlator.deadlines) - tracked.overdue
+                if flags_at is not None
+                else frozenset()
+            )
             if flags or is_expired(tracked, now, w.correlator.retention):
                 expected.add(key)
         asyncio.run(w.scanner.scan())
@@ -367,3 +372,112 @@ def test_due_entries_sort_by_time_on_disk(tmp_path: Path) -> None:
     keys = [k for k in rocks.dbs[0].keys() if k.startswith(DUE_PREFIX)]  # noqa: SIM118 - an Rdict iterates items
     assert [k.rsplit(b"<", 1)[1] for k in keys] == [b"m2@c>", b"m3@c>", b"m1@c>"]
     rocks.close()
+
+
+# --- the event clock on a replay (issue #20): deadlines by the mailbox's own receipts -----
+
+
+def mail(box: str, n: int) -> tuple[str, str]:
+    return f"{box} <m{n}@c>", f"<m{n}@c>"
+
+
+def sent_in(box: str, n: int, minutes: float) -> Submission:
+    key, msgid = mail(box, n)
+    return Submission(key, box, msgid, "me@pec.it", (CERT.address,), at(minutes))
+
+
+def receipt_in(box: str, n: int, event: Event, minutes: float) -> Evidence:
+    key, msgid = mail(box, n)
+    to = CERT.address if event is Event.DELIVER else None
+    r = Receipt(f"{box}-{event.value}-{n}", event, (CERT,), to, at(minutes))
+    return Evidence(key, box, msgid, r, event.value, "Provider")
+
+
+def overdue_events(w: Worker) -> list[tuple[str, str]]:
+    return [
+        (e["data"]["msgid"], e["data"]["reason"])
+        for e in w.events()
+        if e["type"] == "it.pec.overdue"
+    ]
+
+
+def test_a_replayed_mailbox_raises_no_overdue_for_its_delivered_history(
+    store: TableStore,
+) -> None:
+    """Two mailboxes backfilled one after the other, each Sent folder before its INBOX,
+    a message a day for 60 days, the timer firing after every step: the newest time seen
+    runs two months ahead of receipts not read yet, and no overdue flag is raised, but
+    for the one message whose delivery receipt never came (flagged once)."""
+    w = worker(store)
+    day = 24 * 60
+    for box in ("alpha", "beta"):
+        w.feed(*(sent_in(box, n, n * day) for n in range(60)))
+        assert w.tick() == 0  # receipts of this mailbox not read yet: everything waits
+        for n in range(60):
+            w.feed(receipt_in(box, n, Event.ACCEPT, n * day + 1))
+            if n != 30:
+                w.feed(receipt_in(box, n, Event.DELIVER, n * day + 2))
+            w.tick()
+    assert sorted(overdue_events(w)) == [("<m30@c>", "no-delivery")] * 2
+    assert not [e for e in w.events() if e["type"] == "it.pec.overdue-cleared"]
+
+
+def test_another_mailboxs_receipts_do_not_move_this_mailboxs_deadlines(
+    store: TableStore,
+) -> None:
+    """A receipt far later in mailbox beta makes beta's messages due, not alpha's; a
+    later receipt in alpha itself does."""
+    w = worker(store)
+    w.feed(sent_in("alpha", 1, 0), sent_in("beta", 1, 0))
+    w.feed(receipt_in("beta", 2, Event.ACCEPT, 24 * 60))  # an orphan receipt, a day later
+    assert w.tick() == 1
+    assert overdue_events(w) == [("<m1@c>", "no-acceptance")]
+    assert w.scanner.waiting == 1  # alpha's message: due by the newest time, not its own
+    w.feed(receipt_in("alpha", 2, Event.ACCEPT, 24 * 60))
+    assert w.tick() == 1
+    assert overdue_events(w) == [("<m1@c>", "no-acceptance")] * 2
+    assert w.scanner.waiting == 0
+
+
+def test_a_sent_copy_does_not_move_the_deadline_clock(store: TableStore) -> None:
+    """Only verified receipts move a mailbox's deadline clock: a Sent copy a day later
+    does not make its earlier message overdue."""
+    w = worker(store)
+    w.feed(sent_in("alpha", 1, 0), receipt_in("alpha", 9, Event.ACCEPT, 0))
+    w.feed(sent_in("alpha", 2, 24 * 60))
+    assert w.tick() == 0
+    assert overdue_events(w) == []
+    assert w.clock.deadline_now("alpha") == at(0)
+
+
+def test_waiting_entries_do_not_hide_the_due_ones_behind_them(
+    store: TableStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More waiting entries than one scan reads: the next scan resumes after them, so a
+    finished message behind them is still retired on time."""
+    monkeypatch.setattr("pipeline.streams.deadlines.MAX_DUE_PER_SCAN", 3)
+    w = worker(store, retention_seconds=DAY, orphan_ttl_seconds=DAY / 2)
+    w.feed(*(sent_in("waiting", n, n) for n in range(7)))  # never any receipt
+    w.feed(sent_in("done", 1, 100), receipt_in("done", 1, Event.ACCEPT, 101))
+    w.feed(receipt_in("done", 1, Event.DELIVER, 102))
+    w.clock.observe(at(102) + timedelta(days=2))  # the newest data time, not a receipt
+    sent_checks = [w.tick() for _ in range(4)]
+    assert sum(sent_checks) == 1  # the retirement, once the scans reached it
+    assert w.metric("pec_table_evictions_total", reason="finished") == 1
+    assert overdue_events(w) == []
+
+
+def test_with_the_wall_clock_every_mailbox_has_the_same_now() -> None:
+    wall = EventClock("wall", lambda: T0)
+    wall.observe_receipt("alpha", T0 + timedelta(days=3))
+    assert wall.now() == wall.deadline_now("alpha") == wall.deadline_now("beta") == T0
+    event = EventClock("event")
+    event.observe_receipt("alpha", T0 + timedelta(days=3))
+    event.observe(T0 + timedelta(days=5))
+    assert (event.now(), event.deadline_now("alpha"), event.deadline_now("beta")) == (
+        T0 + timedelta(days=5), T0 + timedelta(days=3), None,
+    )  # fmt: skip
+    event.advance(T0 + timedelta(days=4))
+    assert (event.deadline_now("alpha"), event.deadline_now("beta")) == (
+        T0 + timedelta(days=4), T0 + timedelta(days=4),
+    )  # fmt: skip
