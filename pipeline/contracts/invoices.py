@@ -130,6 +130,7 @@ def invoice_track_to_dict(track: InvoiceTrack) -> dict[str, Any]:
     return {
         "nome_file": track.nome_file,
         "identificativo_sdi": track.identificativo_sdi,
+        "state": track.state.value,
         "final": track.is_final,
         "notifications": sorted(track.notifications),
         "changed_at": iso(track.changed_at),
@@ -199,7 +200,6 @@ def invoice_state_data(
         "identificativo_sdi": track.identificativo_sdi,
         "before": transition.before.value,
         "after": transition.after.value,
-        "state": track.state.value,
         "final": track.is_final,
         "event": transition.event.value,
         "outcome": transition.outcome.value,
