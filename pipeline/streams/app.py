@@ -145,7 +145,7 @@ def build(
         value_type=bytes,
         beacon=app.tables.beacon,
         store=settings.store,
-        options=_store_options(settings),
+        options=_invoice_store_options(settings),
     )
     app.tables.add(invoice_table)
     invoice_changelog = invoice_table.changelog_topic.get_topic_name()
@@ -208,6 +208,13 @@ def _store_options(settings: StreamSettings) -> dict[str, Any]:
         "write_buffer_size": budget * 3 // 8,
         "max_write_buffer_number": 2,
     }
+
+
+def _invoice_store_options(settings: StreamSettings) -> dict[str, Any]:
+    """The invoices table holds one small entry per invoice sent: an eighth of the RocksDB
+    budget (cache and write buffers) on top of the correlate table's."""
+    scaled = ("block_cache_size", "write_buffer_size")
+    return {k: v // 8 if k in scaled else v for k, v in _store_options(settings).items()}
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int, *, compacting: bool = False) -> Any:
