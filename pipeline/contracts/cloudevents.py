@@ -68,6 +68,7 @@ __all__ = [
     "StateChange",
     "decode_record",
     "encode_event",
+    "read_cloudevent",
 ]
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
@@ -210,6 +211,16 @@ def decode_record(
     else binary. Raises :class:`DecodeError` for anything else, including a record written
     before the binding (no header; ``dataschema`` ``pectrack.state-change/1``).
     """
+    attributes, data = read_cloudevent(headers, value)
+    return _state_change(attributes, data)
+
+
+def read_cloudevent(
+    headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]], value: bytes | None
+) -> tuple[dict[str, Any], object]:
+    """Any pectrack CloudEvent record, in either mode, as its attributes and its data
+    (still to be checked): the mode is the ``content-type`` header's, as for
+    :func:`decode_record`. :class:`DecodeError` if it is neither mode."""
     fields = _headers(headers)
     content_type = fields.get(CONTENT_TYPE_HEADER, "")
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -218,19 +229,17 @@ def decode_record(
             raise DecodeError(f"structured mode in an unsupported format: {media_type[:40]!r}")
         envelope = _json_object(value, "event")
         data = envelope.pop("data", None)
-        attributes = envelope
-    else:
-        attributes = {
-            name.removeprefix(HEADER_PREFIX): text
-            for name, text in fields.items()
-            if name.startswith(HEADER_PREFIX)
-        }
-        if not attributes:
-            raise DecodeError("no content-type: application/cloudevents+json and no ce_ headers")
-        if media_type and media_type != BINARY_CONTENT_TYPE:
-            raise DecodeError(f"binary mode with data of type {media_type[:40]!r}")
-        data = _json_object(value, "data")
-    return _state_change(attributes, data)
+        return envelope, data
+    attributes: dict[str, Any] = {
+        name.removeprefix(HEADER_PREFIX): text
+        for name, text in fields.items()
+        if name.startswith(HEADER_PREFIX)
+    }
+    if not attributes:
+        raise DecodeError("no content-type: application/cloudevents+json and no ce_ headers")
+    if media_type and media_type != BINARY_CONTENT_TYPE:
+        raise DecodeError(f"binary mode with data of type {media_type[:40]!r}")
+    return attributes, _json_object(value, "data")
 
 
 def _headers(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> dict[str, str]:

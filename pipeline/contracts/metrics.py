@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.metrics import MetricWrapperBase
 
 from pipeline.contracts.build_info import register_build_info
+from pipeline.core.sdi_lifecycle import InvoiceState, SdiOutcome
 
 __all__ = ["IMAP_ERROR_KINDS", "BackfillMetrics", "EvidenceMetrics", "IngestMetrics", "serve"]
 
@@ -173,6 +174,8 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> in
 #   pec_late_observations_total{kind}             mail of retired messages, and checks of
 #                                                 messages no longer held: ignored
 #   pec_table_entries_due                         index entries the last deadline scan read
+#   pec_sdi_invoice_transitions_total{to_state,outcome}   SdI notifications applied per invoice
+#   pec_sdi_invoice_ignored_total{reason}         sdi.notifications records not applied
 
 # PEC latencies run from seconds (acceptance) to days (a delivery after the 24 h warning).
 LATENCY_BUCKETS = (
@@ -180,6 +183,8 @@ LATENCY_BUCKETS = (
     21600.0, 43200.0, 86400.0, 129600.0, 172800.0,
 )  # fmt: skip
 MAX_PROVIDER_LABELS = 64
+# pec_sdi_invoice_ignored_total{reason}
+INVOICE_IGNORED = ("invoice-received", "not-evidence", "no-event")
 
 _MetricT = TypeVar("_MetricT", bound=MetricWrapperBase)
 
@@ -315,12 +320,38 @@ class StreamMetrics:
         for kind in ("RC", "NS", "MC", "NE", "DT", "AT", "invoice-received"):
             for evidence in ("true", "false"):
                 self.sdi_notifications.labels(kind, evidence)  # bounded: 14 series, 0 until seen
+        self.invoice_transitions = Counter(
+            "pec_sdi_invoice_transitions",
+            "SdI notifications applied to their invoice's lifecycle (invoices processor), by "
+            "the state reached and the outcome: advanced, out-of-order, stale, conflict, "
+            "duplicate.",
+            ["to_state", "outcome"],
+            registry=registry,
+        )
+        self.invoice_ignored = Counter(
+            "pec_sdi_invoice_ignored",
+            "sdi.notifications records the invoices processor does not apply, by reason: "
+            "invoice-received (no lifecycle), not-evidence (not from a valid, trusted SdI "
+            "envelope), no-event (an NE whose Esito is neither EC01 nor EC02).",
+            ["reason"],
+            registry=registry,
+        )
+        for state in InvoiceState:
+            for outcome in SdiOutcome:  # bounded: 7 x 5 series, 0 until seen
+                self.invoice_transitions.labels(state.value, outcome.value)
+        for reason in INVOICE_IGNORED:
+            self.invoice_ignored.labels(reason)
+        self.invoiced = self.processed.labels("invoices")
+        self.invoices_lag = self.lag.labels("invoices")
 
     def inbound_received(self, provider: str | None, signature: str) -> None:
         self.labelled(self.inbound, self.provider_label(provider), signature).inc()
 
     def sdi_notification(self, kind: str, evidence: bool) -> None:
         self.labelled(self.sdi_notifications, kind, "true" if evidence else "false").inc()
+
+    def invoice_transition(self, to_state: InvoiceState, outcome: SdiOutcome) -> None:
+        self.labelled(self.invoice_transitions, to_state.value, outcome.value).inc()
 
     def labelled(self, metric: _MetricT, *values: str) -> _MetricT:
         """``metric.labels(*values)``, cached. Only for metrics whose series are never

@@ -27,6 +27,7 @@ from pipeline.contracts.codec import (
     submission_from_dict,
     tracked_from_dict,
 )
+from pipeline.contracts.invoices import invoice_entry_to_dict
 from pipeline.contracts.metrics import StreamMetrics
 from pipeline.core import TrustStore, correlation_key, normalise_msgid
 from pipeline.evidence.web import evidence_writer, register_evidence_pages
@@ -36,6 +37,7 @@ from pipeline.streams.clock import EventClock
 from pipeline.streams.correlate import Correlator
 from pipeline.streams.deadlines import DeadlineScanner
 from pipeline.streams.faustapp import PipelineApp
+from pipeline.streams.invoices import InvoiceTracker
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import KafkaSink, Record, Sink, dead_letter
 from pipeline.streams.state import TrackedTable
@@ -63,6 +65,8 @@ class Pipeline:
     verifier: Verifier
     correlator: Correlator
     scanner: DeadlineScanner
+    invoice_table: TrackedTable
+    invoices: InvoiceTracker
 
 
 def _wall() -> datetime:
@@ -131,6 +135,21 @@ def build(
     app.tables.add(table)
     changelog = table.changelog_topic.get_topic_name()
     topics[changelog] = table.changelog_topic
+    topics[settings.sdi_topic] = _raw_topic(app, settings.sdi_topic, settings.partitions)
+    invoice_table = TrackedTable(
+        app,
+        name=settings.invoice_table_name,
+        default=None,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        beacon=app.tables.beacon,
+        store=settings.store,
+        options=_invoice_store_options(settings),
+    )
+    app.tables.add(invoice_table)
+    invoice_changelog = invoice_table.changelog_topic.get_topic_name()
+    topics[invoice_changelog] = invoice_table.changelog_topic
     registry = registry or CollectorRegistry()
     metrics = StreamMetrics(registry)
     out = sink or KafkaSink(app.kafka_producer)
@@ -167,8 +186,11 @@ def build(
             clock,
             lambda: app.active_partitions(settings.receipts_topic),
         ),
+        invoice_table=invoice_table,
+        invoices=InvoiceTracker(settings, out, metrics, invoice_table.store, invoice_changelog),
     )
     table.store.describe = pipeline.correlator.describe  # changelog recovery's bookkeeping
+    invoice_table.store.describe = pipeline.invoices.describe
     _register(pipeline, out)
     return pipeline
 
@@ -186,6 +208,13 @@ def _store_options(settings: StreamSettings) -> dict[str, Any]:
         "write_buffer_size": budget * 3 // 8,
         "max_write_buffer_number": 2,
     }
+
+
+def _invoice_store_options(settings: StreamSettings) -> dict[str, Any]:
+    """The invoices table holds one small entry per invoice sent: an eighth of the RocksDB
+    budget (cache and write buffers) on top of the correlate table's."""
+    scaled = ("block_cache_size", "write_buffer_size")
+    return {k: v // 8 if k in scaled else v for k, v in _store_options(settings).items()}
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int, *, compacting: bool = False) -> Any:
@@ -211,6 +240,17 @@ def lookup_key(query: Mapping[str, str]) -> str | None:
     if not mailbox.strip() or normalise_msgid(msgid) is None:
         return None
     return correlation_key(mailbox, msgid)
+
+
+def invoice_key(query: Mapping[str, str]) -> str | None:
+    """The invoice key a web lookup asks for: ``key`` exactly as published
+    (``<mailbox> <NomeFile>``), or ``mailbox`` and ``nome_file``."""
+    if key := query.get("key"):
+        return key
+    mailbox, nome_file = query.get("mailbox", "").strip(), query.get("nome_file", "").strip()
+    if not mailbox or not nome_file:
+        return None
+    return f"{mailbox} {nome_file}"
 
 
 def _headers(event: Any) -> dict[str, bytes]:
@@ -332,5 +372,38 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 item["link"] = f"/evidence/{item['sha256']}"
             return self.json(state)
 
+    @app.agent(p.topics[settings.sdi_topic], name="pectrack.invoices")
+    async def invoices(stream: Any) -> None:
+        async def handle(events: Sequence[Any]) -> None:
+            await p.invoices.handle_batch(
+                [(e.key, e.value, _headers(e), e.message.partition) for e in events]
+            )
+            p.metrics.invoices_lag.set(_lag(events[-1]))
+
+        await _batcher(app, stream, handle, settings).run()
+
+    @app.page("/invoice/")
+    class InvoiceView(View):
+        """``GET /invoice/?key=<mailbox> <NomeFile>``, or ``?mailbox=...&nome_file=...``:
+        an invoice's SdI state, answered by the worker that owns the key."""
+
+        async def get(self, request: Request) -> Response:
+            key = invoice_key(request.query)
+            if key is None:
+                error = "give key=<mailbox> <NomeFile>, or mailbox and nome_file"
+                return self.json({"error": error}, status=400)
+            try:
+                return await app.router.route_req(p.invoice_table.name, key, self.web, request)
+            except SameNode:
+                pass  # this worker owns the key
+            try:
+                entry = p.invoices.lookup(key)
+            except DecodeError as exc:
+                return self.json({"error": f"corrupt table entry: {exc}"}, status=500)
+            if entry is None:
+                return self.json({"error": "unknown invoice", "key": key}, status=404)
+            return self.json(invoice_entry_to_dict(entry))
+
     _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_partitions, MessageView)
+    _ = (invoices, InvoiceView)
     register_evidence_pages(app, p.verifier.evidence)

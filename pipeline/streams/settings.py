@@ -7,6 +7,7 @@ Every topic name is configurable; the defaults are the documented topology::
 
     pec.raw -> verify -> pec.receipts -> correlate -> pec.state-changes, pec.message-state
     pec.submissions -> (register) -> pec.receipts          unroutable input -> pec.dlq
+    (verify) -> sdi.notifications -> invoices -> sdi.invoice-states
 """
 
 from __future__ import annotations
@@ -97,9 +98,17 @@ class StreamSettings:
     dlq_topic: str = setting(topics.DLQ, "output: unroutable input")
     inbound_topic: str = setting(topics.INBOUND, "output: certified mail received in INBOX")
     sdi_topic: str = setting(
-        topics.SDI_NOTIFICATIONS, "output: SdI notifications and invoices received"
+        topics.SDI_NOTIFICATIONS,
+        "internal: SdI notifications and invoices received (an output, also read by the "
+        "invoices processor)",
+    )
+    invoice_states_topic: str = setting(
+        topics.SDI_INVOICE_STATES, "output: one event per SdI invoice state change or conflict"
     )
     table_name: str = setting("pectrack-messages", "name of the correlate table (and changelog)")
+    invoice_table_name: str = setting(
+        "pectrack-invoices", "name of the SdI invoice table (and changelog)"
+    )
     cloudevents_mode: str = setting(
         Mode.STRUCTURED.value,
         "pec.state-changes: 'structured' (JSON value) or 'binary' (ce_* headers)",

@@ -24,6 +24,7 @@ def topic_specs(settings: StreamSettings) -> list[NewTopic]:
         settings.dlq_topic,
         settings.inbound_topic,
         settings.sdi_topic,
+        settings.invoice_states_topic,
     )
     configs = topics.durability_configs(settings.replication)
     specs = [

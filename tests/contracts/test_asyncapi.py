@@ -81,6 +81,7 @@ def test_every_topic_is_described(document: dict[str, Any]) -> None:
         settings.message_state_topic,
         agent.cursor_topic,
         f"{settings.app_id}-{settings.table_name}-changelog",  # faust's changelog name
+        f"{settings.app_id}-{settings.invoice_table_name}-changelog",
     }
     plain = {
         f"{settings.app_id}-__assignor-__leader",  # faust's leader election
@@ -91,6 +92,7 @@ def test_every_topic_is_described(document: dict[str, Any]) -> None:
         settings.dlq_topic,
         settings.inbound_topic,
         settings.sdi_topic,
+        settings.invoice_states_topic,
         agent.topic,
         agent.dead_letter_topic,
     }
@@ -113,6 +115,7 @@ def test_every_message_has_a_key_and_payload_and_each_topic_a_producer_and_consu
     received = {op["channel"]["$ref"] for op in document["operations"].values()
                 if op["action"] == "receive"}  # fmt: skip
     inputs = {"raw", "receipts", "submissions", "agentCursors", "tableChangelog", "assignorLeader"}
+    inputs |= {"sdiNotifications", "invoiceTableChangelog"}
     assert {f"#/channels/{name}" for name in inputs} <= received
     assert {f"#/channels/{name}" for name in document["channels"]} - {
         "#/channels/submissions",  # written by the sending systems

@@ -39,6 +39,7 @@ RELEASED = {
     "inbound/1.json": "82e817b09cb0f93e8f6956fcce3b9e345c78a65d7949b857e46268b3813f7e1e",
     "message-state/1.json": "33c992a3ea20b6545ccb8a907edad9aad826498c2103647cd52d807d7c8d351a",
     "message-state/2.json": "6e099bec7650e731d04ea7fb18f3ace5e6b62cba3c15a44e48bb0996df372ac9",
+    "sdi-invoice-state/1.json": "d39c2eb49e7bb9cd57d15e766ac8055b343187a1b38c8f42c8149cfe561ede65",
     "sdi-notification/1.json": "0882c2ab0e0a4b9df22fc3dad6b882e1ddd0fc3edf76b3e45306a6e935c6f653",
     "state-change/1.json": "57800ffe06ea0f33a2c5ea8e9f5ca21a8c5bb875da2dc8e81321c509e0a07f1e",
     "state-change/2.json": "8c98017d2d72b2741a67091a71f6ce367d13757bb6565c2164d1f4e2eda0b94e",

@@ -71,6 +71,7 @@ def test_topics_are_the_settings_defaults_with_compaction(compose: dict[str, Any
         settings.dlq_topic,
         settings.inbound_topic,
         settings.sdi_topic,
+        settings.invoice_states_topic,
         kafka.topic,
         kafka.dead_letter_topic,
         kafka.cursor_topic,

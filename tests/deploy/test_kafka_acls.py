@@ -62,6 +62,8 @@ def worker_needs(tmp_path: Path) -> set[Acl]:
     for topic in written:
         needs |= _topic(topic, "Write")
     needs |= _topic(changelog, "Read", "Write", "Create")
+    invoice_changelog = pipeline.invoice_table.changelog_topic.get_topic_name()
+    needs |= _topic(invoice_changelog, "Read", "Write", "Create")
     needs |= _topic(leader, "Read", "Create")
     return needs
 

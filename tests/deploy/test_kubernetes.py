@@ -377,6 +377,7 @@ def test_topics_are_the_settings_defaults(documents: list[dict[str, Any]], tmp_p
     compacted state and cursors."""
     settings, kafka = StreamSettings(), KafkaSettings(bootstrap="x")
     changelog, leader = faust_topics(tmp_path)
+    invoice_changelog = f"{settings.app_id}-{settings.invoice_table_name}-changelog"
     topics = {t["spec"].get("topicName", n): t for n, t in kind(documents, "KafkaTopic").items()}
     assert set(topics) == {
         settings.raw_topic,
@@ -387,9 +388,11 @@ def test_topics_are_the_settings_defaults(documents: list[dict[str, Any]], tmp_p
         settings.dlq_topic,
         settings.inbound_topic,
         settings.sdi_topic,
+        settings.invoice_states_topic,
         kafka.dead_letter_topic,
         kafka.cursor_topic,
         changelog,
+        invoice_changelog,
         leader,
     }
     compacted = {
@@ -397,7 +400,12 @@ def test_topics_are_the_settings_defaults(documents: list[dict[str, Any]], tmp_p
         for name, topic in topics.items()
         if topic["spec"].get("config", {}).get("cleanup.policy") == "compact"
     }
-    assert compacted == {settings.message_state_topic, kafka.cursor_topic, changelog}
+    assert compacted == {
+        settings.message_state_topic,
+        kafka.cursor_topic,
+        changelog,
+        invoice_changelog,
+    }
     for topic in topics.values():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "pectrack"
         assert topic["spec"]["replicas"] == 3

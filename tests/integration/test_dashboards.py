@@ -4,7 +4,8 @@ The run: the embedded broker, one ``pectrack worker`` and one ``pectrack agent``
 Dovecot mailbox) as subprocesses, a Prometheus scraping both every second. Simulator
 traffic reaches ``pec.raw`` twice over: one mailbox through Dovecot and the agent, the
 others produced straight to Kafka (with a submission per sent message, so acceptance
-latency is measured, and one record without a mailbox, so the dead-letter path runs).
+latency is measured, SdI traffic for the e-invoicing row, and one record without a
+mailbox, so the dead-letter path runs).
 Then each panel expression is evaluated through the HTTP API: it must be valid, non-empty
 and not NaN, and may only name metrics the targets actually expose.
 """
@@ -15,6 +16,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.dev.embedded import EmbeddedBroker, free_port, wait_for_port
 from pipeline.simulate.ca import default_pki
+from pipeline.simulate.sdi import generate_sdi_traffic
 from pipeline.simulate.traffic import SENT, TrafficItem, generate_traffic
 from tests.deploy.promql import (
     DASHBOARDS,
@@ -267,7 +270,11 @@ async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: 
     anchor.write_bytes(default_pki().anchor_pem())
     mailboxes = sorted({item.mailbox for item in items})
     via_imap = [item for item in items if item.mailbox == mailboxes[0]]
+    invoices = generate_sdi_traffic(
+        random.Random(3), default_pki(), ((mailboxes[1], "amm@pec.example.it"),), 8, START
+    )
     direct = [item for item in items if item.mailbox != mailboxes[0]]
+    direct += [sdi.traffic_item(len(items) + n) for n, sdi in enumerate(invoices)]
     sent = [item for item in direct if item.folder == SENT and item.truth.msgid]
     half = len(direct) // 2
 
@@ -341,9 +348,12 @@ async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: 
         )
         await prom.wait(
             'sum(pec_processed_records_total{processor="verify"})',
-            len(items),
+            len(items) + len(invoices),
             40,
             worker,
+        )
+        await prom.wait(
+            'sum(pec_processed_records_total{processor="invoices"})', len(invoices), 20, worker
         )
         await prom.wait("sum(pec_dlq_total)", 1, 10, worker)
         await asyncio.sleep(2.5)  # the last values scraped

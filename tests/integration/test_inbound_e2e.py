@@ -3,12 +3,18 @@
 INBOX holds an envelope (twice), an anomaly envelope, a tampered envelope and simulated
 SdI traffic (every notification type, invoices received plain and .p7m). The worker
 publishes one pec.inbound event per envelope read and one sdi.notifications event per
-SdI file, with the verdicts and keys a correct reader gives.
+SdI file, with the verdicts and keys a correct reader gives; and, for each invoice sent,
+its SdI state on sdi.invoice-states (a chain of transitions from sent to the simulator's
+final state) and at GET /invoice/.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import random
+import urllib.parse
+import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -69,6 +75,15 @@ async def test_inbound_and_sdi_end_to_end(
             notices = await settle(
                 broker.bootstrap, "sdi.notifications", expected=len(sdi), timeout=60, quiet=2
             )
+            invoices_sent = {i.nome_file for i in sdi if i.final_state is not None}
+            transitions = await settle(
+                broker.bootstrap,
+                "sdi.invoice-states",
+                expected=len(invoices_sent),
+                timeout=60,
+                quiet=2,
+            )
+            looked_up = {name: invoice(worker, box, name) for name in sorted(invoices_sent)}
         except AssertionError:
             print(worker.log_text())
             raise
@@ -93,3 +108,30 @@ async def test_inbound_and_sdi_end_to_end(
     expected = {i.nome_file: i.final_state for i in sdi if i.final_state is not None}
     order = ["rejected", "not-delivered", "delivered", "deadline-passed", "refused", "accepted"]
     assert {name: max(states, key=order.index) for name, states in by_file.items()} == expected
+    # Each invoice sent: a chain of transitions from sent to its final state, and the lookup.
+    chains: dict[str, list[tuple[str, str]]] = {}
+    for event in {e["id"]: e for e in map(orjson.loads, transitions)}.values():
+        assert event["type"] == "it.pec.sdi-invoice-state"
+        data = event["data"]
+        assert event["partitionkey"] == data["key"] == f"{box} {data['nome_file']}"
+        assert data["outcome"] == "advanced"  # one mailbox, read in order
+        chains.setdefault(data["nome_file"], []).append((data["before"], data["after"]))
+    for chain in chains.values():
+        assert chain[0][0] == "sent"
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(chain)), chain
+    assert {name: chain[-1][1] for name, chain in chains.items()} == expected
+    assert max(len(chain) for chain in chains.values()) >= 2  # e.g. sent -> delivered -> accepted
+    assert {name: (status, body.get("state")) for name, (status, body) in looked_up.items()} == {
+        name: (200, state) for name, state in expected.items()
+    }
+
+
+def invoice(worker: WorkerProcess, box: str, nome_file: str) -> tuple[int, dict[str, Any]]:
+    """GET /invoice/?mailbox=&nome_file= on the worker's web port."""
+    query = urllib.parse.urlencode({"mailbox": box, "nome_file": nome_file})
+    url = f"http://127.0.0.1:{worker.web_port}/invoice/?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -129,6 +129,10 @@ class Snapshot:
     first_event_after: float | None
     inbound: int = 0  # certified mail received (pec_inbound_total)
     sdi: int = 0  # SdI notifications and invoices received (pec_sdi_notifications_total)
+    # invoices sent that reached each SdI state (pec_sdi_invoice_transitions_total), and
+    # notifications that contradicted their invoice's state
+    invoice_states: tuple[tuple[str, int], ...] = ()
+    invoice_conflicts: int = 0
 
     @classmethod
     def build(
@@ -165,7 +169,32 @@ class Snapshot:
             first_event_after=first_event_after,
             inbound=int(workers.total("pec_inbound_total")),
             sdi=int(workers.total("pec_sdi_notifications_total")),
+            invoice_states=_invoice_states(workers),
+            invoice_conflicts=int(workers.total(INVOICE_TRANSITIONS, outcome="conflict")),
         )
+
+
+INVOICE_TRANSITIONS = "pec_sdi_invoice_transitions_total"
+# The SdI states an invoice sent moves to, in the lifecycle's order (sent is where all start).
+INVOICE_STATES = (
+    "delivered", "not-delivered", "rejected", "accepted", "refused", "deadline-passed",
+)  # fmt: skip
+
+
+def _invoice_states(workers: Metrics) -> tuple[tuple[str, int], ...]:
+    """How many invoices reached each state (a notification moved them there)."""
+    return tuple(
+        (
+            state,
+            int(
+                sum(
+                    workers.total(INVOICE_TRANSITIONS, to_state=state, outcome=outcome)
+                    for outcome in ("advanced", "out-of-order")
+                )
+            ),
+        )
+        for state in INVOICE_STATES
+    )
 
 
 def _int(value: object) -> int:
@@ -203,6 +232,15 @@ def table(snap: Snapshot) -> list[str]:
     ]
 
 
+def _invoice_line(snap: Snapshot) -> list[str]:
+    """Invoices sent by the SdI state they reached, once there is any."""
+    reached = [f"{state} {count}" for state, count in snap.invoice_states if count]
+    if not reached and not snap.invoice_conflicts:
+        return []
+    conflicts = f"   conflicts {snap.invoice_conflicts}" if snap.invoice_conflicts else ""
+    return [f"            invoices sent: {'  '.join(reached)}{conflicts}"]
+
+
 def render(snap: Snapshot) -> list[str]:
     """Every line of one refresh (no trailing newlines)."""
     minutes, seconds = divmod(int(snap.elapsed), 60)
@@ -220,6 +258,7 @@ def render(snap: Snapshot) -> list[str]:
         f"  agent     ingested  {snap.ingested:>7}",
         f"  workers   state changes {snap.state_changes:>7}   {first}",
         f"            mail received {snap.inbound:>7}   SdI files {snap.sdi:>7}",
+        *_invoice_line(snap),
         *("  " + line for line in table(snap)),
         "  p50/p99: acceptance to delivery receipt, in daticert (simulated) time",
     ]

@@ -152,3 +152,35 @@ pec_sdi_notifications_total{type="invoice-received",evidence="true"} 1.0
     assert any(
         "mail received       5" in line and "SdI files       3" in line for line in render(snap)
     )
+
+
+def test_render_shows_the_invoice_states_reached() -> None:
+    """pec_sdi_invoice_transitions_total: invoices by the SdI state they moved to (stale
+    and duplicate notifications not counted), and conflicts; no line before any."""
+    extra = """\
+# TYPE pec_sdi_invoice_transitions_total counter
+pec_sdi_invoice_transitions_total{to_state="delivered",outcome="advanced"} 3.0
+pec_sdi_invoice_transitions_total{to_state="delivered",outcome="stale"} 2.0
+pec_sdi_invoice_transitions_total{to_state="accepted",outcome="advanced"} 1.0
+pec_sdi_invoice_transitions_total{to_state="accepted",outcome="out-of-order"} 1.0
+pec_sdi_invoice_transitions_total{to_state="accepted",outcome="conflict"} 1.0
+pec_sdi_invoice_transitions_total{to_state="refused",outcome="advanced"} 0.0
+"""
+
+    def snapshot(text: str) -> Snapshot:
+        return Snapshot.build(
+            elapsed=1.0,
+            mailboxes=3,
+            provider={},
+            agent=parse_metrics([AGENT]),
+            workers=parse_metrics([WORKER_A, text]),
+            first_event_after=None,
+        )
+
+    snap = snapshot(extra)
+    assert dict(snap.invoice_states)["delivered"] == 3
+    assert dict(snap.invoice_states)["accepted"] == 2
+    assert snap.invoice_conflicts == 1
+    lines = [line for line in render(snap) if "invoices sent" in line]
+    assert lines == ["            invoices sent: delivered 3  accepted 2   conflicts 1"]
+    assert not any("invoices sent" in line for line in render(snapshot("")))

@@ -1,0 +1,206 @@
+"""The invoices processor: ``sdi.notifications`` -> per-invoice SdI state -> ``sdi.invoice-states``.
+
+Stateful: one table entry per invoice sent, keyed ``<mailbox> <NomeFile>`` like its
+source records (a second faust table with its own changelog, stored by
+:mod:`pipeline.streams.state` as the correlate table is, with no due time and nothing to
+tally). Each SdI notification about the invoice is applied with
+:func:`pipeline.core.sdi_lifecycle.apply`::
+
+    RC  sent -> delivered            advanced      -> it.pec.sdi-invoice-state
+    NE  delivered -> accepted        advanced      -> it.pec.sdi-invoice-state
+    NS  accepted -> accepted         conflict      -> it.pec.sdi-invoice-state
+    RC  again (same SdI MessageId)   duplicate     -> nothing
+    RC  after the NE                 stale         -> nothing (its id is remembered)
+
+Not applied, counted (``pec_sdi_invoice_ignored_total{reason}``): ``it.pec.invoice-received``
+records (an invoice received has no lifecycle here), notifications that are not
+evidence (not a valid, trusted envelope certified as sent by the SdI: a forgery must not
+move an invoice), and an NE whose Esito is neither EC01 nor EC02.
+
+Order of effects, as in :mod:`pipeline.streams.correlate` (at-least-once, idempotent
+state): the events are sent and acknowledged first, then each changed invoice's
+changelog record, written here and awaited, then the local store; only then does the
+handler return and faust may commit the source offset. A crash before the changelog ack
+replays the record onto the state without it: the same transitions with the same ids are
+sent again (a consumer deduplicates on ``id``). A crash after it replays a record whose
+notification id the restored state holds: DUPLICATE, nothing sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pipeline.contracts.cloudevents import Mode
+from pipeline.contracts.codec import DecodeError, decode, dumps
+from pipeline.contracts.inbound import INVOICE_RECEIVED
+from pipeline.contracts.invoices import (
+    InvoiceEntry,
+    NotificationRecord,
+    decode_notification_record,
+    encode_invoice_state,
+    invoice_entry_from_dict,
+    invoice_entry_to_dict,
+    published,
+)
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.contracts.schemas import SDI_INVOICE_STATE
+from pipeline.core import NOTHING
+from pipeline.core.sdi_lifecycle import apply, new_invoice
+from pipeline.streams.settings import StreamSettings
+from pipeline.streams.sink import Record, Sink, dead_letter
+from pipeline.streams.state import Entry, TableStore, Write
+
+log = logging.getLogger(__name__)
+
+# (Kafka key, value, headers, partition) of one sdi.notifications record
+NotificationItem = tuple[bytes | None, bytes | None, Mapping[str, bytes], int | None]
+
+NO_ENTRY = Entry(None, NOTHING)  # an invoice is never due and counts in no tally
+
+
+@dataclass
+class _Work:
+    """One batch in progress: what each invoice held before it and holds now."""
+
+    outputs: list[Record] = field(default_factory=list)  # events and dead letters, in order
+    original: dict[bytes, InvoiceEntry | None] = field(default_factory=dict)
+    working: dict[bytes, InvoiceEntry | None] = field(default_factory=dict)
+    partition_of: dict[bytes, int | None] = field(default_factory=dict)
+
+    def changed(self) -> list[bytes]:
+        return [key for key, now in self.working.items() if now != self.original[key]]
+
+
+@dataclass
+class InvoiceTracker:
+    """``store`` is the invoices table's local storage; ``changelog`` the topic that
+    backs it, written through ``sink`` to the record's own partition."""
+
+    settings: StreamSettings
+    sink: Sink
+    metrics: StreamMetrics
+    store: TableStore
+    changelog: str
+    mode: Mode = field(init=False)
+    dataschema: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mode = Mode(self.settings.cloudevents_mode)
+        self.dataschema = SDI_INVOICE_STATE.uri(self.settings.schema_base)
+
+    def describe(self, value: bytes) -> Entry:
+        """The store's bookkeeping for a table value: none (also for changelog recovery)."""
+        return NO_ENTRY
+
+    def lookup(self, key: str) -> InvoiceEntry | None:
+        """The invoice, if a local partition holds it (:class:`DecodeError` if corrupt)."""
+        stored = self.store.lookup(key.encode())
+        return invoice_entry_from_dict(decode(stored)) if stored is not None else None
+
+    async def handle_batch(self, batch: Sequence[NotificationItem]) -> None:
+        """Apply records in order; publish their events (one wait for all acks), then one
+        changelog record per changed invoice (a second wait), then the local store. A
+        record that does not decode, or whose Kafka key is not its invoice key, is a dead
+        letter (``bad-sdi-record``)."""
+        work = _Work()
+        for record_key, value, headers, partition in batch:
+            self._apply(work, record_key, value, headers, partition)
+        await self.sink.send_all(work.outputs)
+        changed = work.changed()
+        encoded = {
+            key: dumps(invoice_entry_to_dict(entry)) if (entry := work.working[key]) else None
+            for key in changed
+        }
+        offsets = await self.sink.send_all(
+            [Record(self.changelog, k, encoded[k], partition=work.partition_of[k]) for k in changed]
+        )
+        writes: dict[int, list[Write]] = {}
+        last: dict[int, int] = {}
+        for key, offset in zip(changed, offsets, strict=True):
+            partition = work.partition_of[key] or 0
+            writes.setdefault(partition, []).append(Write(key, encoded[key], NOTHING, NO_ENTRY))
+            last[partition] = offset
+        for partition, partition_writes in writes.items():
+            self.store.partition(partition).write(partition_writes, last[partition])  # last
+        self.metrics.invoiced.inc(len(batch))
+
+    def _apply(
+        self,
+        work: _Work,
+        record_key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+        partition: int | None,
+    ) -> None:
+        try:
+            record = decode_notification_record(headers, value)
+            key = record.key.encode()
+            if record_key != key:
+                raise DecodeError("the record key is not the invoice key")
+        except DecodeError as exc:
+            bad = "bad-sdi-record"
+            work.outputs.append(self._dead_letter(record_key, value, headers, bad, exc))
+            return
+        reason = _ignored(record)
+        if reason is not None:
+            self.metrics.labelled(self.metrics.invoice_ignored, reason).inc()
+            return
+        assert record.event is not None
+        assert record.notification_id is not None
+        if key not in work.working:
+            try:
+                work.original[key] = work.working[key] = self._stored(key, partition)
+            except DecodeError as exc:  # a corrupted changelog: keep the partition moving
+                log.error("invoice table entry %r does not decode: %s", key, exc)
+                work.outputs.append(self._dead_letter(key, value, headers, "bad-table-value", exc))
+                return
+            work.partition_of[key] = partition
+        entry = work.working[key]
+        track = entry.track if entry is not None else new_invoice(record.nome_file)
+        after, transition = apply(
+            track, record.event, record.notification_id, record.at, record.identificativo_sdi
+        )
+        self.metrics.invoice_transition(transition.after, transition.outcome)
+        if published(transition):
+            value_out, headers_out = encode_invoice_state(
+                record,
+                transition,
+                after,
+                mode=self.mode,
+                dataschema=self.dataschema,
+                processed_at=datetime.now(UTC),
+            )
+            work.outputs.append(
+                Record(self.settings.invoice_states_topic, key, value_out, headers_out)
+            )
+        if after != track or entry is None:
+            work.working[key] = InvoiceEntry(record.key, record.mailbox, after)
+
+    def _stored(self, key: bytes, partition: int | None) -> InvoiceEntry | None:
+        stored = self.store.partition(partition or 0).get(key)
+        return invoice_entry_from_dict(decode(stored)) if stored is not None else None
+
+    def _dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+        reason: str,
+        exc: DecodeError,
+    ) -> Record:
+        self.metrics.labelled(self.metrics.dlq, reason).inc()
+        return dead_letter(self.settings.dlq_topic, key, value, reason, str(exc), source=headers)
+
+
+def _ignored(record: NotificationRecord) -> str | None:
+    """Why a record is not applied to an invoice's lifecycle (a bounded label), or None."""
+    if record.type == INVOICE_RECEIVED:
+        return "invoice-received"
+    if not record.evidence:
+        return "not-evidence"
+    if record.event is None or not record.notification_id:
+        return "no-event"
+    return None

@@ -1,0 +1,432 @@
+"""The invoices processor: sdi.notifications (as verify writes them for simulated SdI
+traffic) -> per-invoice state in its table -> sdi.invoice-states events."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+from faust.exceptions import SameNode
+from prometheus_client import CollectorRegistry
+
+from pipeline.contracts.metrics import StreamMetrics
+from pipeline.contracts.schemas import SDI_INVOICE_STATE, released_schema
+from pipeline.core.trust import TrustStore
+from pipeline.simulate.ca import default_pki
+from pipeline.simulate.provider import tamper_body
+from pipeline.simulate.sdi import (
+    SdiCase,
+    SdiItem,
+    generate_sdi_traffic,
+    notification_files,
+    sdi_envelope,
+    sdi_provider,
+)
+from pipeline.streams.app import Pipeline, build, invoice_key
+from pipeline.streams.invoices import InvoiceTracker
+from pipeline.streams.settings import StreamSettings
+from pipeline.streams.sink import Record, RecordingSink
+from pipeline.streams.state import MemoryPartitions
+from pipeline.streams.verify import Verifier
+from tests.factories import anchor_pem
+
+CET = timezone(timedelta(hours=1))
+BOX = "amministrazione"
+ADDRESS = "amm@pec.example.it"
+START = datetime(2024, 3, 1, 9, tzinfo=CET)
+STATES = "sdi.invoice-states"
+CHANGELOG = "pectrack-pectrack-invoices-changelog"
+# An sdi.notifications record as the invoices agent receives it
+SdiRecord = tuple[bytes, bytes | None, list[tuple[str, bytes]]]
+
+
+def settings(tmp_path: Path, mode: str = "structured", store: str = "memory://") -> StreamSettings:
+    return StreamSettings(
+        metrics_port=None,
+        web_port=16067,
+        store=store,
+        datadir=str(tmp_path / "state"),
+        archive="none",
+        cloudevents_mode=mode,
+    )
+
+
+async def verified(raws: Sequence[bytes], mode: str = "structured") -> list[SdiRecord]:
+    """What verify publishes on sdi.notifications for these envelopes in BOX's INBOX."""
+    sink = RecordingSink()
+    trust = TrustStore.from_bytes(anchor_pem())
+    verifier = Verifier(
+        StreamSettings(metrics_port=None, cloudevents_mode=mode, archive="none"),
+        trust,
+        sink,
+        StreamMetrics(CollectorRegistry()),
+    )
+    headers = {"mailbox": BOX.encode(), "folder": b"INBOX", "folder-role": b"inbox"}
+    await verifier.handle_batch([(BOX.encode(), raw, headers) for raw in raws])
+    return sink.sent.get("sdi.notifications", [])
+
+
+@pytest.fixture(scope="module")
+def traffic() -> list[SdiItem]:
+    """Every outcome of the simulator (two invoices each) and a few invoices received."""
+    return generate_sdi_traffic(
+        random.Random(7), default_pki(), ((BOX, ADDRESS),), 24, START, received_share=0.2
+    )
+
+
+@pytest.fixture(scope="module")
+def records(traffic: list[SdiItem]) -> list[SdiRecord]:
+    return asyncio.run(verified([item.raw for item in traffic]))
+
+
+def case_files(steps: Sequence[str], progressive: str = "0C0F1") -> list[bytes]:
+    """One invoice's envelopes, one per step (``RC``, ``NE-EC01``, ...), an hour apart."""
+    provider = sdi_provider(default_pki())
+    case = SdiCase("IT", "01234567890", progressive, "4713", START)
+    return [
+        sdi_envelope(
+            provider,
+            ADDRESS,
+            notification_files(case, step, START + timedelta(hours=n)),
+            f"Notifica {step}",
+            START + timedelta(hours=n),
+            900 + n,
+        )
+        for n, step in enumerate(steps)
+    ]
+
+
+def tracker(sink: RecordingSink, mode: str = "structured") -> InvoiceTracker:
+    """The processor alone, on a memory store (no faust app)."""
+    return InvoiceTracker(
+        StreamSettings(metrics_port=None, cloudevents_mode=mode, archive="none"),
+        sink,
+        StreamMetrics(REGISTRIES.setdefault(id(sink), CollectorRegistry())),
+        MemoryPartitions(),
+        CHANGELOG,
+    )
+
+
+REGISTRIES: dict[int, CollectorRegistry] = {}  # each tracker's, by its sink
+
+
+def sample(sink: RecordingSink, name: str, **labels: str) -> float:
+    """A metric of the tracker made with ``sink`` (0 if the series does not exist)."""
+    return REGISTRIES[id(sink)].get_sample_value(name, labels) or 0.0
+
+
+def is_notice(record: SdiRecord) -> bool:
+    """An SdI notification (not an invoice received)."""
+    return bool(orjson.loads(record[1] or b"{}")["type"] == "it.pec.sdi-notification")
+
+
+async def run(t: InvoiceTracker, batch: Sequence[SdiRecord], partition: int = 0) -> None:
+    await t.handle_batch([(key, value, dict(headers), partition) for key, value, headers in batch])
+
+
+def events(sink: RecordingSink) -> list[dict[str, Any]]:
+    return [orjson.loads(value) for _, value, _ in sink.sent.get(STATES, [])]
+
+
+def states(t: InvoiceTracker, keys: Sequence[bytes]) -> dict[str, str]:
+    found = {}
+    for key in keys:
+        entry = t.lookup(key.decode())
+        if entry is not None:
+            found[entry.track.nome_file] = entry.track.state.value
+    return found
+
+
+def expected_states(traffic: list[SdiItem]) -> dict[str, str]:
+    return {i.nome_file: i.final_state for i in traffic if i.final_state is not None}
+
+
+# --- the processor -------------------------------------------------------------------------
+
+
+async def test_each_invoice_reaches_the_simulators_final_state(
+    traffic: list[SdiItem], records: list[SdiRecord]
+) -> None:
+    """Fed every SdI file in order, each invoice sent ends where the simulator says, each
+    published event is valid against the released schema, and invoices received are
+    counted, not tracked."""
+    sink = RecordingSink()
+    t = tracker(sink)
+    await run(t, records)
+    keys = sorted({key for key, _, _ in records})
+    assert states(t, keys) == expected_states(traffic)
+    published = events(sink)
+    validator = jsonschema.Draft202012Validator(released_schema(SDI_INVOICE_STATE))
+    for event in published:
+        validator.validate(event)
+    last = {e["data"]["nome_file"]: e["data"]["after"] for e in published}
+    assert last == expected_states(traffic)
+    assert len({e["id"] for e in published}) == len(published)
+    assert all(e["data"]["outcome"] == "advanced" for e in published)  # in order: no surprise
+    notices = sum(1 for i in traffic if i.final_state is not None)
+    received = sum(1 for i in traffic if i.kind == "MT")
+    assert received > 0
+    processed = sample(sink, "pec_processed_records_total", processor="invoices")
+    assert processed == len(records) == notices + received
+    assert sample(sink, "pec_sdi_invoice_ignored_total", reason="invoice-received") == received
+    assert sample(sink, "pec_sdi_invoice_transitions_total", to_state="delivered",
+                  outcome="advanced") > 0  # fmt: skip
+    [(key, value, _)] = [r for r in sink.sent[CHANGELOG] if r[0] == keys[0]][-1:]
+    assert orjson.loads(value)["key"] == key.decode()  # the changelog holds the entry
+
+
+async def test_the_same_notifications_again_publish_nothing(records: list[SdiRecord]) -> None:
+    """Re-read notifications are duplicates: no event, no changelog write, counted."""
+    sink = RecordingSink()
+    t = tracker(sink)
+    await run(t, records)
+    sent_before = {topic: len(values) for topic, values in sink.sent.items()}
+    await run(t, records)
+    await run(t, records[:3] + records[:3])
+    assert {topic: len(values) for topic, values in sink.sent.items()} == sent_before
+    duplicates = sum(
+        sample(sink, "pec_sdi_invoice_transitions_total", to_state=state, outcome="duplicate")
+        for state in ("rejected", "not-delivered", "delivered", "deadline-passed", "refused",
+                      "accepted")
+    )  # fmt: skip
+    notices = [r for r in records if is_notice(r)]
+    assert duplicates == len(notices) + 2 * sum(1 for r in records[:3] if is_notice(r))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_order_does_not_change_the_final_states(
+    traffic: list[SdiItem], records: list[SdiRecord], seed: int
+) -> None:
+    """Notifications in any order (one batch, or one by one) give the same final states;
+    out-of-order ones are published as such."""
+    shuffled = list(records)
+    random.Random(seed).shuffle(shuffled)
+    sink = RecordingSink()
+    t = tracker(sink)
+    if seed % 2:
+        await run(t, shuffled)
+    else:
+        for record in shuffled:
+            await run(t, [record])
+    keys = sorted({key for key, _, _ in records})
+    assert states(t, keys) == expected_states(traffic)
+    outcomes = {e["data"]["outcome"] for e in events(sink)}
+    assert outcomes <= {"advanced", "out-of-order"}
+
+
+async def test_a_contradiction_is_published_as_a_conflict() -> None:
+    """RC then NS for one file: delivered, then a conflict that keeps delivered; EC01
+    and EC02 for it: accepted, and the refusal a conflict."""
+    raws = case_files(["RC", "NS", "NE-EC01", "NE-EC02"])
+    sink = RecordingSink()
+    t = tracker(sink)
+    await run(t, await verified(raws))
+    got = [
+        (e["data"]["before"], e["data"]["after"], e["data"]["event"], e["data"]["outcome"])
+        for e in events(sink)
+    ]
+    assert got == [
+        ("sent", "delivered", "consegna", "advanced"),
+        ("delivered", "delivered", "scarto", "conflict"),
+        ("delivered", "accepted", "accettazione", "advanced"),
+        ("accepted", "accepted", "rifiuto", "conflict"),
+    ]
+    first = events(sink)[0]
+    assert first["type"] == "it.pec.sdi-invoice-state"
+    assert first["subject"] == "IT01234567890_0C0F1.xml"
+    assert first["time"] == START.isoformat()  # the envelope's daticert time
+    assert first["data"]["identificativo_sdi"] == "4713"
+    assert first["data"]["notification_type"] == "RC"
+    assert sample(sink, "pec_sdi_invoice_transitions_total", to_state="accepted",
+                  outcome="conflict") == 1  # fmt: skip
+
+
+async def test_binary_mode_in_and_out() -> None:
+    """sdi.notifications in binary mode is read, and the events are written the same way."""
+    raws = case_files(["MC", "RC"], progressive="0B1N4")
+    sink = RecordingSink()
+    t = tracker(sink, mode="binary")
+    await run(t, await verified(raws, mode="binary"))
+    [(key, value, headers), (_, _, second)] = sink.sent[STATES]
+    assert key == f"{BOX} IT01234567890_0B1N4.xml".encode()
+    assert dict(headers)["ce_type"] == b"it.pec.sdi-invoice-state"
+    schema = released_schema(SDI_INVOICE_STATE)
+    data_schema = {**schema["properties"]["data"], "$defs": schema["$defs"]}
+    jsonschema.Draft202012Validator(data_schema).validate(orjson.loads(value))
+    assert orjson.loads(value)["after"] == "not-delivered"
+    assert dict(second)["ce_id"] != dict(headers)["ce_id"]
+
+
+async def test_forged_and_bad_records_change_no_invoice() -> None:
+    """A tampered SdI envelope (published by verify with evidence false) is ignored; a
+    record that is not an SdI event, or whose key is not its invoice's, is a dead letter."""
+    [genuine] = case_files(["RC"], progressive="0F0R6")
+    [forged] = await verified([tamper_body(genuine)])
+    [record] = await verified([genuine])
+    key, value, headers = record
+    sink = RecordingSink()
+    t = tracker(sink)
+    await run(t, [forged])
+    assert sample(sink, "pec_sdi_invoice_ignored_total", reason="not-evidence") == 1
+    await run(
+        t,
+        [
+            (key, b"not json", headers),
+            (b"amministrazione other.xml", value, headers),
+            (key, value, [("content-type", b"text/plain")]),
+        ],
+    )
+    assert STATES not in sink.sent
+    assert CHANGELOG not in sink.sent
+    dead = sink.sent["pec.dlq"]
+    assert len(dead) == 3
+    assert all(("reason", b"bad-sdi-record") in h for _, _, h in dead)
+    await run(t, [record])
+    assert [e["data"]["after"] for e in events(sink)] == ["delivered"]
+
+
+class FailingChangelog(RecordingSink):
+    """A broker that acknowledges the events, then fails before the changelog write."""
+
+    async def send_all(self, records: Sequence[Record]) -> list[int]:
+        if any(r.topic == CHANGELOG for r in records):
+            raise ConnectionError("broker gone")
+        return await super().send_all(records)
+
+
+async def test_a_crash_before_the_changelog_replays_the_same_event_ids() -> None:
+    """Events acknowledged, changelog not: the replay sends the same ids again (and now
+    the state); a replay after that sends nothing."""
+    raws = case_files(["RC", "NE-EC02"], progressive="0C4A5")
+    batch = await verified(raws)
+    broken = FailingChangelog()
+    t = tracker(broken)
+    with pytest.raises(ConnectionError):
+        await run(t, batch)
+    assert t.lookup(batch[0][0].decode()) is None  # the local store was not written
+    first_ids = [e["id"] for e in events(broken)]
+    healthy = RecordingSink()
+    t.sink = healthy
+    await run(t, batch)
+    assert [e["id"] for e in events(healthy)] == first_ids
+    assert len(healthy.sent[CHANGELOG]) == 1  # one record per changed invoice per batch
+    await run(t, batch)
+    assert len(events(healthy)) == 2
+
+
+# --- in the worker: the agent, the table and its changelog, the lookup ---------------------
+
+
+@pytest.fixture
+async def pipeline(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Pipeline, RecordingSink]]:
+    sink = RecordingSink()
+    built = build(
+        settings(tmp_path, store=getattr(request, "param", "memory://")),
+        registry=CollectorRegistry(),
+        trust=TrustStore.from_bytes(anchor_pem()),
+        sink=sink,
+    )
+    built.app.finalize()
+    built.app.flow_control.resume()
+    yield built, sink
+    consumer = built.app._consumer
+    if consumer is not None:
+        consumer._thread.thread_loop.close()
+
+
+async def feed(p: Pipeline, batch: Sequence[SdiRecord], partition: int = 0) -> None:
+    async with p.app.agents["pectrack.invoices"].test_context() as agent:
+        for key, value, headers in batch:
+            await agent.put(value, key=key, headers=dict(headers), partition=partition)
+
+
+def restored(key: bytes, value: bytes | None, partition: int, offset: int) -> Any:
+    message = SimpleNamespace(key=key, value=value, partition=partition, offset=offset)
+    return SimpleNamespace(key=key, message=message)
+
+
+@pytest.mark.parametrize("pipeline", ["memory://", "rocksdb://"], indirect=True)
+async def test_restart_restores_the_invoice_from_its_changelog(
+    pipeline: Any, tmp_path: Path
+) -> None:
+    """The worker's invoices agent writes the changelog; a new worker restoring it knows
+    the invoice: the RC read again is a duplicate, the NE moves it on."""
+    p, sink = pipeline
+    rc, ne = await verified(case_files(["RC", "NE-EC01"], progressive="0R3S7"))
+    await feed(p, [rc], partition=5)
+    assert sink.partitions[CHANGELOG] == [5]
+    [(key, value, _)] = sink.sent[CHANGELOG]
+
+    again = RecordingSink()
+    fresh = build(
+        settings(tmp_path / "second", store=p.settings.store),
+        registry=CollectorRegistry(),
+        trust=TrustStore.from_bytes(anchor_pem()),
+        sink=again,
+    )
+    fresh.invoice_table.data.apply_changelog_batch([restored(key, value, 5, 0)], None, None)
+    entry = fresh.invoices.lookup(key.decode())
+    assert entry is not None
+    assert entry.track.state.value == "delivered"
+    await fresh.invoices.handle_batch([(rc[0], rc[1], dict(rc[2]), 5)])
+    assert STATES not in again.sent
+    await fresh.invoices.handle_batch([(ne[0], ne[1], dict(ne[2]), 5)])
+    [event] = events(again)
+    assert (event["data"]["before"], event["data"]["after"]) == ("delivered", "accepted")
+
+
+class FakeRouter:
+    def __init__(self, owner_elsewhere: bool) -> None:
+        self.owner_elsewhere = owner_elsewhere
+        self.routed: list[tuple[str, str]] = []
+
+    async def route_req(self, table_name: str, key: str, web: Any, request: Any) -> Any:
+        self.routed.append((table_name, key))
+        if not self.owner_elsewhere:
+            raise SameNode()
+        return web.json({"proxied": key})
+
+
+async def get_invoice(p: Pipeline, router: FakeRouter, **query: str) -> tuple[int, Any]:
+    p.app.router = router
+    response = await p.app.web.views["/invoice/"].get(SimpleNamespace(query=query))
+    return response.status, orjson.loads(response.body)
+
+
+def test_invoice_key_from_the_query() -> None:
+    """key as it is, or mailbox and nome_file joined; anything less is no key."""
+    assert invoice_key({"key": f"{BOX} IT1_00001.xml"}) == f"{BOX} IT1_00001.xml"
+    assert invoice_key({"mailbox": BOX, "nome_file": " IT1_00001.xml"}) == f"{BOX} IT1_00001.xml"
+    assert invoice_key({"mailbox": BOX}) is None
+    assert invoice_key({"mailbox": " ", "nome_file": "IT1_00001.xml"}) is None
+
+
+async def test_lookup_answers_the_invoice_state_from_its_owner(pipeline: Any) -> None:
+    """GET /invoice/ is routed by the invoices table; the owner answers the track."""
+    p, _ = pipeline
+    await feed(p, await verified(case_files(["MC", "AT"], progressive="0L0K8")))
+    key = f"{BOX} IT01234567890_0L0K8.xml"
+    here = FakeRouter(owner_elsewhere=False)
+    status, body = await get_invoice(p, here, mailbox=BOX, nome_file="IT01234567890_0L0K8.xml")
+    assert status == 200
+    assert body["key"] == key
+    assert body["state"] == "not-delivered"
+    assert body["identificativo_sdi"] == "4713"
+    assert len(body["notifications"]) == 2
+    assert await get_invoice(p, here, key=key) == (200, body)
+    assert here.routed == [(p.invoice_table.name, key)] * 2
+    elsewhere = FakeRouter(owner_elsewhere=True)
+    assert await get_invoice(p, elsewhere, key=key) == (200, {"proxied": key})
+    status, unknown = await get_invoice(p, here, key=f"{BOX} nope.xml")
+    assert (status, unknown["key"]) == (404, f"{BOX} nope.xml")
+    assert (await get_invoice(p, here, mailbox=BOX))[0] == 400
