@@ -16,7 +16,8 @@
 ``sdi.notifications``, key = ``<mailbox> <NomeFile>`` (one invoice's notifications stay
 in order): type ``it.pec.sdi-notification`` (RC, NS, MC, NE, DT, AT about an invoice the
 organisation sent) or ``it.pec.invoice-received`` (an invoice the SdI delivered, with
-its FileMetadati).
+its FileMetadati), or ``it.pec.invoice-sent`` (an invoice file the organisation handed
+to the SdI, from its own Sent copy: the start of the invoice's lifecycle).
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ from pipeline.contracts.headers import Headers
 from pipeline.core.inbound import AttachmentInfo
 from pipeline.core.received import InboundEnvelope, InvoiceReceived, SdiNotice, SdiRecord
 from pipeline.core.sdi import Invoice, Notification
+from pipeline.core.sdi_lifecycle import SdiEvent
+from pipeline.core.sdi_sent import InvoiceSent
 
 RECEIVED = "received"
 SDI_NOTIFICATION = "sdi-notification"
 INVOICE_RECEIVED = "invoice-received"
+INVOICE_SENT = "invoice-sent"
 
 
 def _attachment(item: AttachmentInfo) -> dict[str, Any]:
@@ -141,6 +145,22 @@ def sdi_data(record: SdiRecord) -> dict[str, Any]:
         "identificativo_sdi": meta.identificativo_sdi if meta else None,
         "metadata": _notification(meta) if meta else None,
         "invoice": _invoice(record.invoice) if record.invoice else None,
+    }
+
+
+def invoice_sent_data(item: InvoiceSent) -> dict[str, Any]:
+    """The ``data`` of an ``it.pec.invoice-sent`` event (schema ``sdi-invoice-sent``)."""
+    return {
+        "key": item.key,
+        "mailbox": item.mailbox,
+        "nome_file": item.nome_file,
+        "msgid": item.msgid,
+        "sdi_address": item.sdi_address,
+        "sender": item.sender,
+        "sent_at": iso(item.at),
+        "evidence": False,  # the organisation's own copy
+        "lifecycle_event": SdiEvent.INVIO.value,
+        "notification_id": item.notification_id,
     }
 
 

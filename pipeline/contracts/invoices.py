@@ -45,7 +45,7 @@ from pipeline.contracts.codec import (
     read_time,
 )
 from pipeline.contracts.headers import Headers
-from pipeline.contracts.inbound import INVOICE_RECEIVED, SDI_NOTIFICATION
+from pipeline.contracts.inbound import INVOICE_RECEIVED, INVOICE_SENT, SDI_NOTIFICATION
 from pipeline.core.sdi_lifecycle import (
     InvoiceState,
     InvoiceTrack,
@@ -56,7 +56,9 @@ from pipeline.core.sdi_lifecycle import (
 
 INVOICE_SCHEMA = "pectrack.invoice/1"
 INVOICE_STATE = "sdi-invoice-state"  # it.pec.sdi-invoice-state
-_TYPES = {f"{TYPE_PREFIX}{name}": name for name in (SDI_NOTIFICATION, INVOICE_RECEIVED)}
+_TYPES = {
+    f"{TYPE_PREFIX}{name}": name for name in (SDI_NOTIFICATION, INVOICE_RECEIVED, INVOICE_SENT)
+}
 
 
 # --- in: sdi.notifications ----------------------------------------------------------------
@@ -67,7 +69,7 @@ class NotificationRecord:
     """What the invoices processor needs of one ``sdi.notifications`` record."""
 
     event_id: str  # the sdi.notifications event's id
-    type: str  # "sdi-notification" or "invoice-received"
+    type: str  # "sdi-notification", "invoice-received" or "invoice-sent"
     key: str  # "<mailbox> <NomeFile>", also the Kafka key
     mailbox: str
     nome_file: str
@@ -76,7 +78,8 @@ class NotificationRecord:
     event: SdiEvent | None  # None: no lifecycle event (an invoice received, an odd Esito)
     notification_id: str | None
     identificativo_sdi: str | None
-    at: datetime | None  # the envelope's daticert time
+    at: datetime | None  # the envelope's daticert time; for a sending, when it was sent
+    msgid: str | None = None  # invoice-sent: the PEC message that carried the file
 
 
 def decode_notification_record(
@@ -90,6 +93,8 @@ def decode_notification_record(
     kind = _TYPES.get(read_str(attributes, "type"))
     if kind is None:
         raise DecodeError(f"type: not an sdi.notifications event: {attributes['type'][:40]!r}")
+    if kind == INVOICE_SENT:
+        return _sending(read_str(attributes, "id", non_empty=True), data)
     envelope = data.get("envelope")
     if not isinstance(envelope, dict):
         raise DecodeError("envelope: expected an object")
@@ -114,6 +119,24 @@ def decode_notification_record(
     )
 
 
+def _sending(event_id: str, data: dict[str, Any]) -> NotificationRecord:
+    """An ``it.pec.invoice-sent`` record: the organisation's own Sent copy."""
+    return NotificationRecord(
+        event_id=event_id,
+        type=INVOICE_SENT,
+        key=read_str(data, "key", non_empty=True),
+        mailbox=read_str(data, "mailbox", non_empty=True),
+        nome_file=read_str(data, "nome_file", non_empty=True),
+        evidence=False,
+        notification_type=None,
+        event=read_enum(SdiEvent, data, "lifecycle_event"),
+        notification_id=read_str(data, "notification_id", non_empty=True),
+        identificativo_sdi=None,
+        at=read_time(data, "sent_at"),
+        msgid=read_str(data, "msgid", non_empty=True),
+    )
+
+
 # --- kept: the invoices table -------------------------------------------------------------
 
 
@@ -134,6 +157,8 @@ def invoice_track_to_dict(track: InvoiceTrack) -> dict[str, Any]:
         "final": track.is_final,
         "notifications": sorted(track.notifications),
         "changed_at": iso(track.changed_at),
+        "sent_at": iso(track.sent_at),
+        "sent_msgid": track.sent_msgid,
     }
 
 
@@ -149,6 +174,8 @@ def invoice_track_from_dict(value: object) -> InvoiceTrack:
         state=read_enum(InvoiceState, value, "state"),
         notifications=frozenset(notifications),
         changed_at=read_time(value, "changed_at"),
+        sent_at=read_time(value, "sent_at"),
+        sent_msgid=read_opt_str(value, "sent_msgid"),
     )
 
 
@@ -177,9 +204,14 @@ def invoice_entry_from_dict(value: object) -> InvoiceEntry:
 
 
 def published(transition: SdiTransition) -> bool:
-    """Whether a transition is an event: it changed the state, or it is a conflict.
-    (Stale and duplicate notifications change nothing anyone needs to hear about.)"""
-    return transition.changed or transition.outcome is SdiOutcome.CONFLICT
+    """Whether a transition is an event: it changed the state, it is a conflict, or it is
+    the sending of an invoice not answered yet (its start: ``sent``). (Stale and
+    duplicate notifications change nothing anyone needs to hear about.)"""
+    return (
+        transition.changed
+        or transition.outcome is SdiOutcome.CONFLICT
+        or (transition.event is SdiEvent.INVIO and transition.outcome is SdiOutcome.ADVANCED)
+    )
 
 
 def invoice_state_id(key: str, notification_id: str) -> str:
@@ -206,7 +238,9 @@ def invoice_state_data(
         "notification_id": transition.notification_id,
         "notification_type": record.notification_type,
         "notification_event_id": record.event_id,
-        "daticert_time": iso(transition.at),
+        "daticert_time": iso(transition.at) if record.type != INVOICE_SENT else None,
+        "sent_at": iso(track.sent_at),
+        "sent_msgid": track.sent_msgid,
     }
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_SCHEMA_BASE",
     "INBOUND",
     "MESSAGE_STATE",
+    "SDI_INVOICE_SENT",
     "SDI_INVOICE_STATE",
     "SDI_NOTIFICATION",
     "STATE_CHANGE",
@@ -72,8 +73,17 @@ MESSAGE_STATE = Contract("message-state", 2)  # pec.message-state
 SUBMISSION = Contract("submission", 2)  # pec.submissions (an input)
 INBOUND = Contract("inbound", 1)  # pec.inbound (it.pec.received)
 SDI_NOTIFICATION = Contract("sdi-notification", 1)  # sdi.notifications
+SDI_INVOICE_SENT = Contract("sdi-invoice-sent", 1)  # sdi.notifications, it.pec.invoice-sent
 SDI_INVOICE_STATE = Contract("sdi-invoice-state", 1)  # sdi.invoice-states
-CONTRACTS = (STATE_CHANGE, MESSAGE_STATE, SUBMISSION, INBOUND, SDI_NOTIFICATION, SDI_INVOICE_STATE)
+CONTRACTS = (
+    STATE_CHANGE,
+    MESSAGE_STATE,
+    SUBMISSION,
+    INBOUND,
+    SDI_NOTIFICATION,
+    SDI_INVOICE_SENT,
+    SDI_INVOICE_STATE,
+)
 
 
 def check_schema_base(base: str) -> str:

@@ -104,6 +104,21 @@ def describe_inbound(
     return InboundContent(True, subject, tuple(parts), tuple(defects))
 
 
+def describe_message(
+    raw: bytes,
+    limits: Limits = DEFAULT_LIMITS,
+    keep: Callable[[str | None], bool] = lambda _name: False,
+) -> InboundContent:
+    """The attachments of a whole message (a Sent copy is the original itself, no
+    envelope around it), as :func:`describe_inbound` lists those of ``postacert.eml``."""
+    message = entity_at(raw, 0, len(raw), max_header_bytes=limits.max_header_bytes)
+    subject = decode_words(message.headers.get("subject") or "") or None
+    parts: list[OriginalPart] = []
+    defects: list[Defect] = []
+    _walk(message, 0, True, _Walk(limits, keep, parts, defects))
+    return InboundContent(True, subject, tuple(parts), tuple(defects))
+
+
 @dataclass(frozen=True, slots=True)
 class _Walk:
     limits: Limits

@@ -1,8 +1,11 @@
 """The lifecycle of one invoice sent through the SdI: one transition table.
 
 Theory of operation. An invoice file (``NomeFile``, e.g. ``IT01234567890_00001.xml``) is
-``sent`` when the organisation hands it to the SdI. The SdI then answers with
-notifications, each its own PEC message (see :mod:`pipeline.core.sdi`):
+``sent`` when the organisation hands it to the SdI: a PEC message to
+``sdiNN@pec.fatturapa.it`` with the file attached, whose copy in the Sent folder is the
+``INVIO`` event (:mod:`pipeline.core.sdi_sent`; it keeps when and in which PEC message,
+and changes no state). The SdI then answers with notifications, each its own PEC message
+(see :mod:`pipeline.core.sdi`):
 
 * ``NS`` notifica di scarto: the SdI refused the file (-> rejected; final);
 * ``RC`` ricevuta di consegna: delivered to the recipient (-> delivered);
@@ -17,6 +20,10 @@ Notifications arrive out of order (one PEC message each, synced concurrently) an
 re-read. So, as for the PEC delivery lifecycle (:mod:`pipeline.core.lifecycle`):
 
 * every notification is applied once per invoice (its id is remembered): DUPLICATE;
+* the Sent copy may be read before or after the SdI's answers: INVIO is ADVANCED on a
+  ``sent`` invoice (it is published: the invoice is known from its sending on) and STALE
+  on any later state; either way the sending time and PEC Message-ID are kept (the
+  earliest sending, should the file have gone out twice);
 * states are ranked and the table never moves down, so the final state does not depend
   on the order notifications came in (property-tested). The rank follows the facts:
   ``sent < rejected < not-delivered < delivered < deadline-passed < refused < accepted``.
@@ -57,6 +64,7 @@ class SdiEvent(StrEnum):
     DECORRENZA = "decorrenza"  # DT
     RIFIUTO = "rifiuto"  # NE EC02
     ACCETTAZIONE = "accettazione"  # NE EC01
+    INVIO = "invio"  # the organisation's Sent copy: the file handed to the SdI
 
 
 class SdiOutcome(StrEnum):
@@ -125,6 +133,14 @@ TRANSITIONS: Final[Mapping[tuple[InvoiceState, SdiEvent], tuple[InvoiceState, Sd
     (S.DEADLINE_PASSED, E.ACCETTAZIONE): (S.ACCEPTED, Out.CONFLICT),
     (S.REFUSED, E.ACCETTAZIONE): (S.ACCEPTED, Out.CONFLICT),
     (S.ACCEPTED, E.ACCETTAZIONE): (S.ACCEPTED, Out.STALE),
+    # INVIO: the Sent copy; it moves nothing, it is the step every state is past
+    (S.SENT, E.INVIO): (S.SENT, Out.ADVANCED),
+    (S.REJECTED, E.INVIO): (S.REJECTED, Out.STALE),
+    (S.NOT_DELIVERED, E.INVIO): (S.NOT_DELIVERED, Out.STALE),
+    (S.DELIVERED, E.INVIO): (S.DELIVERED, Out.STALE),
+    (S.DEADLINE_PASSED, E.INVIO): (S.DEADLINE_PASSED, Out.STALE),
+    (S.REFUSED, E.INVIO): (S.REFUSED, Out.STALE),
+    (S.ACCEPTED, E.INVIO): (S.ACCEPTED, Out.STALE),
 }
 del S, E, Out
 
@@ -167,6 +183,8 @@ class InvoiceTrack:
     state: InvoiceState
     notifications: frozenset[str]  # ids of the notifications applied
     changed_at: datetime | None
+    sent_at: datetime | None = None  # INVIO: when the PEC message left (the earliest)
+    sent_msgid: str | None = None  # and its Message-ID
 
     @property
     def is_final(self) -> bool:
@@ -198,9 +216,12 @@ def apply(
     notification_id: str,
     at: datetime | None = None,
     identificativo_sdi: str | None = None,
+    *,
+    sent_msgid: str | None = None,
 ) -> tuple[InvoiceTrack, SdiTransition]:
     """Apply one notification's event. The IdentificativoSdI is kept once known (the
-    smallest seen, so the result does not depend on order either)."""
+    smallest seen, so the result does not depend on order either); for INVIO, the
+    sending ``at`` and ``sent_msgid`` (the earliest sending)."""
     if notification_id in track.notifications:
         transition = SdiTransition(
             track.nome_file, track.state, track.state, event, SdiOutcome.DUPLICATE,
@@ -211,17 +232,34 @@ def apply(
     ident = track.identificativo_sdi
     if identificativo_sdi:
         ident = identificativo_sdi if ident is None else min(ident, identificativo_sdi)
+    sent_at, msgid = track.sent_at, track.sent_msgid
+    if event is SdiEvent.INVIO and sent_msgid and _earlier((at, sent_msgid), (sent_at, msgid)):
+        sent_at, msgid = at, sent_msgid
     updated = replace(
         track,
         identificativo_sdi=ident,
         state=after,
         notifications=track.notifications | {notification_id},
         changed_at=at if after is not track.state else track.changed_at,
+        sent_at=sent_at,
+        sent_msgid=msgid,
     )
     transition = SdiTransition(
         track.nome_file, track.state, after, event, outcome, notification_id, at
     )
     return updated, transition
+
+
+def _earlier(
+    candidate: tuple[datetime | None, str], known: tuple[datetime | None, str | None]
+) -> bool:
+    """Is ``candidate`` the earlier sending (a time before none; ties by Message-ID)?"""
+    (at, msgid), (known_at, known_msgid) = candidate, known
+    if known_msgid is None:
+        return True
+    if at is None or known_at is None:
+        return known_at is None and (at is not None or msgid < known_msgid)
+    return (at, msgid) < (known_at, known_msgid)
 
 
 def implied_state(event: SdiEvent) -> InvoiceState:

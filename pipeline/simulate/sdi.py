@@ -10,6 +10,11 @@ provider for ``pec.fatturapa.it`` signs it with the test PKI::
     >>> files = notification_files(SdiCase("IT01234567890", "00001", ...), "RC")
     >>> raw = sdi_envelope(provider, "amministrazione@pec.example.it", files, at, seq=1)
 
+With ``sent_copies``, each invoice sent also gets the organisation's own copy of the PEC
+message that handed it to the SdI (ordinary MIME in the Sent folder, to
+``sdi01@pec.fatturapa.it``, the invoice file attached under its NomeFile): the start of
+its lifecycle.
+
 Not simulated: the SdI's own XAdES signature inside the notifications (an empty
 ``ds:Signature`` element is not written either: the reader reports ``signed`` only for a
 real one, and pectrack does not verify it).
@@ -31,8 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pipeline.core.model import Kind, Recipient, RecipientType
 from pipeline.simulate.ca import Identity, Pki
 from pipeline.simulate.provider import Notice, Provider
-from pipeline.simulate.render import Attachment, OriginalMessage
-from pipeline.simulate.truth import INBOX, TrafficItem, notice_truth
+from pipeline.simulate.render import Attachment, OriginalMessage, render_original
+from pipeline.simulate.truth import INBOX, SENT, TrafficItem, notice_truth, plain_truth
 
 MESSAGGI_NS = "http://www.fatturapa.gov.it/sdi/messaggi/v1.0"
 FATTURA_NS = "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fatture/v1.2"
@@ -342,20 +347,48 @@ def received_invoice_files(
 
 @dataclass(frozen=True, slots=True)
 class SdiItem:
-    """One envelope of SdI traffic, with what a correct reader says about it."""
+    """One envelope of SdI traffic, with what a correct reader says about it; or, for
+    kind ``SENT``, the organisation's Sent copy of the message that sent an invoice."""
 
-    mailbox: str  # the mailbox id (its INBOX gets it)
+    mailbox: str  # the mailbox id (its INBOX gets it; its Sent folder for a SENT copy)
     raw: bytes
-    kind: str  # RC, NS, MC, NE, DT, AT (a notification) or MT (an invoice received)
+    kind: str  # RC, NS, MC, NE, DT, AT (a notification), MT (an invoice received), SENT
     nome_file: str
     final_state: str | None  # for a sent invoice: its state after all its notifications
-    notice: Notice = field(repr=False, compare=False)
+    notice: Notice | None = field(repr=False, compare=False)  # None: a SENT copy
     provider: Provider = field(repr=False, compare=False)
+    original: OriginalMessage | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def folder(self) -> str:
+        return SENT if self.notice is None else INBOX
 
     def traffic_item(self, order: int) -> TrafficItem:
-        """As the rest of the simulated traffic: stored in the mailbox's INBOX."""
+        """As the rest of the simulated traffic: stored in the mailbox's INBOX (its Sent
+        folder for a SENT copy)."""
+        if self.notice is None:
+            assert self.original is not None
+            original = self.original
+            return TrafficItem(
+                self.mailbox, SENT, self.raw, order, original.date, plain_truth(original)
+            )
         truth = notice_truth(self.provider, self.notice)
         return TrafficItem(self.mailbox, INBOX, self.raw, order, self.notice.at, truth)
+
+
+def sent_copy(case: SdiCase, address: str, invoice: bytes, at: datetime) -> OriginalMessage:
+    """The PEC message that hands ``case``'s invoice file to the SdI, as it sits in the
+    sender's Sent folder."""
+    return OriginalMessage(
+        sender=address,
+        recipients=(Recipient(f"sdi01@{SDI_PROVIDER[1]}", RecipientType.CERTIFICATO),),
+        subject=f"Invio file {case.nome_file}",
+        msgid=f"<{at:%Y%m%d%H%M%S}.{case.identificativo_sdi}@erp.example.it>",
+        date=at,
+        body="Fattura elettronica in allegato.\n",
+        attachments=(Attachment(case.nome_file, "application/xml", invoice),),
+        requested_variant=None,
+    )
 
 
 def generate_sdi_traffic(
@@ -367,9 +400,11 @@ def generate_sdi_traffic(
     *,
     received_share: float = 0.3,
     first: int = 0,
+    sent_copies: bool = False,
 ) -> list[SdiItem]:
-    """Invoices sent (each with the notifications of one outcome in :data:`OUTCOMES`)
-    and invoices received (plain or ``.p7m``), spread over ``mailboxes``."""
+    """Invoices sent (each with the notifications of one outcome in :data:`OUTCOMES`,
+    after its Sent copy with ``sent_copies``) and invoices received (plain or ``.p7m``),
+    spread over ``mailboxes``."""
     provider = sdi_provider(pki)
     company = pki.signer("Fornitore S.r.l.", "fornitore.example.it")
     items: list[SdiItem] = []
@@ -395,6 +430,15 @@ def generate_sdi_traffic(
             items.append(SdiItem(mailbox, raw, "MT", name, None, notice, provider))
             continue
         outcome = outcomes[index % len(outcomes)]
+        if sent_copies:
+            bodies = (InvoiceBody(f"V{index}/2024", f"{at:%Y-%m-%d}", "1220.00"),)
+            invoice = invoice_xml(vat, "Azienda S.p.A.", "09876543210", bodies)
+            original = sent_copy(case, address, invoice, case.received_at - timedelta(minutes=1))
+            raw = render_original(original)
+            final = FINAL_STATE[outcome]
+            items.append(
+                SdiItem(mailbox, raw, "SENT", case.nome_file, final, None, provider, original)
+            )
         for step_index, step in enumerate(OUTCOMES[outcome]):
             step_at = at + timedelta(hours=step_index)
             kind = step.partition("-")[0]

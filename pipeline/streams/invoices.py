@@ -8,6 +8,7 @@ tally). Each SdI notification about the invoice is applied with
 
     RC  sent -> delivered            advanced      -> it.pec.sdi-invoice-state
     NE  delivered -> accepted        advanced      -> it.pec.sdi-invoice-state
+    Sent copy (invio) sent -> sent   advanced      -> it.pec.sdi-invoice-state (its start)
     NS  accepted -> accepted         conflict      -> it.pec.sdi-invoice-state
     RC  again (same SdI MessageId)   duplicate     -> nothing
     RC  after the NE                 stale         -> nothing (its id is remembered)
@@ -15,7 +16,9 @@ tally). Each SdI notification about the invoice is applied with
 Not applied, counted (``pec_sdi_invoice_ignored_total{reason}``): ``it.pec.invoice-received``
 records (an invoice received has no lifecycle here), notifications that are not
 evidence (not a valid, trusted envelope certified as sent by the SdI: a forgery must not
-move an invoice), and an NE whose Esito is neither EC01 nor EC02.
+move an invoice), and an NE whose Esito is neither EC01 nor EC02. An
+``it.pec.invoice-sent`` record (the organisation's own Sent copy, never evidence) is
+applied: it moves no state, it records when and in which PEC message the file left.
 
 Order of effects, as in :mod:`pipeline.streams.correlate` (at-least-once, idempotent
 state): the events are sent and acknowledged first, then each changed invoice's
@@ -35,7 +38,7 @@ from datetime import UTC, datetime
 
 from pipeline.contracts.cloudevents import Mode
 from pipeline.contracts.codec import DecodeError, decode, dumps
-from pipeline.contracts.inbound import INVOICE_RECEIVED
+from pipeline.contracts.inbound import INVOICE_RECEIVED, INVOICE_SENT
 from pipeline.contracts.invoices import (
     InvoiceEntry,
     NotificationRecord,
@@ -161,7 +164,12 @@ class InvoiceTracker:
         entry = work.working[key]
         track = entry.track if entry is not None else new_invoice(record.nome_file)
         after, transition = apply(
-            track, record.event, record.notification_id, record.at, record.identificativo_sdi
+            track,
+            record.event,
+            record.notification_id,
+            record.at,
+            record.identificativo_sdi,
+            sent_msgid=record.msgid,
         )
         self.metrics.invoice_transition(transition.after, transition.outcome)
         if published(transition):
@@ -199,6 +207,8 @@ def _ignored(record: NotificationRecord) -> str | None:
     """Why a record is not applied to an invoice's lifecycle (a bounded label), or None."""
     if record.type == INVOICE_RECEIVED:
         return "invoice-received"
+    if record.type == INVOICE_SENT:  # the organisation's own copy: applied, never evidence
+        return None if record.event is not None and record.notification_id else "no-event"
     if not record.evidence:
         return "not-evidence"
     if record.event is None or not record.notification_id:

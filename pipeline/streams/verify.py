@@ -30,6 +30,7 @@ from pipeline.core import (
     Examined,
     Ignored,
     Limits,
+    Submission,
     TrustStore,
     Unroutable,
     examine,
@@ -39,7 +40,7 @@ from pipeline.core import (
 from pipeline.core.mime import header_section
 from pipeline.evidence.provenance import archive_item, archive_kind, provenance_of
 from pipeline.evidence.writer import ArchiveItem, EvidenceWriter
-from pipeline.streams.inbound import inbound_records
+from pipeline.streams.inbound import inbound_records, invoice_sent_records
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
 
@@ -141,7 +142,12 @@ class Verifier:
         if provenance is not None:
             outcome = replace(outcome, provenance=provenance)
         value = dumps(observation_to_dict(outcome))
-        return [Record(self.settings.receipts_topic, outcome.key.encode(), value)], entry
+        records = [Record(self.settings.receipts_topic, outcome.key.encode(), value)]
+        if isinstance(outcome, Submission):  # an invoice handed to the SdI starts its lifecycle
+            records += invoice_sent_records(
+                self.settings, self.metrics, outcome, raw, self._limits()
+            )
+        return records, entry
 
     def close(self) -> None:
         """Stop the pool's processes (waiting for chunks in progress); idempotent."""

@@ -51,22 +51,26 @@ async def test_inbound_and_sdi_end_to_end(
     envelope = make_pec(Kind.POSTA_CERTIFICATA).raw
     sdi = generate_sdi_traffic(
         random.Random(11), default_pki(), ((box, "amm@pec.example.it"),), 16,
-        datetime(2024, 3, 1, 9, tzinfo=CET), received_share=0.25,
+        datetime(2024, 3, 1, 9, tzinfo=CET), received_share=0.25, sent_copies=True,
     )  # fmt: skip
+    copies = [item for item in sdi if item.folder == "Sent"]  # each invoice's sending
     inbox = [
         envelope,
         envelope,
         make_pec(Kind.ERRORE).raw,
         make_pec(Kind.POSTA_CERTIFICATA, fault=Fault.TAMPERED_BODY).raw,
         make_pec(Kind.ACCETTAZIONE).raw,  # a receipt: not inbound
-        *(item.raw for item in sdi),
+        *(item.raw for item in sdi if item.folder == "INBOX"),
     ]
     dovecot.append_many(user, "INBOX", inbox)
+    for copy in copies:  # stored when sent: INTERNALDATE dates them
+        assert copy.original is not None
+        dovecot.append_at(user, "Sent", copy.raw, copy.original.date)
     config = write_config(tmp_path, broker, dovecot, [index])
     envelopes = len(inbox) - 1
     with WorkerProcess(broker, tmp_path / "w", *worker_args(tmp_path)) as worker:
         async with in_process_agent(config):
-            await wait_for_count(broker.bootstrap, "pec.raw", len(inbox), timeout=30)
+            await wait_for_count(broker.bootstrap, "pec.raw", len(inbox) + len(copies), timeout=30)
         try:
             await wait_for_count(broker.bootstrap, "pec.inbound", envelopes, timeout=60)
             received = await settle(
@@ -96,16 +100,22 @@ async def test_inbound_and_sdi_end_to_end(
     sdi_events = [orjson.loads(value) for value in notices]
     assert len(sdi_events) == len(sdi)
     by_file: dict[str, set[str]] = {}
+    sendings: dict[str, str] = {}
     for event in sdi_events:
         data = event["data"]
-        assert data["evidence"] is True
         assert data["key"] == f"{box} {data['nome_file']}"
+        if event["type"] == "it.pec.invoice-sent":  # the organisation's own Sent copy
+            assert (data["evidence"], data["sdi_address"]) == (False, "sdi01@pec.fatturapa.it")
+            sendings[data["nome_file"]] = data["msgid"]
+            continue
+        assert data["evidence"] is True
         if event["type"] == "it.pec.sdi-notification":
             by_file.setdefault(data["nome_file"], set()).add(data["invoice_state"])
         else:
             assert event["type"] == "it.pec.invoice-received"
             assert data["invoice"]["sender_vat"].startswith("IT")
     expected = {i.nome_file: i.final_state for i in sdi if i.final_state is not None}
+    assert sendings == {c.nome_file: c.original.msgid for c in copies if c.original}
     order = ["rejected", "not-delivered", "delivered", "deadline-passed", "refused", "accepted"]
     assert {name: max(states, key=order.index) for name, states in by_file.items()} == expected
     # Each invoice sent: a chain of transitions from sent to its final state, and the lookup.
@@ -116,7 +126,7 @@ async def test_inbound_and_sdi_end_to_end(
         assert event["partitionkey"] == data["key"] == f"{box} {data['nome_file']}"
         assert data["outcome"] == "advanced"  # one mailbox, read in order
         chains.setdefault(data["nome_file"], []).append((data["before"], data["after"]))
-    for chain in chains.values():
+    for chain in chains.values():  # (sent, sent) first when the Sent copy was read first
         assert chain[0][0] == "sent"
         assert all(a[1] == b[0] for a, b in itertools.pairwise(chain)), chain
     assert {name: chain[-1][1] for name, chain in chains.items()} == expected
@@ -124,6 +134,8 @@ async def test_inbound_and_sdi_end_to_end(
     assert {name: (status, body.get("state")) for name, (status, body) in looked_up.items()} == {
         name: (200, state) for name, state in expected.items()
     }
+    # whichever folder was read first, the table knows which PEC message sent each invoice
+    assert {name: body.get("sent_msgid") for name, (_, body) in looked_up.items()} == sendings
 
 
 def invoice(worker: WorkerProcess, box: str, nome_file: str) -> tuple[int, dict[str, Any]]:

@@ -430,3 +430,95 @@ async def test_lookup_answers_the_invoice_state_from_its_owner(pipeline: Any) ->
     status, unknown = await get_invoice(p, here, key=f"{BOX} nope.xml")
     assert (status, unknown["key"]) == (404, f"{BOX} nope.xml")
     assert (await get_invoice(p, here, mailbox=BOX))[0] == 400
+
+
+# --- the sending: the organisation's Sent copy starts the lifecycle -----------------------
+
+
+async def verified_in(items: Sequence[SdiItem]) -> list[SdiRecord]:
+    """What verify publishes on sdi.notifications for these items, each in its folder."""
+    sink = RecordingSink()
+    verifier = Verifier(
+        StreamSettings(metrics_port=None, archive="none"),
+        TrustStore.from_bytes(anchor_pem()),
+        sink,
+        StreamMetrics(CollectorRegistry()),
+    )
+    for item in items:
+        role = b"sent" if item.folder == "Sent" else b"inbox"
+        headers = {"mailbox": BOX.encode(), "folder": item.folder.encode(), "folder-role": role}
+        await verifier.handle_batch([(BOX.encode(), item.raw, headers)])
+    return sink.sent.get("sdi.notifications", [])
+
+
+@pytest.fixture(scope="module")
+def with_sent_copies() -> list[SdiItem]:
+    return generate_sdi_traffic(
+        random.Random(5), default_pki(), ((BOX, ADDRESS),), 8, START, sent_copies=True,
+        received_share=0.0,
+    )  # fmt: skip
+
+
+async def test_the_sent_copy_starts_the_invoice_and_the_notifications_follow(
+    with_sent_copies: list[SdiItem],
+) -> None:
+    """Sent copy first (as it happens): one 'invio' event (sent -> sent) per invoice with
+    its PEC Message-ID and sending time, then the notifications move it on, and the
+    final states are the simulator's."""
+    records = await verified_in(with_sent_copies)
+    sent = [r for r in records if orjson.loads(r[1] or b"{}")["type"] == "it.pec.invoice-sent"]
+    assert len(sent) == sum(1 for i in with_sent_copies if i.kind == "SENT") == 8
+    sink = RecordingSink()
+    t = tracker(sink)
+    await run(t, records)
+    schema = released_schema(SDI_INVOICE_STATE)
+    published = events(sink)
+    for event in published:
+        jsonschema.validate(event, schema)
+    starts = [e["data"] for e in published if e["data"]["event"] == "invio"]
+    assert len(starts) == 8
+    assert all(
+        (d["before"], d["after"], d["outcome"]) == ("sent", "sent", "advanced") for d in starts
+    )
+    assert all(d["sent_msgid"] and d["sent_at"] for d in starts)
+    finals = {i.nome_file: i.final_state for i in with_sent_copies if i.kind == "SENT"}
+    keys = [f"{BOX} {name}".encode() for name in finals]
+    assert states(t, keys) == finals
+    last = {e["data"]["nome_file"]: e["data"] for e in published}
+    assert all(d["sent_msgid"] is not None for d in last.values())  # kept on every step
+
+
+async def test_a_sent_copy_read_after_the_answers_is_kept_but_not_published(
+    with_sent_copies: list[SdiItem],
+) -> None:
+    """INBOX read before Sent: the invoice already moved on, so its sending is STALE (no
+    event), yet the table keeps when and in which PEC message it was sent; read again,
+    nothing changes."""
+    inbox = [i for i in with_sent_copies if i.kind != "SENT"]
+    sent = [i for i in with_sent_copies if i.kind == "SENT"]
+    records = await verified_in([*inbox, *sent])
+    sink = RecordingSink()
+    t = tracker(sink)
+    await run(t, records)
+    assert not [e for e in events(sink) if e["data"]["event"] == "invio"]
+    for item in sent:
+        entry = t.lookup(f"{BOX} {item.nome_file}")
+        assert entry is not None
+        assert item.original is not None
+        assert entry.track.sent_msgid == item.original.msgid
+        assert entry.track.sent_at == item.original.date
+    before = len(sink.sent.get(CHANGELOG, []))
+    await run(t, records[-len(sent) :])  # the Sent copies once more
+    assert len(sink.sent.get(CHANGELOG, [])) == before
+
+
+async def test_mail_to_anyone_but_the_sdi_starts_no_invoice() -> None:
+    """A Sent copy with an invoice-named attachment to an ordinary PEC address: none."""
+    item = generate_sdi_traffic(
+        random.Random(5), default_pki(), ((BOX, ADDRESS),), 1, START, sent_copies=True,
+        received_share=0.0,
+    )[0]  # fmt: skip
+    assert item.kind == "SENT"
+    raw = item.raw.replace(b"sdi01@pec.fatturapa.it", b"ufficio@pec.example.it")
+    replaced = SdiItem(BOX, raw, "SENT", item.nome_file, None, None, item.provider, item.original)
+    assert await verified_in([replaced]) == []
