@@ -171,4 +171,6 @@ def _sdi_traffic(args: argparse.Namespace, offset: int) -> list[SdiItem]:
     scenario.populate(args.mailboxes)
     boxes = tuple((box, box) for box in scenario.boxes)
     rng = random.Random(args.seed * 7919 + offset)  # noqa: S311 - simulation
-    return generate_sdi_traffic(rng, default_pki(), boxes, args.sdi_invoices, args.start)
+    return generate_sdi_traffic(
+        rng, default_pki(), boxes, args.sdi_invoices, args.start, sent_copies=True
+    )

@@ -413,9 +413,10 @@ def generate_sdi_traffic(
         mailbox, address = mailboxes[index % len(mailboxes)]
         at = start + timedelta(minutes=7 * (index - first))
         vat = f"{rng.randrange(10**10, 10**11):011d}"
-        case = SdiCase(
-            "IT", vat, f"{index:05X}"[-5:], str(4_000_000 + index), at - timedelta(minutes=3)
-        )
+        # with its Sent copy at ``at``, the SdI receives the file after it, not before
+        received = at + timedelta(minutes=2) if sent_copies else at - timedelta(minutes=3)
+        case = SdiCase("IT", vat, f"{index:05X}"[-5:], str(4_000_000 + index), received)
+        answers = at + timedelta(minutes=5) if sent_copies else at
         if rng.random() < received_share:
             bodies = (
                 InvoiceBody(f"{index}/2024", f"{at:%Y-%m-%d}", f"{rng.randrange(100, 99999)}.00"),
@@ -433,14 +434,14 @@ def generate_sdi_traffic(
         if sent_copies:
             bodies = (InvoiceBody(f"V{index}/2024", f"{at:%Y-%m-%d}", "1220.00"),)
             invoice = invoice_xml(vat, "Azienda S.p.A.", "09876543210", bodies)
-            original = sent_copy(case, address, invoice, case.received_at - timedelta(minutes=1))
+            original = sent_copy(case, address, invoice, at)
             raw = render_original(original)
             final = FINAL_STATE[outcome]
             items.append(
                 SdiItem(mailbox, raw, "SENT", case.nome_file, final, None, provider, original)
             )
         for step_index, step in enumerate(OUTCOMES[outcome]):
-            step_at = at + timedelta(hours=step_index)
+            step_at = answers + timedelta(hours=step_index)
             kind = step.partition("-")[0]
             files = notification_files(case, step, step_at)
             subject = _SUBJECT[kind].format(ident=case.identificativo_sdi)

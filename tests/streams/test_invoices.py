@@ -109,18 +109,27 @@ def tracker(sink: RecordingSink, mode: str = "structured") -> InvoiceTracker:
     return InvoiceTracker(
         StreamSettings(metrics_port=None, cloudevents_mode=mode, archive="none"),
         sink,
-        StreamMetrics(REGISTRIES.setdefault(id(sink), CollectorRegistry())),
+        StreamMetrics(registry_of(sink)),
         MemoryPartitions(),
         CHANGELOG,
     )
 
 
-REGISTRIES: dict[int, CollectorRegistry] = {}  # each tracker's, by its sink
+REGISTRIES: dict[int, tuple[RecordingSink, CollectorRegistry]] = {}  # each tracker's, by its sink
+
+
+def registry_of(sink: RecordingSink) -> CollectorRegistry:
+    """A new registry for a new sink (kept with the sink: an ``id`` is reused once its
+    object is gone), the same one for a sink seen before."""
+    known = REGISTRIES.get(id(sink))
+    if known is None or known[0] is not sink:
+        known = REGISTRIES[id(sink)] = (sink, CollectorRegistry())
+    return known[1]
 
 
 def sample(sink: RecordingSink, name: str, **labels: str) -> float:
     """A metric of the tracker made with ``sink`` (0 if the series does not exist)."""
-    return REGISTRIES[id(sink)].get_sample_value(name, labels) or 0.0
+    return registry_of(sink).get_sample_value(name, labels) or 0.0
 
 
 def is_notice(record: SdiRecord) -> bool:

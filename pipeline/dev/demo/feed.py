@@ -128,13 +128,14 @@ class TrafficFeed:
             self._generate_sdi(index, chunk_start)
 
     def _generate_sdi(self, index: int, start: datetime) -> None:
-        """E-invoicing traffic: the SdI's envelopes in the users' INBOX."""
+        """E-invoicing traffic: the SdI's envelopes in the users' INBOX, and the Sent copies
+        that handed each invoice to the SdI."""
         if self._boxes is None:
             self._boxes = tuple((b, b) for b in demo_mailboxes(self.mailboxes, self.pki))
         rng = random.Random(self.seed * 7919 + index)  # noqa: S311 - simulation
         for sdi in generate_sdi_traffic(
             rng, self.pki, self._boxes, self.sdi_per_chunk, start,
-            first=index * self.sdi_per_chunk,
+            first=index * self.sdi_per_chunk, sent_copies=True,
         ):  # fmt: skip
             item = sdi.traffic_item(next(self._order))
             heapq.heappush(self._queue, (item.arrival_time, item.arrival_order, item))
