@@ -9,7 +9,7 @@ progress and a compact table refreshed from the processes' /metrics. Ctrl-C (or
 
 Simulated time starts now and runs faster than the clock (--rate x 460), so 12 h and
 24 h delivery warnings and overdue messages appear within a minute; the workers run
-with --deadline-clock event (the newest daticert time seen).
+with --deadline-clock event (daticert time: per mailbox, its newest receipt).
 """
 
 from __future__ import annotations

@@ -175,9 +175,10 @@ class Snapshot:
 
 
 INVOICE_TRANSITIONS = "pec_sdi_invoice_transitions_total"
-# The SdI states an invoice sent moves to, in the lifecycle's order (sent is where all start).
+# The SdI states an invoice sent moves to, in the lifecycle's order; "sent" counts the
+# sendings read from the Sent copies (event invio).
 INVOICE_STATES = (
-    "delivered", "not-delivered", "rejected", "accepted", "refused", "deadline-passed",
+    "sent", "delivered", "not-delivered", "rejected", "accepted", "refused", "deadline-passed",
 )  # fmt: skip
 
 
