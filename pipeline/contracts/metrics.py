@@ -174,6 +174,9 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> in
 #   pec_late_observations_total{kind}             mail of retired messages, and checks of
 #                                                 messages no longer held: ignored
 #   pec_table_entries_due                         index entries the last deadline scan read
+#   pec_table_entries_waiting                     of those, due by the newest time seen but
+#                                                 not yet by their mailbox's receipts (event
+#                                                 clock, a replay): left for a later scan
 #   pec_sdi_invoice_transitions_total{to_state,outcome}   SdI notifications applied per invoice
 #   pec_sdi_invoice_ignored_total{reason}         sdi.notifications records not applied
 
@@ -286,6 +289,12 @@ class StreamMetrics:
         self.due = Gauge(
             "pec_table_entries_due",
             "Due-time index entries the last deadline scan read (work per scan).",
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "pec_table_entries_waiting",
+            "Of the entries the last deadline scan read, those left waiting: due by the newest "
+            "data time seen but not by their mailbox's own receipts (--deadline-clock event).",
             registry=registry,
         )
         self._providers: set[str] = set()

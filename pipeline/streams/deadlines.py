@@ -99,6 +99,7 @@ class DeadlineScanner:
                     waiting += 1
             state.forget(stale)
         self.waiting = waiting
+        self.metrics.waiting.set(waiting)
         await self.sink.send_all(
             [
                 Record(

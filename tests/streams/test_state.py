@@ -433,6 +433,7 @@ def test_another_mailboxs_receipts_do_not_move_this_mailboxs_deadlines(
     assert w.tick() == 1
     assert overdue_events(w) == [("<m1@c>", "no-acceptance")]
     assert w.scanner.waiting == 1  # alpha's message: due by the newest time, not its own
+    assert w.metric("pec_table_entries_waiting") == 1
     w.feed(receipt_in("alpha", 2, Event.ACCEPT, 24 * 60))
     assert w.tick() == 1
     assert overdue_events(w) == [("<m1@c>", "no-acceptance")] * 2
