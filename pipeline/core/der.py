@@ -421,3 +421,20 @@ def _encoded_algorithms(oids: frozenset[bytes]) -> dict[bytes, bytes]:
 
 
 _ENCODED_ALGORITHMS = _encoded_algorithms(frozenset(_DIGESTS) | _SIGNATURES)
+
+
+def split_certificates(field: bytes) -> tuple[bytes, ...] | None:
+    """Each certificate's DER in a CMS ``certificates`` field (``[0] IMPLICIT SET``), as
+    asn1crypto's ``CertificateSet`` gives them; ``None`` for "ask asn1crypto": anything
+    but plain DER certificates filling the field exactly (other choices, BER, a header
+    asn1crypto would re-encode)."""
+    try:
+        whole = read_tlv(field, 0, len(field))
+        if whole.end != len(field) or whole.header_ends_with_0x80:
+            return None
+        found = children(field, whole, 1)
+    except (ValueError, IndexError):
+        return None
+    if any(cert.tag != SEQUENCE or cert.header_ends_with_0x80 for cert in found):
+        return None
+    return tuple(field[cert.start : cert.end] for cert in found)
