@@ -13,13 +13,10 @@ A bare MIME entity is read too: a signed message exported without its transport 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import re
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.codec import dumps, examined_to_dict
@@ -99,7 +96,8 @@ def _start(trust_path: str | None) -> None:
 def _inspect(name: str, json_lines: bool) -> tuple[bytes, str | None]:
     """(the output line, or b"") and an error message for stderr."""
     try:
-        raw = Path(name).read_bytes()
+        with open(name, "rb", buffering=0) as file:  # unbuffered: one read of the whole
+            raw = file.readall()
     except OSError as exc:
         return b"", f"pectrack inspect: {name}: cannot read: {exc.strerror or exc}"
     if not looks_like_email(raw):
@@ -117,6 +115,9 @@ def _results(names: list[str], json_lines: bool, jobs: int) -> Iterator[tuple[by
         for name in names:
             yield _inspect(name, json_lines)
         return
+    import multiprocessing  # noqa: PLC0415  (only with --jobs: start-up counts per run)
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
     chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     trust_path = _trust_path[0] if _trust_path else None
