@@ -21,7 +21,6 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
 from functools import lru_cache
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -332,6 +331,8 @@ def decode_words(value: str) -> str:
     """RFC 2047 encoded words (``=?UTF-8?Q?Fattura_n=C2=B0_42?=``) to text; never raises."""
     if "=?" not in value:
         return value
+    from email.header import decode_header, make_header  # noqa: PLC0415 (start-up: rarely used)
+
     try:
         return str(make_header(decode_header(value)))
     except (ValueError, LookupError, UnicodeError):
