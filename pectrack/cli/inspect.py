@@ -96,14 +96,30 @@ def _start(trust_path: str | None) -> None:
 def _inspect(name: str, json_lines: bool) -> tuple[bytes, str | None]:
     """(the output line, or b"") and an error message for stderr."""
     try:
-        with open(name, "rb", buffering=0) as file:  # unbuffered: one read of the whole
-            raw = file.readall()
+        raw = _read(name)
     except OSError as exc:
         return b"", f"pectrack inspect: {name}: cannot read: {exc.strerror or exc}"
     if not looks_like_email(raw):
         return b"", f"pectrack inspect: {name}: not an email message"
     data = {"file": name, **examined_to_dict(examine(raw, _trust[0]))}
     return (dumps(data) + b"\n") if json_lines else (_row(data) + "\n").encode(), None
+
+
+def _read(name: str) -> bytes:
+    """The whole file with four system calls (open, fstat, read, close): ``open().read()``
+    makes seven, and over an archive of 20 KB files they are a tenth of the time."""
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) > size:  # it grew, or it is not a regular file: read to the end
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
 
 
 def _inspect_chunk(names: list[str], json_lines: bool) -> list[tuple[bytes, str | None]]:
