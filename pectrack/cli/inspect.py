@@ -106,8 +106,9 @@ def _inspect(name: str, json_lines: bool) -> tuple[bytes, str | None]:
 
 
 def _read(name: str) -> bytes:
-    """The whole file with four system calls (open, fstat, read, close): ``open().read()``
-    makes seven, and over an archive of 20 KB files they are a tenth of the time."""
+    """The whole file with four system calls (open, fstat, read, close). pathlib's
+    ``read_bytes`` makes seven and builds a ``Path``: ~20 µs against ~6 µs for a 22 KB
+    file, next to ~150 µs to examine it."""
     fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
