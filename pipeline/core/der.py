@@ -257,6 +257,7 @@ class _Tail:
     directly (the time still parsed and checked). One differing byte: the walk.
     """
 
+    head: _Head  # the head this tail follows (its offset is where ``same`` starts)
     same: tuple[tuple[int, bytes], ...]  # (offset, bytes) that must be equal
     attrs: tuple[int, int] | None
     message_digest: tuple[int, int] | None
@@ -265,7 +266,10 @@ class _Tail:
     pss: bool
 
     def read(self, blob: bytes, head: _Head) -> SignedDataFields | None:
-        """The fields, or ``None`` when ``blob`` differs outside the values."""
+        """The fields, or ``None`` when ``blob`` differs outside the values (or the
+        head is another one: two threads may replace a length's head and tail apart)."""
+        if head is not self.head:
+            return None
         for offset, expected in self.same:
             if not blob.startswith(expected, offset):
                 return None
@@ -401,6 +405,7 @@ def _read_tail(blob: bytes, head: _Head) -> tuple[SignedDataFields, _Tail]:
     if offset < head.end:
         same.append((offset, blob[offset : head.end]))
     tail = _Tail(
+        head=head,
         same=tuple(same),
         attrs=None if attrs is None else (attrs.start, attrs.end),
         message_digest=found.digest_at,
