@@ -13,13 +13,10 @@ A bare MIME entity is read too: a signed message exported without its transport 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import re
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.codec import dumps, examined_to_dict
@@ -99,13 +96,31 @@ def _start(trust_path: str | None) -> None:
 def _inspect(name: str, json_lines: bool) -> tuple[bytes, str | None]:
     """(the output line, or b"") and an error message for stderr."""
     try:
-        raw = Path(name).read_bytes()
+        raw = _read(name)
     except OSError as exc:
         return b"", f"pectrack inspect: {name}: cannot read: {exc.strerror or exc}"
     if not looks_like_email(raw):
         return b"", f"pectrack inspect: {name}: not an email message"
     data = {"file": name, **examined_to_dict(examine(raw, _trust[0]))}
     return (dumps(data) + b"\n") if json_lines else (_row(data) + "\n").encode(), None
+
+
+def _read(name: str) -> bytes:
+    """The whole file with four system calls (open, fstat, read, close). pathlib's
+    ``read_bytes`` makes seven and builds a ``Path``: ~20 µs against ~6 µs for a 22 KB
+    file, next to ~150 µs to examine it."""
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) > size:  # it grew, or it is not a regular file: read to the end
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
 
 
 def _inspect_chunk(names: list[str], json_lines: bool) -> list[tuple[bytes, str | None]]:
@@ -117,6 +132,9 @@ def _results(names: list[str], json_lines: bool, jobs: int) -> Iterator[tuple[by
         for name in names:
             yield _inspect(name, json_lines)
         return
+    import multiprocessing  # noqa: PLC0415  (only with --jobs: start-up counts per run)
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
     chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     trust_path = _trust_path[0] if _trust_path else None

@@ -75,11 +75,37 @@ _TEXT_FIELDS = {
 _DESTINATARI = ("postacert", "intestazione", "destinatari")
 
 
+def _tree(paths: list[tuple[str, ...]]) -> dict[str, dict[str, str]]:
+    """Element path -> {child name: child path} for every prefix of the paths read;
+    paths as ``"postacert/dati/data"`` (a str keeps its hash: one cheap lookup each)."""
+    tree: dict[str, dict[str, str]] = {}
+    for path in paths:
+        for i in range(1, len(path)):
+            tree.setdefault("/".join(path[:i]), {})[path[i]] = "/".join(path[: i + 1])
+    return tree
+
+
+_ROOT = "postacert"
+_RICEVUTA = "postacert/dati/ricevuta"
+_DATA = "postacert/dati/data"
+_DESTINATARI_NODE = "/".join(_DESTINATARI)
+_FIELD_AT = {"/".join(path): key for path, key in _TEXT_FIELDS.items()}
+# The elements below which something is read. Every other element is ``None`` on the
+# stack, and so is everything inside it.
+_CHILDREN = _tree([*_TEXT_FIELDS, _DESTINATARI, tuple(_RICEVUTA.split("/"))])
+_NO_CHILDREN: dict[str, str] = {}
+_WITH_ATTRIBUTES = frozenset({_ROOT, _RICEVUTA, _DATA, _DESTINATARI_NODE})
+
+
 class _Collector:
-    """Expat callbacks that keep a path stack and collect the wanted fields' text."""
+    """Expat callbacks that keep a path stack and collect the wanted fields' text.
+
+    The stack holds each open element's path when it leads to a field read here, else
+    ``None``; the text of an element is what came since the last start or end tag.
+    """
 
     def __init__(self) -> None:
-        self.path: list[str] = []
+        self.path: list[str | None] = []
         self.text: list[str] = []
         self.fields: dict[str, str] = {}
         self.attrs: dict[str, str] = {}
@@ -88,32 +114,39 @@ class _Collector:
         self.root: str | None = None
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
-        self.path.append(name)
-        if self.root is None:
+        stack = self.path
+        if stack:
+            parent = stack[-1]
+            node = None if parent is None else _CHILDREN.get(parent, _NO_CHILDREN).get(name)
+        else:
             self.root = name
-        if len(self.path) > MAX_DEPTH:
+            node = _ROOT if name == "postacert" else None
+        stack.append(node)
+        if len(stack) > MAX_DEPTH:
             raise RefusedError(DefectCode.DATICERT_TOO_DEEP, f"nesting deeper than {MAX_DEPTH}")
-        path = tuple(self.path)
-        if path == ("postacert",):
-            self.attrs["tipo"] = attributes.get("tipo", "")
-            self.attrs["errore"] = attributes.get("errore", "")
-        elif path == ("postacert", "dati", "ricevuta"):
-            self.attrs["ricevuta"] = attributes.get("tipo", "")
-        elif path == ("postacert", "dati", "data"):
-            self.attrs["zona"] = attributes.get("zona", "")
-        elif path == _DESTINATARI:
-            self.destinatario_tipo = attributes.get("tipo")
+        if node in _WITH_ATTRIBUTES:
+            if node == _ROOT:
+                self.attrs["tipo"] = attributes.get("tipo", "")
+                self.attrs["errore"] = attributes.get("errore", "")
+            elif node == _RICEVUTA:
+                self.attrs["ricevuta"] = attributes.get("tipo", "")
+            elif node == _DATA:
+                self.attrs["zona"] = attributes.get("zona", "")
+            else:
+                self.destinatario_tipo = attributes.get("tipo")
         self.text.clear()
 
     def end(self, name: str) -> None:
-        path = tuple(self.path)
-        value = "".join(self.text).strip()
-        key = _TEXT_FIELDS.get(path)
-        if key is not None and key not in self.fields:
-            self.fields[key] = value[:MAX_FIELD_CHARS]
-        elif path == _DESTINATARI and value:
-            self.destinatari.append((value[:MAX_FIELD_CHARS], self.destinatario_tipo))
-        self.path.pop()
+        node = self.path.pop()
+        if node is not None:
+            key = _FIELD_AT.get(node)
+            if key is not None:
+                if key not in self.fields:
+                    self.fields[key] = "".join(self.text).strip()[:MAX_FIELD_CHARS]
+            elif node == _DESTINATARI_NODE:
+                value = "".join(self.text).strip()
+                if value:
+                    self.destinatari.append((value[:MAX_FIELD_CHARS], self.destinatario_tipo))
         self.text.clear()
 
     def data(self, chunk: str) -> None:

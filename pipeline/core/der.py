@@ -246,18 +246,69 @@ class _Head:
     end: int  # where the SignerInfo ends (the blob ends there too)
 
 
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """Where the values lie in the rest of a SignerInfo read before, and the bytes around
+    them (everything else: tags, lengths, attribute types, algorithms).
+
+    A provider's next signature of the same length differs only inside the values
+    (signingTime, messageDigest, signature): when every other byte is the same, a walk
+    would meet the same elements at the same offsets, so the values are read from there
+    directly (the time still parsed and checked). One differing byte: the walk.
+    """
+
+    head: _Head  # the head this tail follows (its offset is where ``same`` starts)
+    same: tuple[tuple[int, bytes], ...]  # (offset, bytes) that must be equal
+    attrs: tuple[int, int] | None
+    message_digest: tuple[int, int] | None
+    signing_time: Tlv | None
+    signature: tuple[int, int]
+    pss: bool
+
+    def read(self, blob: bytes, head: _Head) -> SignedDataFields | None:
+        """The fields, or ``None`` when ``blob`` differs outside the values (or the
+        head is another one: two threads may replace a length's head and tail apart)."""
+        if head is not self.head:
+            return None
+        for offset, expected in self.same:
+            if not blob.startswith(expected, offset):
+                return None
+        attrs, digest, time = self.attrs, self.message_digest, self.signing_time
+        return SignedDataFields(
+            certificates=head.certificates,
+            issuer=head.issuer,
+            serial=head.serial,
+            digest=head.digest,
+            signed_attrs=None if attrs is None else b"\x31" + blob[attrs[0] + 1 : attrs[1]],
+            message_digest=None if digest is None else blob[digest[0] : digest[1]],
+            signing_time=None if time is None else read_time(blob, time),
+            signature=blob[self.signature[0] : self.signature[1]],
+            pss=self.pss,
+        )
+
+
 _HEADS: dict[int, _Head] = {}  # by the blob's length; at most _MAX_HEADS
+_TAILS: dict[int, _Tail] = {}  # for the head of the same length
 _MAX_HEADS = 64
 
 
 def _read_content_info(blob: bytes) -> SignedDataFields:
-    head = _HEADS.get(len(blob))
+    size = len(blob)
+    head = _HEADS.get(size)
     if head is None or not blob.startswith(head.prefix):
         head = _read_head(blob)
         if len(_HEADS) >= _MAX_HEADS:
             _HEADS.clear()
-        _HEADS[len(blob)] = head
-    return _read_tail(blob, head)
+            _TAILS.clear()
+        _HEADS[size] = head
+        _TAILS.pop(size, None)
+    else:
+        tail = _TAILS.get(size)
+        fields = None if tail is None else tail.read(blob, head)
+        if fields is not None:
+            return fields
+    fields, _TAILS[size] = _read_tail(blob, head)
+    return fields
 
 
 def _read_head(blob: bytes) -> _Head:
@@ -307,9 +358,10 @@ def _read_head(blob: bytes) -> _Head:
     )
 
 
-def _read_tail(blob: bytes, head: _Head) -> SignedDataFields:
+def _read_tail(blob: bytes, head: _Head) -> tuple[SignedDataFields, _Tail]:
     """The SignerInfo after its digestAlgorithm: [0] signedAttrs?, signatureAlgorithm,
-    signature, [1] unsignedAttrs? (with the three before them: five to seven fields)."""
+    signature, [1] unsignedAttrs? (with the three before them: five to seven fields);
+    and where its values lie, for the next signature (:class:`_Tail`)."""
     rest = children(blob, Tlv(SEQUENCE, head.tail, head.tail, head.end), 5)
     if not 2 <= len(rest) <= 4:
         raise DerError("SignerInfo has the wrong number of fields")
@@ -324,21 +376,44 @@ def _read_tail(blob: bytes, head: _Head) -> SignedDataFields:
     if signature_oid not in _SIGNATURES:
         raise DerError("signature algorithm not read here")
     signature = expect(rest[1], OCTET_STRING)
-    message_digest, signing_time, signed = None, None, None
+    found = _Found()
+    signed = None
     if attrs is not None:
-        message_digest, signing_time = _signed_attributes(blob, attrs)
+        _signed_attributes(blob, attrs, found)
         signed = b"\x31" + blob[attrs.start + 1 : attrs.end]  # signed as a SET, stored as [0]
-    return SignedDataFields(
+    fields = SignedDataFields(
         certificates=head.certificates,
         issuer=head.issuer,
         serial=head.serial,
         digest=head.digest,
         signed_attrs=signed,
-        message_digest=message_digest,
-        signing_time=signing_time,
+        message_digest=found.message_digest,
+        signing_time=found.signing_time,
         signature=blob[signature.body : signature.end],
         pss=signature_oid == _RSASSA_PSS,
     )
+    values = [(signature.body, signature.end)]
+    if found.digest_at is not None:
+        values.append(found.digest_at)
+    if found.time_at is not None:
+        values.append((found.time_at.body, found.time_at.end))
+    same, offset = [], head.tail
+    for start, end in sorted(values):
+        if start > offset:
+            same.append((offset, blob[offset:start]))
+        offset = max(offset, end)
+    if offset < head.end:
+        same.append((offset, blob[offset : head.end]))
+    tail = _Tail(
+        head=head,
+        same=tuple(same),
+        attrs=None if attrs is None else (attrs.start, attrs.end),
+        message_digest=found.digest_at,
+        signing_time=found.time_at,
+        signature=(signature.body, signature.end),
+        pss=fields.pss,
+    )
+    return fields, tail
 
 
 def _algorithm(blob: bytes, element: Tlv) -> bytes:
@@ -352,44 +427,56 @@ def _algorithm(blob: bytes, element: Tlv) -> bytes:
     return blob[expect(found[0], OID).body : found[0].end]
 
 
-def _signed_attributes(blob: bytes, attrs: Tlv) -> tuple[bytes | None, datetime | None]:
+class _Found:
+    """messageDigest and signingTime as read so far, and where their contents lie."""
+
+    __slots__ = ("digest_at", "message_digest", "signing_time", "time_at")
+
+    def __init__(self) -> None:
+        self.message_digest: bytes | None = None
+        self.digest_at: tuple[int, int] | None = None
+        self.signing_time: datetime | None = None
+        self.time_at: Tlv | None = None
+
+    def digest(self, blob: bytes, start: int, end: int) -> None:
+        self.message_digest, self.digest_at = blob[start:end], (start, end)
+
+    def signed_at(self, blob: bytes, element: Tlv) -> None:
+        self.signing_time, self.time_at = read_time(blob, element), element
+
+
+def _signed_attributes(blob: bytes, attrs: Tlv, found: _Found) -> None:
     """messageDigest and signingTime; a later attribute of one type wins, as in a dict."""
     if attrs.end == attrs.body or attrs.header_ends_with_0x80:
         raise DerError("empty or re-encoded signed attributes: leave them to asn1crypto")
-    message_digest: bytes | None = None
-    signing_time: datetime | None = None
     for attr in children(blob, attrs, 6):
         for head, oid in _ATTRIBUTE_HEADS:  # the usual encodings, checked in one call each
             if blob.startswith(head, attr.start):
                 value = attr.start + len(head)
                 if oid == _MESSAGE_DIGEST:
-                    message_digest = blob[value : attr.end]
+                    found.digest(blob, value, attr.end)
                 elif oid == _SIGNING_TIME:
-                    signing_time = read_time(blob, Tlv(UTC_TIME, value - 2, value, attr.end))
+                    found.signed_at(blob, Tlv(UTC_TIME, value - 2, value, attr.end))
                 break
         else:
-            message_digest, signing_time = _attribute(blob, attr, message_digest, signing_time)
-    return message_digest, signing_time
+            _attribute(blob, attr, found)
 
 
-def _attribute(
-    blob: bytes, attr: Tlv, message_digest: bytes | None, signing_time: datetime | None
-) -> tuple[bytes | None, datetime | None]:
-    """One signed attribute read element by element: (messageDigest, signingTime)."""
+def _attribute(blob: bytes, attr: Tlv, found: _Found) -> None:
+    """One signed attribute read element by element (messageDigest, signingTime)."""
     kind, values = _only(children(blob, expect(attr, SEQUENCE), 7), 2)
     oid = blob[expect(kind, OID).body : kind.end]
     first = children(blob, expect(values, SET), 8)[0]  # IndexError: none -> asn1crypto
     if oid == _MESSAGE_DIGEST:
-        message_digest = blob[expect(first, OCTET_STRING).body : first.end]
+        found.digest(blob, expect(first, OCTET_STRING).body, first.end)
     elif oid == _SIGNING_TIME:
-        signing_time = read_time(blob, first)
+        found.signed_at(blob, first)
     elif oid == _CONTENT_TYPE:
         expect(first, OID)
     elif oid in _SEQUENCE_ATTRIBUTES:
         expect(first, SEQUENCE)
     else:
         raise DerError("signed attribute not read here")
-    return message_digest, signing_time
 
 
 def _attribute_head(oid: bytes, value_tag: int, value_length: int) -> bytes:
@@ -421,3 +508,20 @@ def _encoded_algorithms(oids: frozenset[bytes]) -> dict[bytes, bytes]:
 
 
 _ENCODED_ALGORITHMS = _encoded_algorithms(frozenset(_DIGESTS) | _SIGNATURES)
+
+
+def split_certificates(field: bytes) -> tuple[bytes, ...] | None:
+    """Each certificate's DER in a CMS ``certificates`` field (``[0] IMPLICIT SET``), as
+    asn1crypto's ``CertificateSet`` gives them; ``None`` for "ask asn1crypto": anything
+    but plain DER certificates filling the field exactly (other choices, BER, a header
+    asn1crypto would re-encode)."""
+    try:
+        whole = read_tlv(field, 0, len(field))
+        if whole.end != len(field) or whole.header_ends_with_0x80:
+            return None
+        found = children(field, whole, 1)
+    except (ValueError, IndexError):
+        return None
+    if any(cert.tag != SEQUENCE or cert.header_ends_with_0x80 for cert in found):
+        return None
+    return tuple(field[cert.start : cert.end] for cert in found)

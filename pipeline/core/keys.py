@@ -12,9 +12,6 @@ Message-ID is case-sensitive, and so are real receipts' ids (``<CAF=3D9x...@mail
 
 from __future__ import annotations
 
-import re
-
-_WHITESPACE = re.compile(r"\s+")
 MAX_ID_CHARS = 998  # RFC 5322 line length: anything longer is not a Message-ID
 
 
@@ -22,7 +19,7 @@ def normalise_msgid(value: str | None) -> str | None:
     """``" <abc@client>\\r\\n "`` -> ``"<abc@client>"``; ``abc@client`` -> ``"<abc@client>"``."""
     if value is None:
         return None
-    compact = _WHITESPACE.sub("", value)[:MAX_ID_CHARS]
+    compact = "".join(value.split())[:MAX_ID_CHARS]  # what re's \s matches, str.split splits
     if not compact or compact == "<>":
         return None
     if not compact.startswith("<"):
@@ -36,7 +33,7 @@ def normalise_identificativo(value: str | None) -> str | None:
     """Provider ids appear bare in daticert and bracketed as Message-ID: keep them bare."""
     if value is None:
         return None
-    compact = _WHITESPACE.sub("", value)[:MAX_ID_CHARS].strip("<>")
+    compact = "".join(value.split())[:MAX_ID_CHARS].strip("<>")
     return compact or None
 
 

@@ -43,6 +43,10 @@ from pipeline.core.model import (
 SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
 _KINDS = {kind.value: kind for kind in Kind if kind is not Kind.NOT_PEC}
 _TRANSPORT = {"posta-certificata": Kind.POSTA_CERTIFICATA, "errore": Kind.ERRORE}
+# Enum(value) by a dict: the same member (or none) without Enum.__call__ per message.
+_ERRORS = {code.value: code for code in ErrorCode}
+_VARIANTS = {variant.value: variant for variant in ReceiptVariant}
+_RECIPIENT_TYPES = {kind.value: kind for kind in RecipientType}
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,8 +382,8 @@ def _error(dc: Daticert, defects: list[Defect]) -> ErrorCode | None:
     if dc.errore is None:
         return None
     try:
-        return ErrorCode(dc.errore.strip().lower())
-    except ValueError:
+        return _ERRORS[dc.errore.strip().lower()]
+    except KeyError:
         defects.append(Defect(DefectCode.DATICERT_UNKNOWN_ERROR, f"errore={dc.errore[:60]!r}"))
         return ErrorCode.ALTRO
 
@@ -388,16 +392,16 @@ def _variant(value: str | None, defects: list[Defect]) -> ReceiptVariant | None:
     if not value:
         return None
     try:
-        return ReceiptVariant(value.strip().lower())
-    except ValueError:
+        return _VARIANTS[value.strip().lower()]
+    except KeyError:
         defects.append(Defect(DefectCode.UNKNOWN_RECEIPT_VARIANT, value[:60]))
         return None
 
 
 def _recipient_type(tipo: str | None, defects: list[Defect]) -> RecipientType:
     try:
-        return RecipientType((tipo or "").strip().lower())
-    except ValueError:
+        return _RECIPIENT_TYPES[(tipo or "").strip().lower()]
+    except KeyError:
         # A recipient of unknown type is assumed certified: waiting for a receipt that
         # never comes is visible (overdue); ignoring one that does come is not.
         defects.append(Defect(DefectCode.DATICERT_UNKNOWN_RECIPIENT_TYPE, f"tipo={tipo!r}"))

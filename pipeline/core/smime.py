@@ -25,8 +25,8 @@ from collections.abc import Callable
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from asn1crypto import cms
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -35,11 +35,14 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import NameOID
 
 from pipeline.core.defects import DefectCode
-from pipeline.core.der import SignedDataFields, read_signed_data
+from pipeline.core.der import SignedDataFields, read_signed_data, split_certificates
 from pipeline.core.mime import canonical_crlf
 from pipeline.core.model import Defect, Integrity, SignatureReport, Trust
 from pipeline.core.parse import DEFAULT_LIMITS, Layout, Limits, read_layout
 from pipeline.core.trust import TrustStore, chain_fingerprints
+
+if TYPE_CHECKING:
+    from asn1crypto import cms
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
@@ -47,6 +50,13 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
+}
+_DIGESTERS: dict[str, Callable[[bytes | memoryview], hashlib._Hash]] = {
+    "sha1": hashlib.sha1,
+    "sha224": hashlib.sha224,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
 }
 # asn1crypto decodes lazily, so malformed DER can raise almost anything (ValueError,
 # TypeError, KeyError, IndexError, ...) anywhere in the structure, and cryptography adds
@@ -137,6 +147,8 @@ def _verify_fields(
 def _verify_asn1(
     layout: Layout, trust: TrustStore, fallback_time: datetime | None
 ) -> SignatureReport:
+    from asn1crypto import cms  # noqa: PLC0415  (only for signatures der.py leaves to it)
+
     assert layout.signed_content is not None
     assert layout.signature is not None
     info = cms.ContentInfo.load(layout.signature)
@@ -237,11 +249,12 @@ def _digest_matches(digest_name: str, content: memoryview, expected: bytes | Non
     """
     if expected is None:
         return False
-    if hashlib.new(digest_name, content).digest() == expected:
+    new = _DIGESTERS.get(digest_name) or (lambda data: hashlib.new(digest_name, data))
+    if new(content).digest() == expected:
         return True
     stored = bytes(content)
     canonical = canonical_crlf(stored)
-    return canonical is not stored and hashlib.new(digest_name, canonical).digest() == expected
+    return canonical is not stored and new(canonical).digest() == expected
 
 
 def _content_candidates(content: bytes) -> tuple[bytes, ...]:
@@ -338,6 +351,11 @@ def _load_certificates(der: bytes) -> tuple[x509.Certificate, ...]:
     """The CMS ``certificates`` set, cached by its bytes: providers embed the same few."""
     if not der:
         return ()
+    plain = split_certificates(der)
+    if plain is not None:  # the usual field: asn1crypto would give these same bytes
+        return tuple(x509.load_der_x509_certificate(cert) for cert in plain)
+    from asn1crypto import cms  # noqa: PLC0415  (imported only when needed: start-up)
+
     choices = cms.CertificateSet.load(b"\x31" + der[1:])
     return tuple(
         x509.load_der_x509_certificate(choice.chosen.dump())

@@ -87,6 +87,19 @@ class TrustDecision:
     path: tuple[x509.Certificate, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Path:
+    """A verified path and each certificate's validity, read once (the time check is
+    per message; reading a date from a certificate makes a new datetime each time)."""
+
+    certificates: tuple[x509.Certificate, ...]
+    validity: tuple[tuple[datetime, datetime], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        windows = tuple((c.not_valid_before_utc, c.not_valid_after_utc) for c in self.certificates)
+        object.__setattr__(self, "validity", windows)
+
+
 @dataclass(slots=True)
 class TrustStore:
     """Anchors (pinned by key) plus optional intermediates; caches verified paths.
@@ -98,7 +111,7 @@ class TrustStore:
     anchors: tuple[x509.Certificate, ...]
     intermediates: tuple[x509.Certificate, ...] = ()
     _anchor_keys: frozenset[bytes] = field(init=False)
-    _paths: OrderedDict[tuple[bytes, ...], tuple[x509.Certificate, ...] | str] = field(
+    _paths: OrderedDict[tuple[bytes, ...], _Path | str] = field(
         init=False, default_factory=OrderedDict
     )
 
@@ -128,20 +141,22 @@ class TrustStore:
         caller that keeps it (hashing a certificate object costs more than this lookup).
         """
         key = fingerprints if fingerprints is not None else chain_fingerprints(signer, others)
-        path_or_reason = self._paths.get(key)
-        if path_or_reason is None:
-            path_or_reason = self._build_path(signer, others)
-            self._paths[key] = path_or_reason
+        found = self._paths.get(key)
+        if found is None:
+            built = self._build_path(signer, others)
+            found = built if isinstance(built, str) else _Path(built)
+            self._paths[key] = found
             if len(self._paths) > _CACHE_SIZE:
                 self._paths.popitem(last=False)
-        if isinstance(path_or_reason, str):
-            return TrustDecision(False, path_or_reason)
-        for cert in path_or_reason:
-            if at < cert.not_valid_before_utc:
-                return TrustDecision(False, "not-yet-valid-at-signing-time", path_or_reason)
-            if at > cert.not_valid_after_utc:
-                return TrustDecision(False, "expired-at-signing-time", path_or_reason)
-        return TrustDecision(True, None, path_or_reason)
+        if isinstance(found, str):
+            return TrustDecision(False, found)
+        path = found.certificates
+        for not_before, not_after in found.validity:
+            if at < not_before:
+                return TrustDecision(False, "not-yet-valid-at-signing-time", path)
+            if at > not_after:
+                return TrustDecision(False, "expired-at-signing-time", path)
+        return TrustDecision(True, None, path)
 
     def _build_path(
         self, signer: x509.Certificate, others: tuple[x509.Certificate, ...]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from pipeline.core.keys import (
     correlation_key,
     normalise_address,
@@ -43,3 +48,19 @@ def test_key_is_scoped_by_mailbox() -> None:
     assert correlation_key("A@PEC.it", "<1@c>") == correlation_key("a@pec.it", " <1@c> ")
     assert correlation_key("a@pec.it", "<1@c>") != correlation_key("b@pec.it", "<1@c>")
     assert normalise_address(" <Ufficio@PEC.Example.it> ") == "ufficio@pec.example.it"
+
+
+_SPACES = [chr(c) for c in range(0x3000 + 1) if chr(c).isspace()]
+
+
+@given(st.lists(st.one_of(st.sampled_from(_SPACES), st.characters()), max_size=40).map("".join))
+def test_whitespace_removed_as_the_regex_removes_it(value: str) -> None:
+    """Ids lose exactly what ``re.sub(r"\\s+", "", ...)`` removes (Unicode spaces too)."""
+    compact = re.sub(r"\s+", "", value)[:998]
+    expected = None if not compact or compact == "<>" else compact
+    if expected is not None:
+        expected = ("" if expected.startswith("<") else "<") + expected
+        expected += "" if expected.endswith(">") else ">"
+    assert normalise_msgid(value) == expected
+    bare = compact.strip("<>")
+    assert normalise_identificativo(value) == (bare or None)
