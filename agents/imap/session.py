@@ -293,6 +293,21 @@ class ImapSession:
         response = await self._call(self._client.uid_search(criteria, charset=None))
         return parse.search_uids(self._check(response, "UID SEARCH SINCE"), first_uid)
 
+    async def sizes_from(self, first_uid: int) -> list[tuple[int, int]] | None:
+        """``(uid, RFC822.SIZE)`` of every message with UID ``>= first_uid``, ascending:
+        one ``UID FETCH first:* (UID RFC822.SIZE)`` in place of SEARCH and a size query.
+
+        ``None`` when the server refuses it (NO/BAD: the connection stays usable); the
+        caller then lists by SEARCH. ``n:*`` above the highest UID still matches the
+        highest UID (RFC 3501 6.4.8), hence the filter.
+        """
+        what = "(UID RFC822.SIZE)"
+        response = await self._call(self._client.uid("fetch", f"{first_uid}:*", what))
+        if response.result != "OK":
+            return None
+        listed = dict(parse.sizes(response.lines))  # a UID answered twice counts once
+        return sorted((uid, size) for uid, size in listed.items() if uid >= first_uid)
+
     async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]:
         response = await self._call(self._client.uid("fetch", uid_set(uids), "(UID RFC822.SIZE)"))
         return parse.sizes(self._check(response, "UID FETCH RFC822.SIZE"))
