@@ -19,7 +19,7 @@ from aioimaplib.aioimaplib import IMAP4ClientProtocol
 
 from agents.config import MailboxConfig, parse_config
 from agents.imap.protocol import greeting_capabilities
-from agents.imap.session import ImapSession
+from agents.imap.session import ImapDroppedError, ImapSession
 from tests.support.dovecot import Dovecot
 from tests.support.mail import message
 
@@ -207,3 +207,31 @@ async def test_size_listing_refused_answers_none_and_the_session_goes_on(
     assert (status.uidvalidity, status.uidnext, status.exists) == (7, 9, 2)
     assert listed is None
     assert searched == [3, 8]
+
+
+async def test_command_after_the_server_hung_up_fails_at_once(tmp_path: Path) -> None:
+    """Per-folder commands are awaited directly (no racing task): one issued after the
+    server closed the connection is refused at once as a drop, not left to its 30 s
+    command timeout."""
+    closed = asyncio.Event()
+    answers = {"LOGIN": b"{tag} OK logged in\r\n"}
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 IDLE] ready\r\n")
+        line = await reader.readline()  # LOGIN
+        writer.write(answers["LOGIN"].replace(b"{tag}", line.split()[0]))
+        await writer.drain()
+        writer.transport.abort()
+        closed.set()
+
+    async with scripted_server(script) as port:
+        session = await ImapSession.open(mailbox(tmp_path, "127.0.0.1", port, "u", "pw"), 30)
+        try:
+            await closed.wait()
+            await asyncio.sleep(0.2)  # the client sees the connection end
+            with pytest.raises(ImapDroppedError):
+                await asyncio.wait_for(session.select("INBOX"), 5)
+            with pytest.raises(ImapDroppedError):
+                await asyncio.wait_for(session.sizes_from(1), 5)
+        finally:
+            await session.close()
