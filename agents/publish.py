@@ -149,8 +149,15 @@ class KafkaPublisher:
         Raises :class:`RecordsRejectedError` when the only failures are records Kafka
         finds too large (every other record is then acknowledged), else
         :class:`PublishError`.
+
+        Several records of one key (a mailbox's batch) go as whole record batches
+        (:meth:`_publish_batches`); a single record (a folder's cursor, a dead letter,
+        one new message) goes through the producer's accumulator, where the records of
+        other mailboxes for that partition share its batch and produce request: as a
+        batch of its own, every cursor commit cost a produce request (~1.2 ms of agent
+        CPU per mailbox on a first sync, bench/README.md).
         """
-        if _one_key(records) and await self._publish_batches(records):
+        if len(records) > 1 and _one_key(records) and await self._publish_batches(records):
             return
         outcomes: list[BaseException | asyncio.Future[Any]] = []
         try:

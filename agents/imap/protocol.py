@@ -103,19 +103,6 @@ class FastProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
     the capabilities of the greeting taken as they are (no CAPABILITY command) when the
     server lists them there, as Dovecot and most servers do."""
 
-    lost = False  # the connection is gone: execute refuses new commands at once
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        super().connection_lost(exc)
-
-    async def execute(self, command: Command, scrub: str | None = None) -> Any:
-        """aioimaplib's ``execute``, refusing a command once the connection is lost
-        (aioimaplib would write it to the closed transport and wait for its timeout)."""
-        if self.lost:
-            raise ConnectionResetError("connection lost")
-        return await super().execute(command, scrub=scrub)
-
     @change_state  # type: ignore[untyped-decorator]
     async def welcome(self, command: bytes) -> None:
         """aioimaplib's ``welcome`` without the CAPABILITY round trip when the greeting

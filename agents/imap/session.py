@@ -220,9 +220,10 @@ class ImapSession:
         """Await one IMAP command of a logged-in session, without :meth:`_call`'s task
         and wait per command (a first sync of 18 KB messages: ~15 tasks per mailbox).
 
-        Only for an ``execute`` of a command with its own timeout: a connection lost
-        while it is pending closes it with an error (:meth:`_connection_lost`), and one
-        sent after the loss is refused at once (:class:`FastProtocol`), so it never
+        Only for an ``execute`` of a command with its own timeout, in a session that
+        runs one command at a time: the command is registered as pending before the
+        loop runs anything else, so a connection lost after this check closes it with
+        an error (:meth:`_connection_lost`); one lost before is refused here. It never
         waits longer than :meth:`_call` would.
         """
         if self._lost.done():

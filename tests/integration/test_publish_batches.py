@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-from aiokafka.producer.message_accumulator import MessageBatch
+from aiokafka.producer.message_accumulator import MessageAccumulator, MessageBatch
 
 from agents.config import KafkaSettings
-from agents.publish import BATCH_PATH_MAX_RECORD, KafkaPublisher
+from agents.cursor import FolderCursor
+from agents.publish import BATCH_PATH_MAX_RECORD, CursorStore, KafkaPublisher, read_cursors
 from agents.records import OutRecord
 from pipeline.dev.embedded import EmbeddedBroker
 from tests.support.kafka import read_all
@@ -81,3 +83,35 @@ async def test_concurrent_mailboxes_on_one_partition_hand_over_one_batch_at_a_ti
         assert [r.value for r in records if r.key == key] == values
     assert len(records) == 150
     assert waits <= 150
+
+
+async def test_concurrent_cursor_commits_share_kafka_batches(
+    broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single record (a folder's cursor) goes through the producer's own accumulator,
+    so the commits of mailboxes finishing together share batches and produce requests
+    (one batch each on the batch path: ~2 produce requests per mailbox); every cursor is
+    stored and read back."""
+    batches = 0
+    original = MessageAccumulator._append_batch
+
+    def counted(self: MessageAccumulator, builder: Any, tp: Any) -> Any:
+        nonlocal batches
+        if tp.topic == settings.cursor_topic:
+            batches += 1
+        return original(self, builder, tp)
+
+    monkeypatch.setattr(MessageAccumulator, "_append_batch", counted)
+    settings = KafkaSettings(bootstrap=broker.bootstrap, idempotence=False, partitions=1)
+    publisher = KafkaPublisher(settings, max_record_bytes=BATCH_PATH_MAX_RECORD)
+    await publisher.start()
+    store = CursorStore(publisher, {})
+    try:
+        await asyncio.gather(
+            *(store.commit(f"box-{n}", "INBOX", FolderCursor(7, n + 1)) for n in range(30))
+        )
+    finally:
+        await publisher.stop()
+    assert batches < 30
+    cursors = await read_cursors(broker.bootstrap, settings.cursor_topic)
+    assert cursors == {f"box-{n}/INBOX".encode(): FolderCursor(7, n + 1) for n in range(30)}
