@@ -95,6 +95,8 @@ class KafkaPublisher:
         # the TLS context made and the SASL password read once per producer (each
         # reconnect of the agent makes a new one: a rotated password file is read again)
         self._client = kafka_client_options(settings.tls, settings.sasl)
+        # one batch handed over at a time per partition (_publish_batches)
+        self._handing: dict[tuple[str, int], asyncio.Lock] = {}
         self._producer = producer(
             **self._client,
             bootstrap_servers=settings.bootstrap,
@@ -147,8 +149,15 @@ class KafkaPublisher:
         Raises :class:`RecordsRejectedError` when the only failures are records Kafka
         finds too large (every other record is then acknowledged), else
         :class:`PublishError`.
+
+        Several records of one key (a mailbox's batch) go as whole record batches
+        (:meth:`_publish_batches`); a single record (a folder's cursor, a dead letter,
+        one new message) goes through the producer's accumulator, where the records of
+        other mailboxes for that partition share its batch and produce request: as a
+        batch of its own, every cursor commit cost a produce request (~1.2 ms of agent
+        CPU per mailbox on a first sync, bench/README.md).
         """
-        if _one_key(records) and await self._publish_batches(records):
+        if len(records) > 1 and _one_key(records) and await self._publish_batches(records):
             return
         outcomes: list[BaseException | asyncio.Future[Any]] = []
         try:
@@ -183,6 +192,13 @@ class KafkaPublisher:
         (the producer's partitioner over the same partition list). ``False`` (nothing
         sent) when a record is too large for this path: ``publish`` then sends record by
         record, which reports records Kafka refuses one by one.
+
+        aiokafka queues one handed-over batch per partition: ``send_batch`` waits until
+        the one before it is drained, and every waiter of a partition wakes at each
+        drain (with 32 syncs in flight, ~35 wake-ups per batch, and its time budget
+        shrinks by the total wait at each wake-up, so under load some failed with
+        ``KafkaTimeoutError`` and their mailbox read its batch again). Hand-overs to a
+        partition therefore queue on a lock, in FIFO order: one waiter at a time.
         """
         if any(len(r.value) > BATCH_PATH_MAX_RECORD for r in records):
             return False
@@ -192,19 +208,24 @@ class KafkaPublisher:
             partitions = list(await producer.partitions_for(topic))
             available = list(producer.client.cluster.available_partitions_for_topic(topic))
             partition = producer._partitioner(key, partitions, available)
+            handing = self._handing.get((topic, partition))
+            if handing is None:
+                handing = self._handing[(topic, partition)] = asyncio.Lock()
             futures: list[asyncio.Future[Any]] = []
             batch = producer.create_batch()
             for r in records:
                 headers = list(r.headers)
                 if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    async with handing:
+                        futures.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
                     if (
                         batch.append(key=r.key, value=r.value, timestamp=None, headers=headers)
                         is None
                     ):
                         raise PublishError("a record does not fit an empty batch")
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            async with handing:
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
             outcomes = await asyncio.gather(*futures, return_exceptions=True)
         except KafkaError as exc:
             raise PublishError(f"Kafka refused a record: {type(exc).__name__}") from None

@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_FOLD = re.compile(rb"\r?\n[ \t]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def message_id(raw: bytes) -> bytes | None:
     match = _MESSAGE_ID.search(head)
     if match is None:
         return None
-    return re.sub(rb"\r?\n[ \t]+", b" ", match.group(1)).strip() or None
+    return _FOLD.sub(b" ", match.group(1)).strip() or None
 
 
 def header_section(raw: bytes, limit: int = 64 * 1024) -> bytes:

@@ -21,16 +21,28 @@ batches it bounded by RFC822.SIZE (:mod:`agents.fetch_batches`).
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import Callable
 from typing import Any
 
 import aioimaplib
-from aioimaplib.aioimaplib import Command, FetchCommand, IMAP4ClientProtocol, literal_data_re
+from aioimaplib.aioimaplib import (
+    AUTH,
+    NONAUTH,
+    AllowedVersions,
+    Command,
+    Error,
+    FetchCommand,
+    IMAP4ClientProtocol,
+    change_state,
+    literal_data_re,
+)
 
-__all__ = ["FastIMAP4", "FastProtocol"]
+__all__ = ["FastIMAP4", "FastProtocol", "greeting_capabilities"]
 
 _CRLF = b"\r\n"
+_GREETING_CAPABILITY = re.compile(rb"^\* (?:OK|PREAUTH) \[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
 _FETCH_DATA = FetchCommand.FETCH_MESSAGE_DATA_RE
 
 
@@ -75,8 +87,39 @@ Command._reset_timer = _reset_timer
 Command._timeout_callback = _timeout_callback
 
 
+def greeting_capabilities(greeting: bytes) -> list[str] | None:
+    """The capabilities a server lists in its greeting (``* OK [CAPABILITY IMAP4rev1 ...]
+    ready``, RFC 3501 7.1), or ``None`` when it lists none, or no version aioimaplib
+    accepts (IMAP4rev1, IMAP4): then CAPABILITY is asked as before."""
+    match = _GREETING_CAPABILITY.match(greeting)
+    if match is None:
+        return None
+    names = match.group(1).decode("ascii", "replace").split()
+    return names if any(name.upper() in AllowedVersions for name in names) else None
+
+
 class FastProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
-    """:class:`aioimaplib.IMAP4ClientProtocol` with an iterative response reader."""
+    """:class:`aioimaplib.IMAP4ClientProtocol` with an iterative response reader, and
+    the capabilities of the greeting taken as they are (no CAPABILITY command) when the
+    server lists them there, as Dovecot and most servers do."""
+
+    @change_state  # type: ignore[untyped-decorator]
+    async def welcome(self, command: bytes) -> None:
+        """aioimaplib's ``welcome`` without the CAPABILITY round trip when the greeting
+        already answers it; a greeting without them is followed by CAPABILITY as before.
+        LOGIN's ``OK [CAPABILITY ...]`` is added after login by aioimaplib, as before."""
+        if b"PREAUTH" in command:
+            self.state = AUTH
+        elif b"OK" in command:
+            self.state = NONAUTH
+        else:
+            raise Error(command.decode(errors="replace"))
+        names = greeting_capabilities(command)
+        if names is None:
+            await self.capability()
+            return
+        self.capabilities = set(names)
+        self.imap_version = next(n.upper() for n in reversed(names) if n.upper() in AllowedVersions)
 
     def data_received(self, d: bytes) -> None:
         # current_command: the command whose line or literal the last chunk cut short

@@ -88,14 +88,25 @@ class RawOrigin:
         return folder_role(self.folder) is FolderRole.SENT
 
 
+# The header names as plain str, read once: an enum's ``.value`` costs two Python calls,
+# seven per record on the agent's hot path (bench/README.md, issue #20).
+_MAILBOX, _FOLDER, _UID, _UIDVALIDITY = (
+    RawHeader.MAILBOX.value, RawHeader.FOLDER.value, RawHeader.UID.value,
+    RawHeader.UIDVALIDITY.value,
+)  # fmt: skip
+_INTERNAL_DATE, _CONTENT_KEY, _FOLDER_ROLE = (
+    RawHeader.INTERNAL_DATE.value, RawHeader.CONTENT_KEY.value, RawHeader.FOLDER_ROLE.value,
+)  # fmt: skip
+
+
 def raw_headers(origin: RawOrigin) -> Headers:
     """The headers of a ``pec.raw`` record (the writer's side of :func:`read_origin`)."""
     role = origin.role or folder_role(origin.folder)
     return (
         *_location(origin),
-        (RawHeader.INTERNAL_DATE.value, _iso(origin.internal_date).encode()),
-        (RawHeader.CONTENT_KEY.value, origin.content_key.encode()),
-        (RawHeader.FOLDER_ROLE.value, role.value.encode()),
+        (_INTERNAL_DATE, _iso(origin.internal_date).encode()),
+        (_CONTENT_KEY, origin.content_key.encode()),
+        (_FOLDER_ROLE, str.encode(role)),
     )
 
 
@@ -134,10 +145,10 @@ def header_text(value: bytes | str | None) -> str:
 
 def _location(origin: RawOrigin) -> Sequence[tuple[str, bytes]]:
     return (
-        (RawHeader.MAILBOX.value, origin.mailbox.encode()),
-        (RawHeader.FOLDER.value, origin.folder.encode()),
-        (RawHeader.UID.value, str(origin.uid).encode()),
-        (RawHeader.UIDVALIDITY.value, str(origin.uidvalidity).encode()),
+        (_MAILBOX, origin.mailbox.encode()),
+        (_FOLDER, origin.folder.encode()),
+        (_UID, str(origin.uid).encode()),
+        (_UIDVALIDITY, str(origin.uidvalidity).encode()),
     )
 
 

@@ -55,6 +55,8 @@ class FakeServer:
     dropped_fetches: int = 0  # this many FETCHes lose the connection; the last one stops
     missing: frozenset[str] = frozenset()  # folders the server does not have
     lag_at_fetch: list[float | None] = field(default_factory=list)
+    refuse_listing: bool = False  # UID FETCH n:* (RFC822.SIZE) answered NO/BAD
+    queries: list[str] = field(default_factory=list)  # "listing" / "search" / "sizes"
 
 
 class FakeSession:
@@ -85,10 +87,20 @@ class FakeSession:
         return self.server.special
 
     async def search_from(self, first_uid: int) -> list[int]:
+        self.server.queries.append("search")
         listed = set(self.server.messages) | self.server.vanished
         return sorted(u for u in listed if u >= first_uid)
 
+    async def sizes_from(self, first_uid: int) -> list[tuple[int, int]] | None:
+        self.server.queries.append("listing")
+        if self.server.refuse_listing:
+            return None
+        # the vanished ones are expunged after this listing, before their FETCH
+        listed = dict(self.server.messages) | dict.fromkeys(self.server.vanished, b"gone")
+        return sorted((u, len(raw)) for u, raw in listed.items() if u >= first_uid)
+
     async def sizes(self, uids: Sequence[int]) -> list[tuple[int, int]]:
+        self.server.queries.append("sizes")
         return [(u, len(self.server.messages[u])) for u in uids if u in self.server.messages]
 
     async def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
@@ -105,7 +117,8 @@ class FakeSession:
         limit = self.server.fail_fetch_over
         if limit is not None and len(uids) > limit:
             raise ImapParserError("too deep")
-        return [FetchedMessage(u, None, self.server.messages[u]) for u in uids]
+        messages = self.server.messages
+        return [FetchedMessage(u, None, messages[u]) for u in uids if u in messages]
 
     async def header_section(self, uid: int) -> bytes:
         return b"H: v\r\n\r\n"
@@ -350,3 +363,46 @@ async def test_large_first_sync_logs_start_and_progress(caplog: pytest.LogCaptur
         FakeServer(dict.fromkeys(range(1, 100), b"x")), FakeKafka(), progress_every=100
     )
     assert not [r for r in caplog.records if r.getMessage().startswith("sync.")]
+
+
+async def test_first_sync_lists_uids_with_their_sizes_in_one_query() -> None:
+    """A folder with up to SIZE_LISTING_MAX messages to read: one size listing, no
+    SEARCH and no size query; everything published in UID order, cursor at the end."""
+    server = FakeServer({1: b"a", 2: b"bb", 5: b"c"})
+    kafka = FakeKafka()
+    await run_worker(server, kafka)
+    assert server.queries == ["listing"]
+    assert kafka.events == [("publish", [b"1", b"2", b"5"]), ("commit", 5)]
+
+
+async def test_size_listing_refused_falls_back_to_search_and_is_not_asked_again() -> None:
+    """A server answering NO/BAD to UID FETCH n:* (RFC822.SIZE): SEARCH + size query,
+    the same records; the next folder of that login goes straight to SEARCH."""
+    server = FakeServer({1: b"a", 2: b"bb"}, refuse_listing=True)
+    kafka = FakeKafka()
+    await run_worker(server, kafka, folders=("Sent", "INBOX"))
+    assert server.queries == ["listing", "search", "sizes", "search", "sizes"]
+    assert kafka.cursors[("m1", "INBOX")].last_uid == 2
+    assert kafka.cursors[("m1", "Sent")].last_uid == 2
+
+
+async def test_folder_with_more_than_the_listing_limit_is_listed_by_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above SIZE_LISTING_MAX messages to read, SEARCH then size queries per chunk."""
+    monkeypatch.setattr("agents.ingest.SIZE_LISTING_MAX", 3)
+    server = FakeServer(dict.fromkeys(range(1, 6), b"x"))
+    kafka = FakeKafka()
+    await run_worker(server, kafka, batch_max_messages=2)
+    assert server.queries == ["search", "sizes", "sizes", "sizes"]
+    assert kafka.cursors[("m1", "INBOX")].last_uid == 5
+
+
+async def test_listing_from_a_cursor_reads_only_the_new_messages() -> None:
+    """After a stored cursor the listing starts past it (a small lag: listed, not searched)."""
+    server = FakeServer(dict.fromkeys(range(1, 8), b"x"))
+    kafka = FakeKafka()
+    kafka.cursors[("m1", "INBOX")] = FolderCursor(100, 5)
+    await run_worker(server, kafka)
+    assert server.queries == ["listing"]
+    assert kafka.events == [("publish", [b"6", b"7"]), ("commit", 7)]

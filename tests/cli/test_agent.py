@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
+import uvloop
+
+from pectrack.cli.agent import loop_factory
 
 
 def run_agent(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -38,3 +42,18 @@ def test_bad_shard_is_a_usage_error(tmp_path: Path) -> None:
     done = run_agent("--config", str(tmp_path / "x.toml"), "--shard", "9/8")
     assert done.returncode == 2
     assert b"--shard" in done.stderr
+
+
+def test_event_loop_is_uvloop_by_default_and_asyncio_on_request() -> None:
+    """auto and uvloop run the agent on uvloop (installed with the project); asyncio on
+    asyncio's own loop."""
+    for choice in ("auto", "uvloop"):
+        factory = loop_factory(choice)
+        assert factory is not None
+        loop = factory()
+        try:
+            assert isinstance(loop, uvloop.Loop)
+            assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+        finally:
+            loop.close()
+    assert loop_factory("asyncio") is None
