@@ -322,8 +322,9 @@ async def test_every_dashboard_expr_returns_data_from_a_live_pipeline(tmp_path: 
         prom = Prometheus(prom_port)
         await prom.ready(20)
         # First scrapes land 5-6 s after start; traffic must come after them so that
-        # every rate() sees a counter move.
-        await prom.wait('sum(up{job=~"pectrack-.*"})', 2, 25, "both targets scraped")
+        # every rate() sees a counter move. A loaded machine (a worker answering /metrics
+        # past the 1 s scrape timeout) took longer than 25 s once: 60.
+        await prom.wait('sum(up{job=~"pectrack-.*"})', 2, 60, "both targets scraped")
         await prom.wait("sum(pec_imap_connected_mailboxes)", 1, 20, "agent logged in")
 
         await produce(
