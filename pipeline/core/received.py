@@ -96,7 +96,8 @@ class InvoiceReceived:
 SdiRecord = SdiNotice | InvoiceReceived
 
 
-def _id(*parts: str) -> str:
+def derived_id(*parts: str) -> str:
+    """A record id derived from what was received: the same parts, the same id."""
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
@@ -162,7 +163,7 @@ def _envelope(
     return InboundEnvelope(
         # The verdict is part of the id: a tampered copy keeps the genuine signature blob
         # (hence its receipt_id) and must not be deduplicated away as the genuine one.
-        event_id=_id("inbound", mailbox, examined.receipt_id, verdict.value),
+        event_id=derived_id("inbound", mailbox, examined.receipt_id, verdict.value),
         mailbox=mailbox,
         kind=message.kind,
         sender=message.sender,
@@ -201,7 +202,7 @@ def _sdi_records(envelope: InboundEnvelope, files: _SdiFiles) -> tuple[SdiRecord
         )
         records.append(
             InvoiceReceived(
-                event_id=_id("invoice-received", envelope.event_id, base),
+                event_id=derived_id("invoice-received", envelope.event_id, base),
                 mailbox=envelope.mailbox,
                 key=f"{envelope.mailbox} {nome_file}",
                 nome_file=nome_file,
@@ -219,7 +220,7 @@ def _notice(envelope: InboundEnvelope, notification: Notification, from_sdi: boo
     nome_file = notification.nome_file or notification.file_name
     sdi_id = notification.message_id
     return SdiNotice(
-        event_id=_id("sdi", envelope.event_id, notification.file_name),
+        event_id=derived_id("sdi", envelope.event_id, notification.file_name),
         mailbox=envelope.mailbox,
         key=f"{envelope.mailbox} {nome_file}",
         notification=notification,

@@ -21,13 +21,13 @@ own, not evidence: that the PEC message reached the SdI is what its PEC receipts
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.core.inbound import describe_message
 from pipeline.core.observation import Submission
 from pipeline.core.parse import DEFAULT_LIMITS, Limits
+from pipeline.core.received import derived_id
 from pipeline.core.sdi import is_sdi_address, sdi_file_name
 
 INVIO_PREFIX = "invio:"  # notification id of a sending: "invio:<Message-ID>"
@@ -76,12 +76,8 @@ def invoices_sent(
             sdi_address=sdi,
             sender=submission.sender,
             at=submission.at,
-            event_id=_id("invoice-sent", mailbox, nome_file, msgid),
+            event_id=derived_id("invoice-sent", mailbox, nome_file, msgid),
             notification_id=INVIO_PREFIX + msgid,
         )
         for nome_file in names
     )
-
-
-def _id(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:32]

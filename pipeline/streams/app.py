@@ -121,33 +121,13 @@ def build(
     topics[settings.message_state_topic] = _raw_topic(
         app, settings.message_state_topic, settings.partitions, compacting=True
     )
-    table = TrackedTable(
-        app,
-        name=settings.table_name,
-        default=None,
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        beacon=app.tables.beacon,
-        store=settings.store,
-        options=_store_options(settings),
-    )
-    app.tables.add(table)
+    table = _table(app, settings, settings.table_name, _store_options(settings))
     changelog = table.changelog_topic.get_topic_name()
     topics[changelog] = table.changelog_topic
     topics[settings.sdi_topic] = _raw_topic(app, settings.sdi_topic, settings.partitions)
-    invoice_table = TrackedTable(
-        app,
-        name=settings.invoice_table_name,
-        default=None,
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        beacon=app.tables.beacon,
-        store=settings.store,
-        options=_invoice_store_options(settings),
+    invoice_table = _table(
+        app, settings, settings.invoice_table_name, _invoice_store_options(settings)
     )
-    app.tables.add(invoice_table)
     invoice_changelog = invoice_table.changelog_topic.get_topic_name()
     topics[invoice_changelog] = invoice_table.changelog_topic
     registry = registry or CollectorRegistry()
@@ -193,6 +173,25 @@ def build(
     invoice_table.store.describe = pipeline.invoices.describe
     _register(pipeline, out)
     return pipeline
+
+
+def _table(
+    app: PipelineApp, settings: StreamSettings, name: str, options: dict[str, Any]
+) -> TrackedTable:
+    """A bytes-to-bytes table on the worker's store, added to the app."""
+    table = TrackedTable(
+        app,
+        name=name,
+        default=None,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        beacon=app.tables.beacon,
+        store=settings.store,
+        options=options,
+    )
+    app.tables.add(table)
+    return table
 
 
 def _store_options(settings: StreamSettings) -> dict[str, Any]:
