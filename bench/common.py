@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# The command line a benchmark starts a pectrack process with: this interpreter, this
+# checkout's package (the composition root `python -m pectrack`).
+PECTRACK: tuple[str, ...] = (sys.executable, "-m", "pectrack")
 
 
 @dataclass(frozen=True, slots=True)

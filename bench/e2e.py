@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import Row, percentile, table
+from bench.common import PECTRACK, Row, percentile, table
 from pipeline.core.examine import examine, receipt_id
 from pipeline.core.model import Recipient, RecipientType
 from pipeline.core.parse import read_layout
@@ -150,9 +150,7 @@ class Workers:
         self.logs = [work / f"worker{n}.log" for n in range(count)]
         for n in range(count):
             argv = [
-                sys.executable,
-                "-m",
-                "pectrack.cli",
+                *PECTRACK,
                 "worker",
                 "--broker",
                 settings.broker,

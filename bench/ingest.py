@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.records import message_id
+from bench.common import PECTRACK
 from pipeline.dev.embedded import EmbeddedBroker, free_port
 from pipeline.dev.procstat import TICK, cpu_seconds, processes, stat_fields
 from tests.support.agent import write_config
@@ -71,7 +72,7 @@ class Agent:
 
     def __init__(self, config: Path, log: Path) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "pectrack", "agent", "--config", str(config)]
+        argv = [*PECTRACK, "agent", "--config", str(config)]
         argv += ["--metrics-port", str(self.port), "--log-level", "warning"]
         self.log = log.open("ab")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log)

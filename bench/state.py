@@ -65,7 +65,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from bench.common import Row, rss_kib, table
+from bench.common import PECTRACK, Row, rss_kib, table
 from bench.e2e import Workers
 from pipeline.dev.embedded import EmbeddedBroker, free_port
 from pipeline.dev.procstat import cpu_seconds
@@ -278,7 +278,7 @@ class Submitter:
 def store_flag_available() -> bool:
     """Does this build's ``pectrack worker`` take ``--store``?"""
     help_text = subprocess.run(
-        [sys.executable, "-m", "pectrack", "worker", "--help"],
+        [*PECTRACK, "worker", "--help"],
         capture_output=True,
         text=True,
         check=False,
