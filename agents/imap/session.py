@@ -192,6 +192,11 @@ class ImapSession:
             if command is not None:
                 command._exception = ConnectionResetError("connection lost")
                 command.close(b"", "BYE")
+        # aioimaplib's own tasks (IDLE's, above all) now fail with that error, and may
+        # never be awaited by the code that was waiting on this session: it is reported as
+        # the lost connection, not as "Task exception was never retrieved".
+        for task in list(self._client.tasks):
+            task.add_done_callback(_retrieved)
 
     @property
     def supports_idle(self) -> bool:
@@ -401,6 +406,13 @@ class ImapSession:
             transport.close()
         else:
             client._client_task.cancel()
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a task's exception as seen: its failure is reported another way (the lost
+    connection), not as asyncio's "Task exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _quote(folder: str) -> str:
