@@ -54,7 +54,8 @@ from pipeline.core import NOTHING
 from pipeline.core.sdi_lifecycle import apply, new_invoice
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
-from pipeline.streams.state import Entry, TableStore, Write
+from pipeline.streams.state import Entry, TableStore
+from pipeline.streams.tablebatch import BatchWork, TableWriter
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,6 @@ log = logging.getLogger(__name__)
 NotificationItem = tuple[bytes | None, bytes | None, Mapping[str, bytes], int | None]
 
 NO_ENTRY = Entry(None, NOTHING)  # an invoice is never due and counts in no tally
-
-
-@dataclass
-class _Work:
-    """One batch in progress: what each invoice held before it and holds now."""
-
-    outputs: list[Record] = field(default_factory=list)  # events and dead letters, in order
-    original: dict[bytes, InvoiceEntry | None] = field(default_factory=dict)
-    working: dict[bytes, InvoiceEntry | None] = field(default_factory=dict)
-    partition_of: dict[bytes, int | None] = field(default_factory=dict)
-
-    def changed(self) -> list[bytes]:
-        return [key for key, now in self.working.items() if now != self.original[key]]
 
 
 @dataclass
@@ -89,10 +77,18 @@ class InvoiceTracker:
     changelog: str
     mode: Mode = field(init=False)
     dataschema: str = field(init=False)
+    table: TableWriter[InvoiceEntry] = field(init=False)
 
     def __post_init__(self) -> None:
         self.mode = Mode(self.settings.cloudevents_mode)
         self.dataschema = SDI_INVOICE_STATE.uri(self.settings.schema_base)
+        self.table = TableWriter(
+            self.store,
+            self.changelog,
+            lambda entry: dumps(invoice_entry_to_dict(entry)),
+            lambda raw: invoice_entry_from_dict(decode(raw)),
+            lambda entry: NO_ENTRY,
+        )
 
     def describe(self, value: bytes) -> Entry:
         """The store's bookkeeping for a table value: none (also for changelog recovery)."""
@@ -108,31 +104,16 @@ class InvoiceTracker:
         changelog record per changed invoice (a second wait), then the local store. A
         record that does not decode, or whose Kafka key is not its invoice key, is a dead
         letter (``bad-sdi-record``)."""
-        work = _Work()
+        work: BatchWork[InvoiceEntry] = BatchWork()
         for record_key, value, headers, partition in batch:
             self._apply(work, record_key, value, headers, partition)
         await self.sink.send_all(work.outputs)
-        changed = work.changed()
-        encoded = {
-            key: dumps(invoice_entry_to_dict(entry)) if (entry := work.working[key]) else None
-            for key in changed
-        }
-        offsets = await self.sink.send_all(
-            [Record(self.changelog, k, encoded[k], partition=work.partition_of[k]) for k in changed]
-        )
-        writes: dict[int, list[Write]] = {}
-        last: dict[int, int] = {}
-        for key, offset in zip(changed, offsets, strict=True):
-            partition = work.partition_of[key] or 0
-            writes.setdefault(partition, []).append(Write(key, encoded[key], NOTHING, NO_ENTRY))
-            last[partition] = offset
-        for partition, partition_writes in writes.items():
-            self.store.partition(partition).write(partition_writes, last[partition])  # last
+        await self.table.commit(work, self.sink)
         self.metrics.invoiced.inc(len(batch))
 
     def _apply(
         self,
-        work: _Work,
+        work: BatchWork[InvoiceEntry],
         record_key: bytes | None,
         value: bytes | None,
         headers: Mapping[str, bytes],
@@ -153,14 +134,13 @@ class InvoiceTracker:
             return
         assert record.event is not None
         assert record.notification_id is not None
-        if key not in work.working:
+        if not work.holds(key):
             try:
-                work.original[key] = work.working[key] = self._stored(key, partition)
+                work.load(key, self.table.stored(key, partition), partition)
             except DecodeError as exc:  # a corrupted changelog: keep the partition moving
                 log.error("invoice table entry %r does not decode: %s", key, exc)
                 work.outputs.append(self._dead_letter(key, value, headers, "bad-table-value", exc))
                 return
-            work.partition_of[key] = partition
         entry = work.working[key]
         track = entry.track if entry is not None else new_invoice(record.nome_file)
         after, transition = apply(
@@ -186,10 +166,6 @@ class InvoiceTracker:
             )
         if after != track or entry is None:
             work.working[key] = InvoiceEntry(record.key, record.mailbox, after)
-
-    def _stored(self, key: bytes, partition: int | None) -> InvoiceEntry | None:
-        stored = self.store.partition(partition or 0).get(key)
-        return invoice_entry_from_dict(decode(stored)) if stored is not None else None
 
     def _dead_letter(
         self,
