@@ -37,6 +37,8 @@ from typing import Any
 from pipeline.contracts.cloudevents import TYPE_PREFIX, Mode, encode_cloudevent, read_cloudevent
 from pipeline.contracts.codec import (
     DecodeError,
+    decode,
+    dumps,
     iso,
     read_enum,
     read_opt_enum,
@@ -159,6 +161,8 @@ def invoice_track_to_dict(track: InvoiceTrack) -> dict[str, Any]:
         "changed_at": iso(track.changed_at),
         "sent_at": iso(track.sent_at),
         "sent_msgid": track.sent_msgid,
+        "seen_at": iso(track.seen_at),
+        "retired": track.retired,
     }
 
 
@@ -168,14 +172,22 @@ def invoice_track_from_dict(value: object) -> InvoiceTrack:
     notifications = value.get("notifications")
     if not (isinstance(notifications, list) and all(isinstance(n, str) for n in notifications)):
         raise DecodeError("notifications: expected an array of strings")
+    retired = value.get("retired", False)
+    if not isinstance(retired, bool):
+        raise DecodeError("retired: expected a boolean")
+    changed_at, sent_at = read_time(value, "changed_at"), read_time(value, "sent_at")
+    known = [t for t in (changed_at, sent_at) if t is not None]
     return InvoiceTrack(
         nome_file=read_str(value, "nome_file", non_empty=True),
         identificativo_sdi=read_opt_str(value, "identificativo_sdi"),
         state=read_enum(InvoiceState, value, "state"),
         notifications=frozenset(notifications),
-        changed_at=read_time(value, "changed_at"),
-        sent_at=read_time(value, "sent_at"),
+        changed_at=changed_at,
+        sent_at=sent_at,
         sent_msgid=read_opt_str(value, "sent_msgid"),
+        # entries written before seen_at was kept: the newest time they hold
+        seen_at=read_time(value, "seen_at") if "seen_at" in value else max(known, default=None),
+        retired=retired,
     )
 
 
@@ -198,6 +210,34 @@ def invoice_entry_from_dict(value: object) -> InvoiceEntry:
         mailbox=read_str(value, "mailbox", non_empty=True),
         track=track,
     )
+
+
+# --- the deadline timer's check of one invoice: sdi.checks ----------------------------------
+
+# The header that marks a check: the invoices processor reads sdi.checks together with
+# sdi.notifications (the two are co-partitioned by the invoice key).
+INVOICE_CHECK_HEADER = "pectrack-invoice-check"
+
+
+def encode_invoice_check(key: str, now: datetime) -> tuple[bytes, Headers]:
+    """A retention check of the invoice ``key`` at ``now`` (the timer's clock)::
+
+    {"type": "invoice-check", "key": "amministrazione IT01234567890_0A1B2.xml",
+     "now": "2024-04-02T09:00:00+00:00"}
+    """
+    value = dumps({"type": "invoice-check", "key": key, "now": iso(now)})
+    return value, [(INVOICE_CHECK_HEADER, b"1")]
+
+
+def decode_invoice_check(value: bytes | None) -> tuple[str, datetime]:
+    """``(key, now)`` of a check; :class:`DecodeError` for anything else."""
+    data = decode(value)
+    if not isinstance(data, dict) or data.get("type") != "invoice-check":
+        raise DecodeError("check: expected an object of type invoice-check")
+    now = read_time(data, "now")
+    if now is None:
+        raise DecodeError("check without now")
+    return read_str(data, "key", non_empty=True), now
 
 
 # --- out: sdi.invoice-states --------------------------------------------------------------

@@ -170,9 +170,10 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> in
 #                                                 the worker is assigned (changelog: to restore)
 #   pec_dlq_total{reason}                         records sent to the dead-letter topic
 #   pec_ignored_total{reason}                     mail that is not about sent messages
-#   pec_table_evictions_total{reason}             finished messages retired, orphans dropped
-#   pec_late_observations_total{kind}             mail of retired messages, and checks of
-#                                                 messages no longer held: ignored
+#   pec_table_evictions_total{reason}             finished messages retired, orphans dropped,
+#                                                 invoices retired
+#   pec_late_observations_total{kind}             mail of retired messages and invoices, and
+#                                                 checks of entries no longer held: ignored
 #   pec_table_entries_due                         index entries the last deadline scan read
 #   pec_table_entries_waiting                     of those, due by the newest time seen but
 #                                                 not yet by their mailbox's receipts (event
@@ -275,14 +276,15 @@ class StreamMetrics:
             "pec_table_evictions",
             "Messages that left the correlate table: finished (retired to a marker, retention "
             "after the last receipt) or orphan (its sent message never appeared within "
-            "orphan_ttl).",
+            "orphan_ttl); invoices retired from the invoices table (invoice).",
             ["reason"],
             registry=registry,
         )
         self.late = Counter(
             "pec_late_observations",
             "Observations ignored because their message has left the table: mail read again "
-            "for a retired message, or a deadline check for a message no longer held.",
+            "for a retired message, or a deadline check for a message no longer held; for "
+            "the invoices table: sdi-notification, invoice-sent, invoice-check.",
             ["kind"],
             registry=registry,
         )

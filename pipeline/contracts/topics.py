@@ -20,6 +20,7 @@ __all__ = [
     "RAW",
     "RAW_DEAD_LETTER",
     "RECEIPTS",
+    "SDI_CHECKS",
     "SDI_INVOICE_STATES",
     "SDI_NOTIFICATIONS",
     "STATE_CHANGES",
@@ -45,6 +46,7 @@ DLQ: Final = "pec.dlq"  # unroutable input, reason in headers
 INBOUND: Final = "pec.inbound"  # output: one CloudEvent per envelope received in INBOX
 SDI_NOTIFICATIONS: Final = "sdi.notifications"  # output: SdI notifications, invoices received
 SDI_INVOICE_STATES: Final = "sdi.invoice-states"  # output: one CloudEvent per invoice transition
+SDI_CHECKS: Final = "sdi.checks"  # internal: retention checks of invoices, keyed by invoice
 
 COMPACTED: Final = frozenset({AGENT_CURSORS, MESSAGE_STATE})
 

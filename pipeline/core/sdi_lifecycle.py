@@ -185,6 +185,8 @@ class InvoiceTrack:
     changed_at: datetime | None
     sent_at: datetime | None = None  # INVIO: when the PEC message left (the earliest)
     sent_msgid: str | None = None  # and its Message-ID
+    seen_at: datetime | None = None  # the newest data time of anything applied to it
+    retired: bool = False  # a marker: past its retention (pipeline.core.sdi_retention)
 
     @property
     def is_final(self) -> bool:
@@ -243,7 +245,9 @@ def apply(
         changed_at=at if after is not track.state else track.changed_at,
         sent_at=sent_at,
         sent_msgid=msgid,
-    )
+        seen_at=at if at is not None and (track.seen_at is None or at > track.seen_at)
+        else track.seen_at,
+    )  # fmt: skip
     transition = SdiTransition(
         track.nome_file, track.state, after, event, outcome, notification_id, at
     )

@@ -137,6 +137,7 @@ def build(
     trust_store = trust or (
         load_trust_store(settings.trust) if settings.trust else default_trust_store()
     )
+    invoices = InvoiceTracker(settings, out, metrics, invoice_table.store, invoice_changelog, clock)
     pipeline = Pipeline(
         app=app,
         settings=settings,
@@ -165,9 +166,11 @@ def build(
             table.store,
             clock,
             lambda: app.active_partitions(settings.receipts_topic),
+            invoices,
+            lambda: app.active_partitions(settings.sdi_topic),
         ),
         invoice_table=invoice_table,
-        invoices=InvoiceTracker(settings, out, metrics, invoice_table.store, invoice_changelog),
+        invoices=invoices,
     )
     table.store.describe = pipeline.correlator.describe  # changelog recovery's bookkeeping
     invoice_table.store.describe = pipeline.invoices.describe
@@ -216,10 +219,19 @@ def _invoice_store_options(settings: StreamSettings) -> dict[str, Any]:
     return {k: v // 8 if k in scaled else v for k, v in _store_options(settings).items()}
 
 
-def _raw_topic(app: faust.App, name: str, partitions: int, *, compacting: bool = False) -> Any:
-    """Bytes in, bytes out: the codec module owns every encoding."""
+def _raw_topic(
+    app: faust.App,
+    name: str,
+    partitions: int,
+    *,
+    compacting: bool = False,
+    also: tuple[str, ...] = (),
+) -> Any:
+    """Bytes in, bytes out: the codec module owns every encoding. ``also``: more topics
+    read by the same consumer (co-partitioned)."""
     return app.topic(
         name,
+        *also,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
@@ -371,7 +383,12 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 item["link"] = f"/evidence/{item['sha256']}"
             return self.json(state)
 
-    @app.agent(p.topics[settings.sdi_topic], name="pectrack.invoices")
+    # sdi.notifications and the timer's checks (sdi.checks, co-partitioned): one agent,
+    # so that only the table's owner writes it, in order.
+    @app.agent(
+        _raw_topic(app, settings.sdi_topic, settings.partitions, also=(settings.sdi_checks_topic,)),
+        name="pectrack.invoices",
+    )
     async def invoices(stream: Any) -> None:
         async def handle(events: Sequence[Any]) -> None:
             await p.invoices.handle_batch(
@@ -401,6 +418,9 @@ def _register(p: Pipeline, sink: Sink) -> None:
                 return self.json({"error": f"corrupt table entry: {exc}"}, status=500)
             if entry is None:
                 return self.json({"error": "unknown invoice", "key": key}, status=404)
+            if entry.track.retired:
+                gone = {"error": "past its retention", "key": key, "state": entry.track.state}
+                return self.json(gone, status=410)  # its events are on sdi.invoice-states
             return self.json(invoice_entry_to_dict(entry))
 
     _ = (verify, correlate, register, deadlines, consumer_lag, forget_moved_partitions, MessageView)

@@ -55,7 +55,8 @@ from pipeline.core import (
 from pipeline.streams.clock import EventClock, micros
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
-from pipeline.streams.state import Entry, TableStore, Write
+from pipeline.streams.state import Entry, TableStore
+from pipeline.streams.tablebatch import BatchWork, TableWriter
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +69,10 @@ PHASES = {DeliveryState.ACCEPTED: "acceptance", DeliveryState.DELIVERED: "delive
 
 
 @dataclass
-class _Work:
-    """One batch in progress: what each key held before it and holds now."""
+class _Work(BatchWork[Tracked]):
+    """One batch in progress, and the latest message state of each key it changed."""
 
-    outputs: list[Record] = field(default_factory=list)  # events and dead letters, in order
-    states: dict[bytes, Record] = field(default_factory=dict)  # latest message state per key
-    original: dict[bytes, Tracked | None] = field(default_factory=dict)
-    working: dict[bytes, Tracked | None] = field(default_factory=dict)
-    partition_of: dict[bytes, int | None] = field(default_factory=dict)
-
-    def changed(self) -> list[bytes]:
-        return [key for key, now in self.working.items() if now != self.original[key]]
+    states: dict[bytes, Record] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,11 +90,19 @@ class Correlator:
     deadlines: Deadlines = field(init=False)
     retention: Retention = field(init=False)
     publication: Publication = field(init=False)
+    table: TableWriter[Tracked] = field(init=False)
 
     def __post_init__(self) -> None:
         self.deadlines = self.settings.deadlines
         self.retention = self.settings.retention
         self.publication = self.settings.publication
+        self.table = TableWriter(
+            self.store,
+            self.changelog,
+            lambda tracked: dumps(tracked_to_dict(tracked)),
+            lambda raw: tracked_from_dict(decode(raw)),
+            self.entry,
+        )
 
     def describe(self, value: bytes) -> Entry:
         """The store's bookkeeping for a table value (also for changelog recovery)."""
@@ -129,26 +131,7 @@ class Correlator:
         for record_key, value, partition in batch:
             self._apply(work, record_key, value, partition)
         await self.sink.send_all([*work.outputs, *work.states.values()])
-        changed = work.changed()
-        encoded = {
-            key: dumps(tracked_to_dict(t)) if (t := work.working[key]) is not None else None
-            for key in changed
-        }
-        offsets = await self.sink.send_all(
-            [Record(self.changelog, k, encoded[k], partition=work.partition_of[k]) for k in changed]
-        )
-        writes: dict[int, list[Write]] = {}
-        last: dict[int, int] = {}
-        for key, offset in zip(changed, offsets, strict=True):
-            partition = work.partition_of[key] or 0
-            after = work.working[key]
-            entry = self.entry(after) if after is not None else None
-            writes.setdefault(partition, []).append(
-                Write(key, encoded[key], tally(work.original[key]), entry)
-            )
-            last[partition] = offset
-        for partition, partition_writes in writes.items():
-            self.store.partition(partition).write(partition_writes, last[partition])  # last
+        await self.table.commit(work, self.sink)
         self.metrics.correlated.inc(len(batch))
 
     def _apply(
@@ -164,16 +147,15 @@ class Correlator:
             return
         if isinstance(observation, Evidence):  # verified: moves its mailbox's deadline clock
             self.clock.observe_receipt(observation.mailbox, observation.receipt.at)
-        if key not in work.working:
+        if not work.holds(key):
             try:
-                work.original[key] = work.working[key] = self._stored(key, partition)
+                work.load(key, self.table.stored(key, partition), partition)
             except DecodeError as exc:
                 # Only a corrupted changelog gets here: keep the partition moving and
                 # the receipt itself, to be replayed once the entry is repaired.
                 log.error("table entry %r does not decode: %s", key, exc)
                 work.outputs.append(self._dead_letter(key, value, "bad-table-value", exc))
                 return
-            work.partition_of[key] = partition
         tracked = work.working[key]
         result = step(tracked, observation, self.deadlines, self.retention)
         if result.fate is Fate.LATE:
@@ -205,10 +187,6 @@ class Correlator:
             work.states[key] = Record(self.settings.message_state_topic, key, None)
         else:
             work.states.pop(key, None)
-
-    def _stored(self, key: bytes, partition: int | None) -> Tracked | None:
-        stored = self.store.partition(partition or 0).get(key)
-        return tracked_from_dict(decode(stored)) if stored is not None else None
 
     def _dead_letter(
         self, key: bytes | None, value: bytes | None, reason: str, exc: DecodeError

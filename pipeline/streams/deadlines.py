@@ -6,6 +6,9 @@ correlate processor applies it like any other observation: it raises overdue fla
 retires a finished message past its retention and deletes orphans and old markers
 (:func:`pipeline.core.retention.step`).
 
+The invoices table is scanned the same way: a due invoice gets a check on its partition
+of ``sdi.checks``, applied by the invoices processor (:mod:`pipeline.streams.invoices`).
+
 The timer reads only the due-time index (:mod:`pipeline.streams.state`) of the
 partitions this worker is assigned now: its work grows with what is due, not with the
 number of tracked messages. An index entry whose key's due time has moved since (or
@@ -23,7 +26,7 @@ them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -40,6 +43,7 @@ from pipeline.contracts.metrics import StreamMetrics
 from pipeline.core import NOTHING, DeadlineCheck, Deadlines, Retention, Tracked, next_due
 from pipeline.core.retention import expires_at
 from pipeline.streams.clock import EventClock, micros
+from pipeline.streams.invoices import InvoiceTracker
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink
 from pipeline.streams.state import Due, PartitionState, TableStore
@@ -61,10 +65,14 @@ class DeadlineScanner:
     # The partitions of pec.receipts (and of the table) assigned now; None: every
     # partition the store holds (no consumer group, as in unit tests).
     assigned: Callable[[], Collection[int] | None] = field(default=lambda: None)
+    # The invoices table (its own index, its checks on sdi.checks) and its partitions.
+    invoices: InvoiceTracker | None = None
+    invoices_assigned: Callable[[], Collection[int] | None] = field(default=lambda: None)
     deadlines: Deadlines = field(init=False)
     retention: Retention = field(init=False)
     # per partition: where the next scan resumes (the last entry of a full read)
     resume: dict[int, Due] = field(init=False, default_factory=dict)
+    invoices_resume: dict[int, Due] = field(init=False, default_factory=dict)
     waiting: int = field(init=False, default=0)  # entries the last scan left waiting
 
     def __post_init__(self) -> None:
@@ -74,47 +82,71 @@ class DeadlineScanner:
     async def scan(self) -> int:
         """One pass over this worker's due entries; returns how many checks were sent."""
         now = self.clock.now()
-        assigned = self.assigned()
-        partitions = self.store.local_partitions() if assigned is None else assigned
         totals = NOTHING
-        checks: list[DeadlineCheck] = []
+        records: list[Record] = []
         read = waiting = 0
-        for partition in sorted(partitions):
-            state = self.store.partition(partition)
+        for state, due in self._due(self.store, self.assigned(), self.resume, now):
             totals = totals + state.tally()
-            if now is None:
-                continue
-            due = state.due(micros(now), MAX_DUE_PER_SCAN, self.resume.pop(partition, None))
-            if len(due) == MAX_DUE_PER_SCAN:
-                self.resume[partition] = due[-1]
             read += len(due)
             stale: list[Due] = []
             for entry in due:
+                assert now is not None  # nothing is due without a clock
                 check = self._check(state, entry, now)
                 if check is None:
                     stale.append(entry)
                 elif check is not WAIT:
-                    checks.append(check)
+                    records.append(self._record(check))
                 else:
                     waiting += 1
             state.forget(stale)
+        if self.invoices is not None:
+            invoices = self.invoices
+            partitions = self.invoices_assigned()
+            for state, due in self._due(invoices.store, partitions, self.invoices_resume, now):
+                read += len(due)
+                stale = []
+                for due_at, key in due:
+                    stored = state.get(key)
+                    assert now is not None
+                    record = invoices.check_for(stored, due_at, now) if stored else None
+                    if record is None:
+                        stale.append((due_at, key))
+                    else:
+                        records.append(record)
+                state.forget(stale)
         self.waiting = waiting
         self.metrics.waiting.set(waiting)
-        await self.sink.send_all(
-            [
-                Record(
-                    self.settings.receipts_topic,
-                    check.key.encode(),
-                    dumps(observation_to_dict(check)),
-                )
-                for check in checks
-            ]
-        )
+        await self.sink.send_all(records)
         self.metrics.due.set(read)
         self.metrics.inflight.set(totals.inflight)
         self.metrics.overdue.set(totals.overdue)
         self.metrics.orphans.set(totals.orphans)
-        return len(checks)
+        return len(records)
+
+    def _due(
+        self,
+        store: TableStore,
+        assigned: Collection[int] | None,
+        resume: dict[int, Due],
+        now: datetime | None,
+    ) -> Iterator[tuple[PartitionState, list[Due]]]:
+        """Each partition held (``assigned``, or all the store holds) with its index
+        entries due before ``now`` (none without a clock): at most ``MAX_DUE_PER_SCAN``,
+        resuming after the last entry of a full read."""
+        partitions = store.local_partitions() if assigned is None else assigned
+        for partition in sorted(partitions):
+            state = store.partition(partition)
+            if now is None:
+                yield state, []
+                continue
+            due = state.due(micros(now), MAX_DUE_PER_SCAN, resume.pop(partition, None))
+            if len(due) == MAX_DUE_PER_SCAN:
+                resume[partition] = due[-1]
+            yield state, due
+
+    def _record(self, check: DeadlineCheck) -> Record:
+        value = dumps(observation_to_dict(check))
+        return Record(self.settings.receipts_topic, check.key.encode(), value)
 
     def _check(
         self, state: PartitionState, entry: Due, now: datetime

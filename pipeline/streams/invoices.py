@@ -2,8 +2,12 @@
 
 Stateful: one table entry per invoice sent, keyed ``<mailbox> <NomeFile>`` like its
 source records (a second faust table with its own changelog, stored by
-:mod:`pipeline.streams.state` as the correlate table is, with no due time and nothing to
-tally). Each SdI notification about the invoice is applied with
+:mod:`pipeline.streams.state` as the correlate table is: due at its expiry, nothing to
+tally). An invoice leaves the table as a message does (:mod:`pipeline.core.sdi_retention`):
+the deadline timer sends a check to the invoice's partition of ``sdi.checks`` (read here
+with ``sdi.notifications``), which retires it to a marker past its retention and deletes
+the marker later; a notification that finds a marker is late (ignored, counted).
+Each SdI notification about the invoice is applied with
 :func:`pipeline.core.sdi_lifecycle.apply`::
 
     RC  sent -> delivered            advanced      -> it.pec.sdi-invoice-state
@@ -40,9 +44,12 @@ from pipeline.contracts.cloudevents import Mode
 from pipeline.contracts.codec import DecodeError, decode, dumps
 from pipeline.contracts.inbound import INVOICE_RECEIVED, INVOICE_SENT
 from pipeline.contracts.invoices import (
+    INVOICE_CHECK_HEADER,
     InvoiceEntry,
     NotificationRecord,
+    decode_invoice_check,
     decode_notification_record,
+    encode_invoice_check,
     encode_invoice_state,
     invoice_entry_from_dict,
     invoice_entry_to_dict,
@@ -50,31 +57,21 @@ from pipeline.contracts.invoices import (
 )
 from pipeline.contracts.metrics import StreamMetrics
 from pipeline.contracts.schemas import SDI_INVOICE_STATE
-from pipeline.core import NOTHING
+from pipeline.core import NOTHING, Fate
 from pipeline.core.sdi_lifecycle import apply, new_invoice
+from pipeline.core.sdi_retention import InvoiceRetention, check_invoice, invoice_expires_at
+from pipeline.streams.clock import EventClock, micros
 from pipeline.streams.settings import StreamSettings
 from pipeline.streams.sink import Record, Sink, dead_letter
-from pipeline.streams.state import Entry, TableStore, Write
+from pipeline.streams.state import Entry, TableStore
+from pipeline.streams.tablebatch import BatchWork, TableWriter
 
 log = logging.getLogger(__name__)
 
 # (Kafka key, value, headers, partition) of one sdi.notifications record
 NotificationItem = tuple[bytes | None, bytes | None, Mapping[str, bytes], int | None]
 
-NO_ENTRY = Entry(None, NOTHING)  # an invoice is never due and counts in no tally
-
-
-@dataclass
-class _Work:
-    """One batch in progress: what each invoice held before it and holds now."""
-
-    outputs: list[Record] = field(default_factory=list)  # events and dead letters, in order
-    original: dict[bytes, InvoiceEntry | None] = field(default_factory=dict)
-    working: dict[bytes, InvoiceEntry | None] = field(default_factory=dict)
-    partition_of: dict[bytes, int | None] = field(default_factory=dict)
-
-    def changed(self) -> list[bytes]:
-        return [key for key, now in self.working.items() if now != self.original[key]]
+NO_ENTRY = Entry(None, NOTHING)  # not due (no time known, or corrupt); no tally
 
 
 @dataclass
@@ -87,16 +84,51 @@ class InvoiceTracker:
     metrics: StreamMetrics
     store: TableStore
     changelog: str
+    clock: EventClock | None = None  # data times of notifications move it (event clock)
     mode: Mode = field(init=False)
     dataschema: str = field(init=False)
+    retention: InvoiceRetention = field(init=False)
+    table: TableWriter[InvoiceEntry] = field(init=False)
 
     def __post_init__(self) -> None:
         self.mode = Mode(self.settings.cloudevents_mode)
         self.dataschema = SDI_INVOICE_STATE.uri(self.settings.schema_base)
+        self.retention = self.settings.invoice_retention
+        self.table = TableWriter(
+            self.store,
+            self.changelog,
+            lambda entry: dumps(invoice_entry_to_dict(entry)),
+            lambda raw: invoice_entry_from_dict(decode(raw)),
+            self.entry,
+        )
 
     def describe(self, value: bytes) -> Entry:
-        """The store's bookkeeping for a table value: none (also for changelog recovery)."""
-        return NO_ENTRY
+        """The store's bookkeeping for a table value (also for changelog recovery)."""
+        try:
+            return self.entry(invoice_entry_from_dict(decode(value)))
+        except DecodeError as exc:  # its records are dead-lettered meanwhile
+            log.error("invoice table entry does not decode: %s", exc)
+            return NO_ENTRY
+
+    def entry(self, entry: InvoiceEntry) -> Entry:
+        """Due at its expiry (:mod:`pipeline.core.sdi_retention`); no tally."""
+        expiry = invoice_expires_at(entry.track, self.retention)
+        return Entry(micros(expiry) if expiry is not None else None, NOTHING)
+
+    def check_for(self, stored: bytes, due: int, now: datetime) -> Record | None:
+        """The deadline timer's check of an index entry due before ``now``, to the
+        invoice's own partition of the checks topic; ``None`` when the entry is stale
+        (the invoice's due time moved, or it does not decode)."""
+        try:
+            entry = invoice_entry_from_dict(decode(stored))
+        except DecodeError as exc:
+            log.error("invoice table entry does not decode: %s", exc)
+            return None
+        expiry = invoice_expires_at(entry.track, self.retention)
+        if expiry is None or micros(expiry) != due:
+            return None
+        value, headers = encode_invoice_check(entry.key, now)
+        return Record(self.settings.sdi_checks_topic, entry.key.encode(), value, headers)
 
     def lookup(self, key: str) -> InvoiceEntry | None:
         """The invoice, if a local partition holds it (:class:`DecodeError` if corrupt)."""
@@ -108,31 +140,19 @@ class InvoiceTracker:
         changelog record per changed invoice (a second wait), then the local store. A
         record that does not decode, or whose Kafka key is not its invoice key, is a dead
         letter (``bad-sdi-record``)."""
-        work = _Work()
+        work: BatchWork[InvoiceEntry] = BatchWork()
         for record_key, value, headers, partition in batch:
-            self._apply(work, record_key, value, headers, partition)
+            if INVOICE_CHECK_HEADER in headers:
+                self._check(work, record_key, value, headers, partition)
+            else:
+                self._apply(work, record_key, value, headers, partition)
         await self.sink.send_all(work.outputs)
-        changed = work.changed()
-        encoded = {
-            key: dumps(invoice_entry_to_dict(entry)) if (entry := work.working[key]) else None
-            for key in changed
-        }
-        offsets = await self.sink.send_all(
-            [Record(self.changelog, k, encoded[k], partition=work.partition_of[k]) for k in changed]
-        )
-        writes: dict[int, list[Write]] = {}
-        last: dict[int, int] = {}
-        for key, offset in zip(changed, offsets, strict=True):
-            partition = work.partition_of[key] or 0
-            writes.setdefault(partition, []).append(Write(key, encoded[key], NOTHING, NO_ENTRY))
-            last[partition] = offset
-        for partition, partition_writes in writes.items():
-            self.store.partition(partition).write(partition_writes, last[partition])  # last
+        await self.table.commit(work, self.sink)
         self.metrics.invoiced.inc(len(batch))
 
     def _apply(
         self,
-        work: _Work,
+        work: BatchWork[InvoiceEntry],
         record_key: bytes | None,
         value: bytes | None,
         headers: Mapping[str, bytes],
@@ -153,15 +173,14 @@ class InvoiceTracker:
             return
         assert record.event is not None
         assert record.notification_id is not None
-        if key not in work.working:
-            try:
-                work.original[key] = work.working[key] = self._stored(key, partition)
-            except DecodeError as exc:  # a corrupted changelog: keep the partition moving
-                log.error("invoice table entry %r does not decode: %s", key, exc)
-                work.outputs.append(self._dead_letter(key, value, headers, "bad-table-value", exc))
-                return
-            work.partition_of[key] = partition
+        if self.clock is not None:
+            self.clock.observe(record.at)
+        if not self._load(work, key, value, headers, partition):
+            return
         entry = work.working[key]
+        if entry is not None and entry.track.retired:  # past its retention: never restarts
+            self.metrics.labelled(self.metrics.late, record.type).inc()
+            return
         track = entry.track if entry is not None else new_invoice(record.nome_file)
         after, transition = apply(
             track,
@@ -187,9 +206,55 @@ class InvoiceTracker:
         if after != track or entry is None:
             work.working[key] = InvoiceEntry(record.key, record.mailbox, after)
 
-    def _stored(self, key: bytes, partition: int | None) -> InvoiceEntry | None:
-        stored = self.store.partition(partition or 0).get(key)
-        return invoice_entry_from_dict(decode(stored)) if stored is not None else None
+    def _check(
+        self,
+        work: BatchWork[InvoiceEntry],
+        record_key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+        partition: int | None,
+    ) -> None:
+        """A retention check (:func:`pipeline.core.sdi_retention.check_invoice`)."""
+        try:
+            key_text, now = decode_invoice_check(value)
+            key = key_text.encode()
+            if record_key != key:
+                raise DecodeError("the record key is not the invoice key")
+        except DecodeError as exc:
+            work.outputs.append(self._dead_letter(record_key, value, headers, "bad-check", exc))
+            return
+        if not self._load(work, key, value, headers, partition):
+            return
+        entry = work.working[key]
+        track, fate = check_invoice(entry.track if entry else None, now, self.retention)
+        if fate is Fate.LATE:
+            self.metrics.labelled(self.metrics.late, "invoice-check").inc()
+        elif fate is Fate.RETIRED:
+            assert entry is not None
+            assert track is not None
+            self.metrics.labelled(self.metrics.evictions, "invoice").inc()
+            work.working[key] = InvoiceEntry(entry.key, entry.mailbox, track)
+        elif fate is Fate.EXPIRED:
+            work.working[key] = None
+
+    def _load(
+        self,
+        work: BatchWork[InvoiceEntry],
+        key: bytes,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+        partition: int | None,
+    ) -> bool:
+        """Load ``key`` into the batch once; False (and a dead letter) if it is corrupt."""
+        if work.holds(key):
+            return True
+        try:
+            work.load(key, self.table.stored(key, partition), partition)
+        except DecodeError as exc:  # a corrupted changelog: keep the partition moving
+            log.error("invoice table entry %r does not decode: %s", key, exc)
+            work.outputs.append(self._dead_letter(key, value, headers, "bad-table-value", exc))
+            return False
+        return True
 
     def _dead_letter(
         self,

@@ -24,6 +24,7 @@ from pipeline.contracts import topics
 from pipeline.contracts.cloudevents import Mode
 from pipeline.contracts.schemas import DEFAULT_SCHEMA_BASE, Publication, check_schema_base
 from pipeline.core import Deadlines, Retention
+from pipeline.core.sdi_retention import InvoiceRetention
 from pipeline.kafka import MECHANISMS
 from pipeline.kafka.tls import KafkaTls
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 _DEADLINES = Deadlines()
 _RETENTION = Retention()
+_INVOICE_RETENTION = InvoiceRetention()
 
 
 def setting(
@@ -104,6 +106,11 @@ class StreamSettings:
     )
     invoice_states_topic: str = setting(
         topics.SDI_INVOICE_STATES, "output: one event per SdI invoice state change or conflict"
+    )
+    sdi_checks_topic: str = setting(
+        topics.SDI_CHECKS,
+        "internal: the deadline timer's retention checks of invoices, read by the invoices "
+        "processor with sdi.notifications",
     )
     table_name: str = setting("pectrack-messages", "name of the correlate table (and changelog)")
     invoice_table_name: str = setting(
@@ -202,6 +209,12 @@ class StreamSettings:
         "receipts without their sent message are dropped after this",
         minimum=0,
     )
+    invoice_open_ttl_seconds: float = setting(
+        _INVOICE_RETENTION.open.total_seconds(),
+        "an invoice not in a final state (sent, delivered, not-delivered) leaves the invoices "
+        "table this long after its last notification (a final one: --retention-seconds)",
+        minimum=0,
+    )
     message_state_retention: str = setting(
         "keep",
         "'keep' the final pec.message-state record, or tombstone it when the message "
@@ -248,6 +261,13 @@ class StreamSettings:
     def retention(self) -> Retention:
         return Retention(
             timedelta(seconds=self.retention_seconds), timedelta(seconds=self.orphan_ttl_seconds)
+        )
+
+    @property
+    def invoice_retention(self) -> InvoiceRetention:
+        return InvoiceRetention(
+            timedelta(seconds=self.retention_seconds),
+            timedelta(seconds=self.invoice_open_ttl_seconds),
         )
 
     @property
@@ -305,6 +325,8 @@ class StreamSettings:
         self.sasl  # noqa: B018 - validates the combination (KafkaSaslError is a ValueError)
         if not 0 < self.orphan_ttl_seconds <= self.retention_seconds:
             raise ValueError("orphan_ttl_seconds must be positive and at most retention_seconds")
+        if self.invoice_open_ttl_seconds <= 0:
+            raise ValueError("invoice_open_ttl_seconds must be positive")
         check_schema_base(self.schema_base)
         self._validate_archive()
         return self

@@ -25,6 +25,7 @@ def topic_specs(settings: StreamSettings) -> list[NewTopic]:
         settings.inbound_topic,
         settings.sdi_topic,
         settings.invoice_states_topic,
+        settings.sdi_checks_topic,
     )
     configs = topics.durability_configs(settings.replication)
     specs = [

@@ -93,6 +93,7 @@ def test_every_topic_is_described(document: dict[str, Any]) -> None:
         settings.inbound_topic,
         settings.sdi_topic,
         settings.invoice_states_topic,
+        settings.sdi_checks_topic,
         agent.topic,
         agent.dead_letter_topic,
     }

@@ -35,6 +35,8 @@ tracks = st.builds(
     notifications=st.frozensets(st.text(max_size=20), max_size=6),
     changed_at=st.none()
     | st.datetimes(timezones=st.sampled_from([UTC, CET])).map(lambda t: t.replace(microsecond=0)),
+    seen_at=st.none() | st.datetimes(timezones=st.sampled_from([UTC, CET])),
+    retired=st.booleans(),
 )
 
 
@@ -45,6 +47,23 @@ def test_an_invoice_track_round_trips(track: InvoiceTrack) -> None:
     wire = orjson.loads(orjson.dumps(invoice_entry_to_dict(entry)))
     assert invoice_entry_from_dict(wire) == entry
     assert invoice_track_from_dict(invoice_track_to_dict(track)) == track
+
+
+def test_an_entry_written_before_seen_at_was_kept_is_seen_at_its_newest_time() -> None:
+    """An old table value (no seen_at, no retired) reads as held, seen at the newer of
+    its last change and its sending."""
+    old = {
+        "schema": "pectrack.invoice/1", "key": "amministrazione IT1_00001.xml",
+        "mailbox": "amministrazione", "nome_file": "IT1_00001.xml", "state": "delivered",
+        "notifications": ["RC:1"], "changed_at": "2024-03-01T11:00:00+01:00",
+        "sent_at": "2024-03-01T09:00:00+01:00",
+    }  # fmt: skip
+    track = invoice_entry_from_dict(old).track
+    assert track.seen_at == datetime(2024, 3, 1, 11, tzinfo=CET)
+    assert not track.retired
+    assert invoice_entry_from_dict({**old, "retired": True}).track.retired
+    with pytest.raises(DecodeError, match="retired"):
+        invoice_entry_from_dict({**old, "retired": "yes"})
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,7 @@ def test_topics_are_the_settings_defaults_with_compaction(compose: dict[str, Any
         settings.inbound_topic,
         settings.sdi_topic,
         settings.invoice_states_topic,
+        settings.sdi_checks_topic,
         kafka.topic,
         kafka.dead_letter_topic,
         kafka.cursor_topic,

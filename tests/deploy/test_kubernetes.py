@@ -389,6 +389,7 @@ def test_topics_are_the_settings_defaults(documents: list[dict[str, Any]], tmp_p
         settings.inbound_topic,
         settings.sdi_topic,
         settings.invoice_states_topic,
+        settings.sdi_checks_topic,
         kafka.dead_letter_topic,
         kafka.cursor_topic,
         changelog,

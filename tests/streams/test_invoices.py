@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ import pytest
 from faust.exceptions import SameNode
 from prometheus_client import CollectorRegistry
 
+from pipeline.contracts.invoices import encode_invoice_check
 from pipeline.contracts.metrics import StreamMetrics
 from pipeline.contracts.schemas import SDI_INVOICE_STATE, released_schema
 from pipeline.core.trust import TrustStore
@@ -531,3 +533,117 @@ async def test_mail_to_anyone_but_the_sdi_starts_no_invoice() -> None:
     raw = item.raw.replace(b"sdi01@pec.fatturapa.it", b"ufficio@pec.example.it")
     replaced = SdiItem(BOX, raw, "SENT", item.nome_file, None, None, item.provider, item.original)
     assert await verified_in([replaced]) == []
+
+
+# --- retention: the invoices table ends ------------------------------------------------------
+
+CHECKS = "sdi.checks"
+
+
+@pytest.fixture
+async def event_pipeline(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Pipeline, RecordingSink]]:
+    sink = RecordingSink()
+    config = settings(tmp_path, store=getattr(request, "param", "memory://"))
+    built = build(
+        replace(config, deadline_clock="event"),
+        registry=CollectorRegistry(),
+        trust=TrustStore.from_bytes(anchor_pem()),
+        sink=sink,
+    )
+    built.app.finalize()
+    built.app.flow_control.resume()
+    yield built, sink
+    consumer = built.app._consumer
+    if consumer is not None:
+        consumer._thread.thread_loop.close()
+
+
+async def checks_sent(p: Pipeline, sink: RecordingSink, at: datetime) -> list[SdiRecord]:
+    """Data time reaches ``at`` (a later record elsewhere); the checks one scan sends."""
+    p.scanner.clock.observe(at)
+    before = len(sink.sent.get(CHECKS, []))
+    await p.scanner.scan()
+    return sink.sent.get(CHECKS, [])[before:]
+
+
+@pytest.mark.parametrize("event_pipeline", ["memory://", "rocksdb://"], indirect=True)
+async def test_a_final_invoice_is_retired_then_deleted_and_late_mail_never_restarts_it(
+    event_pipeline: Any,
+) -> None:
+    """Accepted: the timer's check retires it a retention after its newest daticert time
+    (event clock), the lookup answers 410, an RC read again is late (no event, counted);
+    one retention later the marker goes."""
+    p, sink = event_pipeline
+    rc, ne = await verified(case_files(["RC", "NE-EC01"], progressive="0T1M3"))
+    await feed(p, [rc, ne], partition=3)
+    key = rc[0].decode()
+    entry = p.invoices.lookup(key)
+    assert entry is not None
+    assert entry.track.state.value == "accepted"
+    newest = entry.track.seen_at
+    assert newest == START + timedelta(hours=1)
+    retention = timedelta(seconds=p.settings.retention_seconds)
+
+    assert await checks_sent(p, sink, newest + retention - timedelta(seconds=1)) == []
+    [check] = await checks_sent(p, sink, newest + retention + timedelta(seconds=1))
+    assert check[0] == rc[0]
+    await feed(p, [check], partition=3)
+    marker = p.invoices.lookup(key)
+    assert marker is not None
+    assert marker.track.retired
+    assert marker.track.state.value == "accepted"
+    assert p.registry.get_sample_value("pec_table_evictions_total", {"reason": "invoice"}) == 1
+    status, body = await get_invoice(p, FakeRouter(owner_elsewhere=False), key=key)
+    assert (status, body["key"]) == (410, key)
+
+    published = len(events(sink))
+    await feed(p, [rc], partition=3)
+    assert len(events(sink)) == published  # no "delivered" for an invoice long accepted
+    late = {"kind": "sdi-notification"}
+    assert p.registry.get_sample_value("pec_late_observations_total", late) == 1
+    assert p.invoices.lookup(key) == marker
+
+    assert await checks_sent(p, sink, newest + 2 * retention - timedelta(seconds=1)) == []
+    [check] = await checks_sent(p, sink, newest + 2 * retention + timedelta(seconds=1))
+    await feed(p, [check], partition=3)
+    assert p.invoices.lookup(key) is None
+    assert sink.sent[CHANGELOG][-1] == (rc[0], None, [])  # a tombstone
+    assert sink.partitions[CHANGELOG][-1] == 3
+    await feed(p, [check], partition=3)  # a check replayed for an invoice gone: late
+    late_check = {"kind": "invoice-check"}
+    assert p.registry.get_sample_value("pec_late_observations_total", late_check) == 1
+
+
+async def test_an_open_invoice_is_retired_after_the_open_ttl(event_pipeline: Any) -> None:
+    """Delivered and never answered (B2B): kept past the retention of final invoices,
+    retired after --invoice-open-ttl-seconds."""
+    p, sink = event_pipeline
+    [rc] = await verified(case_files(["RC"], progressive="0T1M4"))
+    await feed(p, [rc], partition=1)
+    seen = START
+    retention = timedelta(seconds=p.settings.retention_seconds)
+    open_ttl = timedelta(seconds=p.settings.invoice_open_ttl_seconds)
+    assert open_ttl > retention
+    assert await checks_sent(p, sink, seen + retention + timedelta(days=1)) == []
+    [check] = await checks_sent(p, sink, seen + open_ttl + timedelta(seconds=1))
+    await feed(p, [check], partition=1)
+    entry = p.invoices.lookup(rc[0].decode())
+    assert entry is not None
+    assert entry.track.retired
+    assert entry.track.state.value == "delivered"
+
+
+async def test_a_check_whose_key_is_not_its_record_key_is_a_dead_letter() -> None:
+    """A check is input like any other: a mismatched key changes nothing."""
+    sink = RecordingSink()
+    t = tracker(sink)
+    [rc] = await verified(case_files(["RC"], progressive="0T1M5"))
+    await run(t, [rc])
+    value, headers = encode_invoice_check(rc[0].decode(), START + timedelta(days=1000))
+    await run(t, [(b"someone else", value, list(headers))])
+    assert sample(sink, "pec_dlq_total", reason="bad-check") == 1
+    entry = t.lookup(rc[0].decode())
+    assert entry is not None
+    assert not entry.track.retired
