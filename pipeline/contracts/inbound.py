@@ -33,6 +33,7 @@ from pipeline.core.received import InboundEnvelope, InvoiceReceived, SdiNotice, 
 from pipeline.core.sdi import Invoice, Notification
 from pipeline.core.sdi_lifecycle import SdiEvent
 from pipeline.core.sdi_sent import InvoiceSent
+from pipeline.core.xades import XadesCheck
 
 RECEIVED = "received"
 SDI_NOTIFICATION = "sdi-notification"
@@ -96,7 +97,19 @@ def _notification(notification: Notification) -> dict[str, Any]:
         "recipient_code": notification.recipient_code,
         "format": notification.format,
         "xades_present": notification.signed,
+        "xades": _xades(notification.xades),
         "defects": [d.code for d in notification.defects],
+    }
+
+
+def _xades(check: XadesCheck | None) -> dict[str, Any] | None:
+    if check is None:
+        return None
+    return {
+        "intact": check.intact,
+        "signer": check.signer,
+        "issuer": check.issuer,
+        "reason": check.reason,
     }
 
 

@@ -53,6 +53,7 @@ from asn1crypto import cms
 from pipeline.core.defects import DefectCode
 from pipeline.core.model import Defect
 from pipeline.core.sdi_xml import Path, XmlDocument, read_xml
+from pipeline.core.xades import XadesCheck, check_xades
 
 SDI_NAMESPACES = frozenset(
     {
@@ -151,7 +152,8 @@ class Notification:
     description: str | None  # Descrizione / Note
     recipient_code: str | None  # Destinatario/Codice, or CodiceDestinatario (MT)
     format: str | None  # MT: Formato (FPR12, FPA12)
-    signed: bool  # a ds:Signature is present (not verified)
+    signed: bool  # a ds:Signature is present
+    xades: XadesCheck | None  # its verification (pipeline.core.xades); None: not signed
     namespace: str
     defects: tuple[Defect, ...]
 
@@ -232,11 +234,17 @@ def read_notification(
             recipient_code=document.first(_P["codice"]) or document.first(_P["codice_mt"]),
             format=document.first(_P["formato"]),
             signed=document.signed,
+            xades=_xades(data, document) if document.signed else None,
             namespace=document.namespace,
             defects=tuple(found),
         ),
         tuple(found),
     )
+
+
+def _xades(data: bytes, document: XmlDocument) -> XadesCheck:
+    namespace, root = document.namespace, document.root
+    return check_xades(data, f"{{{namespace}}}{root}" if namespace else root)
 
 
 def _base(nome_file: str) -> str:

@@ -15,9 +15,9 @@ message that handed it to the SdI (ordinary MIME in the Sent folder, to
 ``sdi01@pec.fatturapa.it``, the invoice file attached under its NomeFile): the start of
 its lifecycle.
 
-Not simulated: the SdI's own XAdES signature inside the notifications (an empty
-``ds:Signature`` element is not written either: the reader reports ``signed`` only for a
-real one, and pectrack does not verify it).
+Each notification file (and FileMetadati) carries the SdI's enveloped XAdES-BES
+signature (:func:`sign_xades`, signxml, a "Sistema di Interscambio" certificate of the test
+PKI), as the real ones do; :mod:`pipeline.core.xades` verifies it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ from asn1crypto import algos, cms
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from lxml import etree
+from signxml.algorithms import DigestAlgorithm as XmlDigest
+from signxml.algorithms import SignatureMethod
+from signxml.xades.xades import XAdESSigner
 
 from pipeline.core.model import Kind, Recipient, RecipientType
 from pipeline.simulate.ca import Identity, Pki
@@ -42,6 +46,7 @@ from pipeline.simulate.truth import INBOX, SENT, TrafficItem, notice_truth, plai
 MESSAGGI_NS = "http://www.fatturapa.gov.it/sdi/messaggi/v1.0"
 FATTURA_NS = "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fatture/v1.2"
 SDI_PROVIDER = ("SdI PEC (simulated)", "pec.fatturapa.it")
+SDI_XADES = ("Sistema di Interscambio (simulated)", "fatturapa.it")  # signs the files
 _ROOT = {
     "RC": "RicevutaConsegna",
     "NS": "NotificaScarto",
@@ -322,15 +327,42 @@ def sdi_notice(  # noqa: PLR0917
     return Notice(Kind.POSTA_CERTIFICATA, original, provider.identificativo(at, seq), at)
 
 
-def notification_files(case: SdiCase, step: str, at: datetime) -> tuple[Attachment, ...]:
-    """``step`` is a notification type, or ``NE-EC01``/``NE-EC02`` for an outcome."""
+def sign_xades(data: bytes, signer: Identity) -> bytes:
+    """``data`` with the enveloped XAdES-BES signature the SdI puts on its notifications
+    (RSA-SHA256, inclusive C14N, the document and the signed properties referenced)."""
+    xml_signer = XAdESSigner(
+        signature_algorithm=SignatureMethod.RSA_SHA256,
+        digest_algorithm=XmlDigest.SHA256,
+        c14n_algorithm="http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+    )
+    root = etree.fromstring(data, parser=etree.XMLParser(resolve_entities=False))
+    signed = xml_signer.sign(root, key=signer.key, cert=[signer.certificate, *signer.chain])
+    return bytes(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))
+
+
+def sdi_signer(pki: Pki) -> Identity:
+    """The certificate the SdI signs its notification files with (simulated, test PKI)."""
+    return pki.signer(*SDI_XADES)
+
+
+def notification_files(
+    case: SdiCase, step: str, at: datetime, *, xades: Identity | None = None
+) -> tuple[Attachment, ...]:
+    """``step`` is a notification type, or ``NE-EC01``/``NE-EC02`` for an outcome;
+    ``xades``: the SdI's signer (see :func:`sign_xades`), None for an unsigned file."""
     kind, _, esito = step.partition("-")
     data = notification_xml(case, kind, at, esito or None)
+    if xades is not None:
+        data = sign_xades(data, xades)
     return (Attachment(case.file_name(kind), "application/xml", data),)
 
 
 def received_invoice_files(
-    case: SdiCase, invoice: bytes, *, signer: Identity | None = None
+    case: SdiCase,
+    invoice: bytes,
+    *,
+    signer: Identity | None = None,
+    xades: Identity | None = None,
 ) -> tuple[Attachment, ...]:
     """The invoice file (``.xml``, or ``.xml.p7m`` when ``signer`` signs it) and its
     FileMetadati, as the SdI delivers an invoice to its recipient."""
@@ -340,6 +372,8 @@ def received_invoice_files(
     else:
         file = Attachment(case.nome_file, "application/xml", invoice)
     metadata = notification_xml(case, "MT", case.received_at, nome_file=file.filename)
+    if xades is not None:
+        metadata = sign_xades(metadata, xades)
     meta_name = case.file_name("MT")
     meta = Attachment(meta_name, "application/xml", metadata)
     return (file, meta)
@@ -406,6 +440,7 @@ def generate_sdi_traffic(
     after its Sent copy with ``sent_copies``) and invoices received (plain or ``.p7m``),
     spread over ``mailboxes``."""
     provider = sdi_provider(pki)
+    xades = sdi_signer(pki)
     company = pki.signer("Fornitore S.r.l.", "fornitore.example.it")
     items: list[SdiItem] = []
     outcomes = sorted(OUTCOMES)
@@ -423,7 +458,7 @@ def generate_sdi_traffic(
             )
             invoice = invoice_xml(vat, "Fornitore S.r.l.", "09876543210", bodies)
             signer = company if index % 2 else None
-            files = received_invoice_files(case, invoice, signer=signer)
+            files = received_invoice_files(case, invoice, signer=signer, xades=xades)
             subject = _SUBJECT["MT"].format(ident=case.identificativo_sdi)
             notice = sdi_notice(provider, address, files, subject, at, 10 * index + 9)
             raw = provider.issue(notice)
@@ -443,7 +478,7 @@ def generate_sdi_traffic(
         for step_index, step in enumerate(OUTCOMES[outcome]):
             step_at = answers + timedelta(hours=step_index)
             kind = step.partition("-")[0]
-            files = notification_files(case, step, step_at)
+            files = notification_files(case, step, step_at, xades=xades)
             subject = _SUBJECT[kind].format(ident=case.identificativo_sdi)
             seq = 10 * index + step_index
             notice = sdi_notice(provider, address, files, subject, step_at, seq)

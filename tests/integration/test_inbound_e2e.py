@@ -109,6 +109,10 @@ async def test_inbound_and_sdi_end_to_end(
             sendings[data["nome_file"]] = data["msgid"]
             continue
         assert data["evidence"] is True
+        # the SdI's signature on the notification, or on a received invoice's metadata
+        xades = (data.get("notification") or data["metadata"])["xades"]
+        assert (xades["intact"], xades["reason"]) == (True, None), xades
+        assert "Sistema di Interscambio" in xades["signer"]
         if event["type"] == "it.pec.sdi-notification":
             by_file.setdefault(data["nome_file"], set()).add(data["invoice_state"])
         else:
