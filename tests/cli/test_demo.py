@@ -10,8 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -74,6 +76,20 @@ def test_a_timed_demo_delivers_reports_and_leaves_nothing_behind(tmp_path: Path)
     assert_nothing_left(tmp_path)
 
 
+def lookup_when_routable(url: str) -> Any:
+    """The lookup's answer; 503 is faust's router during a rebalance (the second worker
+    joining, the owner not known yet): asked again, as a user would, for up to 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def test_sigint_stops_every_process_cleanly(tmp_path: Path) -> None:
     """The printed lookup URL answers; then SIGINT exits 0 with every process gone."""
     proc = subprocess.Popen(
@@ -99,8 +115,7 @@ def test_sigint_stops_every_process_cleanly(tmp_path: Path) -> None:
                 continue
         lookup = next(m for m in map(LOOKUP.search, seen) if m is not None)
         url = lookup_url(int(lookup.group(1)), lookup.group(2))
-        with urllib.request.urlopen(url, timeout=10) as response:
-            state = orjson.loads(response.read())
+        state = lookup_when_routable(url)
         assert state["key"] == lookup.group(2)
         assert "delivered" in {r["state"] for r in state["recipients"]}
         proc.send_signal(signal.SIGINT)
